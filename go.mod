@@ -1,0 +1,3 @@
+module github.com/sikkerchat/sikkerchat
+
+go 1.26.8
