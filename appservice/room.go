@@ -1,0 +1,121 @@
+// Package appservice holds what sikkerchat does on the homeserver beyond
+// bridgev2: the room policy of a conversation room, its state event, and (later)
+// the homeserver admin APIs used to purge rooms.
+package appservice
+
+import (
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// StateConversation is the integrator-facing state event in every conversation room.
+var StateConversation = event.Type{Type: "no.sikkerchat.conversation", Class: event.StateEventType}
+
+// ConversationState is the content of StateConversation (times in ms since epoch).
+type ConversationState struct {
+	ConversationID  string    `json:"conversation_id"`
+	Status          string    `json:"status"`
+	CreatedBy       id.UserID `json:"created_by"`
+	CreatedAt       int64     `json:"created_at"`
+	InviteExpiresAt int64     `json:"invite_expires_at"`
+	Guest           id.UserID `json:"guest"`
+	ClosedAt        int64     `json:"closed_at"`
+	PurgeAfter      int64     `json:"purge_after"`
+	Hold            bool      `json:"hold"`
+}
+
+// Power levels of a conversation room. Officers can talk, rename and redact;
+// everything that changes who is in the room or how it is protected stays
+// with the bridge bot, so that nobody can invite an outsider, turn off
+// encryption or widen history visibility.
+const (
+	PowerBot     = 100
+	PowerOfficer = 50
+	PowerGuest   = 0
+)
+
+// RoomSpec is what a conversation room needs at creation.
+type RoomSpec struct {
+	Name       string
+	Topic      string
+	Bot        id.UserID
+	Officers   []id.UserID
+	Guest      id.UserID
+	State      ConversationState
+	Encryption event.EncryptionEventContent
+	// Federate is false unless the deployment spans homeservers.
+	Federate bool
+}
+
+// CreateRoomRequest builds the room creation request. Everything that protects
+// the conversation is in the initial state, so there is no moment in which the
+// room exists without encryption or with wider history visibility.
+func CreateRoomRequest(spec RoomSpec) *mautrix.ReqCreateRoom {
+	users := map[id.UserID]int{spec.Bot: PowerBot, spec.Guest: PowerGuest}
+	for _, officer := range spec.Officers {
+		users[officer] = PowerOfficer
+	}
+	stateOnlyBot := []event.Type{
+		event.StateEncryption, event.StatePowerLevels, event.StateHistoryVisibility, event.StateJoinRules,
+		event.StateGuestAccess, event.StateCanonicalAlias, event.StateServerACL, event.StateTombstone,
+		event.StateRoomAvatar, event.StateBridge, event.StateHalfShotBridge, StateConversation,
+		event.StateSpaceParent, event.StatePinnedEvents,
+	}
+	events := map[string]int{
+		event.StateRoomName.Type:     PowerOfficer,
+		event.StateTopic.Type:        PowerOfficer,
+		event.EventRedaction.Type:    PowerGuest,
+		event.EventMessage.Type:      PowerGuest,
+		event.EventEncrypted.Type:    PowerGuest,
+		event.EventReaction.Type:     PowerGuest,
+		event.EventSticker.Type:      PowerGuest,
+	}
+	for _, t := range stateOnlyBot {
+		events[t.Type] = PowerBot
+	}
+	zero, botOnly, officers := PowerGuest, PowerBot, PowerOfficer
+	powerLevels := &event.PowerLevelsEventContent{
+		Users:           users,
+		Events:          events,
+		UsersDefault:    zero,
+		EventsDefault:   zero,
+		StateDefaultPtr: &botOnly,
+		InvitePtr:       &botOnly,
+		KickPtr:         &botOnly,
+		BanPtr:          &botOnly,
+		RedactPtr:       &officers,
+	}
+	empty := ""
+	initial := []*event.Event{
+		{Type: event.StateEncryption, StateKey: &empty, Content: event.Content{Parsed: &spec.Encryption}},
+		{Type: event.StateHistoryVisibility, StateKey: &empty, Content: event.Content{Parsed: &event.HistoryVisibilityEventContent{
+			HistoryVisibility: event.HistoryVisibilityJoined,
+		}}},
+		{Type: event.StateJoinRules, StateKey: &empty, Content: event.Content{Parsed: &event.JoinRulesEventContent{
+			JoinRule: event.JoinRuleInvite,
+		}}},
+		{Type: event.StateGuestAccess, StateKey: &empty, Content: event.Content{Parsed: &event.GuestAccessEventContent{
+			GuestAccess: event.GuestAccessForbidden,
+		}}},
+		{Type: StateConversation, StateKey: &empty, Content: event.Content{Parsed: &spec.State}},
+	}
+	if spec.Topic != "" {
+		initial = append(initial, &event.Event{Type: event.StateTopic, StateKey: &empty,
+			Content: event.Content{Parsed: &event.TopicEventContent{Topic: spec.Topic}}})
+	}
+	creation := map[string]any{}
+	if !spec.Federate {
+		creation["m.federate"] = false
+	}
+	invite := append([]id.UserID{spec.Guest}, spec.Officers...)
+	return &mautrix.ReqCreateRoom{
+		Visibility:         "private",
+		Name:               spec.Name,
+		Preset:             "private_chat",
+		Invite:             invite,
+		CreationContent:    creation,
+		InitialState:       initial,
+		PowerLevelOverride: powerLevels,
+	}
+}

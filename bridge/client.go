@@ -1,0 +1,100 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/status"
+	"maunium.net/go/mautrix/event"
+)
+
+var _ bridgev2.NetworkAPI = (*OfficerClient)(nil)
+
+// OfficerClient is an officer's side of the bridge: what they write in a
+// conversation room is handed to the guest side here, already decrypted by bridgev2.
+type OfficerClient struct {
+	Connector *Connector
+	Login     *bridgev2.UserLogin
+}
+
+func (oc *OfficerClient) Connect(ctx context.Context) {
+	oc.Login.BridgeState.Send(status.BridgeState{StateEvent: status.StateConnected})
+}
+
+func (oc *OfficerClient) Disconnect() {}
+
+func (oc *OfficerClient) IsLoggedIn() bool { return true }
+
+func (oc *OfficerClient) LogoutRemote(ctx context.Context) {}
+
+// IsThisUser: officers are Matrix users, never guests.
+func (oc *OfficerClient) IsThisUser(ctx context.Context, userID networkid.UserID) bool {
+	return false
+}
+
+func (oc *OfficerClient) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
+	// The room is made by sikkerchat itself with its full policy, so there is
+	// nothing for bridgev2 to sync from the "remote" side.
+	return &bridgev2.ChatInfo{}, nil
+}
+
+func (oc *OfficerClient) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*bridgev2.UserInfo, error) {
+	return nil, nil
+}
+
+func (oc *OfficerClient) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) *event.RoomFeatures {
+	return roomFeatures
+}
+
+var roomFeatures = &event.RoomFeatures{
+	ID: "no.sikkerchat.capabilities.2026_11_23",
+	Formatting: event.FormattingFeatureMap{
+		event.FmtBold:   event.CapLevelPartialSupport,
+		event.FmtItalic: event.CapLevelPartialSupport,
+	},
+	MaxTextLength: maxOfficerText,
+}
+
+// maxOfficerText keeps a single message readable on a phone.
+const maxOfficerText = 20000
+
+var errNotConversation = bridgev2.WrapErrorInStatus(errors.New("this room is not an open sikkerchat conversation")).
+	WithIsCertain(true).WithErrorAsMessage().WithSendNotice(true)
+
+func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+	log := zerolog.Ctx(ctx)
+	conv, err := oc.Connector.Store.GetConversation(ctx, string(msg.Portal.ID))
+	if err != nil {
+		return nil, fmt.Errorf("failed to get conversation: %w", err)
+	} else if conv == nil || conv.Status == StatusClosed {
+		return nil, errNotConversation
+	}
+	entry := &TranscriptEntry{
+		Direction:     ToGuest,
+		MatrixEventID: msg.Event.ID,
+		CreatedAt:     time.UnixMilli(msg.Event.Timestamp),
+		Kind:          "text",
+		Text:          msg.Content.Body,
+	}
+	isNew, err := oc.Connector.Transcript.Append(ctx, conv.ID, entry)
+	if err != nil {
+		return nil, fmt.Errorf("failed to keep officer message for the guest: %w", err)
+	}
+	if isNew && oc.Connector.Guest != nil {
+		oc.Connector.Guest.TranscriptAppended(conv.ID, entry)
+	}
+	log.Debug().Str("conversation_id", conv.ID).Int64("seq", entry.Seq).Bool("new", isNew).Msg("Officer message kept for the guest")
+	return &bridgev2.MatrixMessageResponse{
+		DB: &database.Message{
+			ID:        networkid.MessageID(msg.Event.ID),
+			SenderID:  networkid.UserID(oc.Login.ID),
+			Timestamp: entry.CreatedAt,
+		},
+	}, nil
+}

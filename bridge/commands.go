@@ -1,0 +1,109 @@
+package bridge
+
+import (
+	"errors"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/random"
+	"maunium.net/go/mautrix/bridgev2/commands"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/format"
+)
+
+var helpSectionSikkerchat = commands.HelpSection{Name: "sikkerchat", Order: 5}
+
+func (sc *Connector) registerCommands(proc *commands.Processor) {
+	proc.AddHandlers(
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.cmdNew),
+			Name: "new",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Create a secure conversation", Args: "[label]"},
+		},
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.cmdStatus),
+			Name: "status",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Show conversation status"},
+		},
+		// Replaces bridgev2's English help: officers get the commands they use, in their language.
+		&commands.FullHandler{
+			Func:    sc.officerOnly(sc.cmdHelp),
+			Name:    "help",
+			Aliases: []string{"hjelp"},
+			Help:    commands.HelpMeta{Section: commands.HelpSectionGeneral, Description: "Show help"},
+		},
+	)
+}
+
+// officerOnly refuses, politely and in the officer language, anyone whom the
+// bridge permissions do not let use sikkerchat (the `user` level or above).
+func (sc *Connector) officerOnly(fn func(*commands.Event)) func(*commands.Event) {
+	return func(ce *commands.Event) {
+		if !ce.User.Permissions.Login {
+			ce.Log.Info().Stringer("user_id", ce.User.MXID).Str("command", ce.Command).Msg("Refused command from user who is not an officer")
+			ce.Reply(sc.Config.validatedLanguage.T(msgNotOfficer))
+			return
+		}
+		fn(ce)
+	}
+}
+
+func (sc *Connector) cmdHelp(ce *commands.Event) {
+	ce.Reply(sc.Config.validatedLanguage.T(msgHelp, sc.Bridge.Config.CommandPrefix))
+}
+
+func (sc *Connector) cmdNew(ce *commands.Event) {
+	lang := sc.Config.validatedLanguage
+	created, err := sc.CreateConversation(ce.Ctx, ce.User, ce.RawArgs)
+	switch {
+	case errors.Is(err, ErrLabelTooLong):
+		ce.Reply(lang.T(msgLabelTooLong, MaxLabelLength))
+		return
+	case errors.Is(err, ErrEncryptionDisabled):
+		ce.Reply(lang.T(msgEncryptionOff))
+		return
+	case err != nil:
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to create conversation")
+		ce.Reply(lang.T(msgCreateFailed, traceID))
+		return
+	}
+	if _, err = sc.sendInviteReply(ce.Ctx, ce.RoomID, ce.EventID, created); err != nil {
+		// The officer cannot hand out a link they never saw: revoke the conversation's
+		// invite by deleting it rather than leave a live link nobody knows.
+		ce.Log.Err(err).Str("conversation_id", created.Conversation.ID).Msg("Failed to send invite reply")
+		traceID := random.String(8)
+		ce.Reply(lang.T(msgCreateFailed, traceID))
+	}
+}
+
+func (sc *Connector) cmdStatus(ce *commands.Event) {
+	lang := sc.Config.validatedLanguage
+	conv, err := sc.Store.GetConversationByRoom(ce.Ctx, ce.RoomID)
+	if err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for status")
+		ce.Reply(lang.T(msgStatusFailed, traceID))
+		return
+	}
+	if conv == nil {
+		count, err := sc.Store.CountOpenConversations(ce.Ctx, ce.User.MXID)
+		if err != nil {
+			traceID := random.String(8)
+			ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to count conversations for status")
+			ce.Reply(lang.T(msgStatusFailed, traceID))
+			return
+		}
+		ce.Reply(lang.T(msgStatusOverview, count, sc.Bridge.Config.CommandPrefix))
+		return
+	}
+	guest := sc.StateOf(conv).Guest
+	ce.Reply(lang.T(msgStatusConversation, conv.ID, lang.statusName(conv.Status),
+		formatTime(conv.CreatedAt, lang), conv.CreatedBy, guest, formatTime(conv.InviteExpiresAt, lang)))
+	zerolog.Ctx(ce.Ctx).Debug().Str("conversation_id", conv.ID).Msg("Sent conversation status")
+}
+
+func renderNotice(markdown string) *event.MessageEventContent {
+	content := format.RenderMarkdown(markdown, true, false)
+	content.MsgType = event.MsgNotice
+	return &content
+}

@@ -1,0 +1,125 @@
+package bridge
+
+import (
+	_ "embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"text/template"
+	"time"
+
+	up "go.mau.fi/util/configupgrade"
+	"go.mau.fi/util/random"
+)
+
+//go:embed example-config.yaml
+var ExampleConfig string
+
+// Config is the `network` section of the bridge config.
+type Config struct {
+	UnitName                 string      `yaml:"unit_name"`
+	Language                 string      `yaml:"language"`
+	GuestDisplaynameTemplate string      `yaml:"guest_displayname_template"`
+	InviteTTL                string      `yaml:"invite_ttl"`
+	MaxCodeAttempts          int         `yaml:"max_code_attempts"`
+	Guest                    GuestConfig `yaml:"guest"`
+	MasterKey                string      `yaml:"master_key"`
+
+	inviteTTL         time.Duration
+	masterKey         []byte
+	displaynameTmpl   *template.Template
+	publicURL         *url.URL
+	validatedLanguage Language
+}
+
+type GuestConfig struct {
+	Listen          string `yaml:"listen"`
+	PublicURL       string `yaml:"public_url"`
+	InsecureCookies bool   `yaml:"insecure_cookies"`
+}
+
+func upgradeConfig(helper up.Helper) {
+	helper.Copy(up.Str, "unit_name")
+	helper.Copy(up.Str, "language")
+	helper.Copy(up.Str, "guest_displayname_template")
+	helper.Copy(up.Str, "invite_ttl")
+	helper.Copy(up.Int, "max_code_attempts")
+	helper.Copy(up.Str, "guest", "listen")
+	helper.Copy(up.Str, "guest", "public_url")
+	helper.Copy(up.Bool, "guest", "insecure_cookies")
+	if key, ok := helper.Get(up.Str, "master_key"); !ok || key == "generate" {
+		helper.Set(up.Str, base64.StdEncoding.EncodeToString(random.Bytes(32)), "master_key")
+	} else {
+		helper.Copy(up.Str, "master_key")
+	}
+}
+
+// validate parses the durations, key and templates once, so that a bad config
+// stops the bridge at start-up instead of failing the first officer command.
+func (c *Config) validate() error {
+	var err error
+	if c.inviteTTL, err = time.ParseDuration(c.InviteTTL); err != nil || c.inviteTTL <= 0 {
+		return fmt.Errorf("network.invite_ttl must be a positive duration like 24h, got %q", c.InviteTTL)
+	}
+	if c.MaxCodeAttempts < 1 {
+		return errors.New("network.max_code_attempts must be at least 1")
+	}
+	if c.validatedLanguage, err = parseLanguage(c.Language); err != nil {
+		return fmt.Errorf("network.language: %w", err)
+	}
+	if c.displaynameTmpl, err = template.New("displayname").Parse(c.GuestDisplaynameTemplate); err != nil {
+		return fmt.Errorf("network.guest_displayname_template: %w", err)
+	}
+	if c.masterKey, err = base64.StdEncoding.DecodeString(c.MasterKey); err != nil || len(c.masterKey) != 32 {
+		return errors.New("network.master_key must be 32 bytes in base64 (set it to \"generate\" to make one)")
+	}
+	if c.publicURL, err = url.Parse(c.Guest.PublicURL); err != nil || c.publicURL.Host == "" ||
+		(c.publicURL.Scheme != "https" && c.publicURL.Scheme != "http") {
+		return fmt.Errorf("network.guest.public_url must be an absolute http(s) URL, got %q", c.Guest.PublicURL)
+	}
+	c.publicURL.Fragment = ""
+	c.publicURL.RawQuery = ""
+	c.publicURL.Path = strings.TrimSuffix(c.publicURL.Path, "/")
+	host, _, err := net.SplitHostPort(c.Guest.Listen)
+	if err != nil {
+		return fmt.Errorf("network.guest.listen must be host:port, got %q", c.Guest.Listen)
+	}
+	if c.Guest.InsecureCookies && !isLoopback(host) {
+		return errors.New("network.guest.insecure_cookies is only allowed when network.guest.listen is a loopback address")
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// InviteURL is the link the officer pastes to the citizen. The token sits in
+// the fragment so that it never reaches server logs or link-preview crawlers.
+func (c *Config) InviteURL(token string) string {
+	return c.publicURL.String() + "/#" + token
+}
+
+func (c *Config) guestDisplayname(number int) string {
+	var sb strings.Builder
+	err := c.displaynameTmpl.Execute(&sb, struct{ Number string }{fmt.Sprintf("%04d", number)})
+	if err != nil || strings.TrimSpace(sb.String()) == "" {
+		return fmt.Sprintf("Gjest %04d", number)
+	}
+	return sb.String()
+}
+
+func (sc *Connector) GetConfig() (example string, data any, upgrader up.Upgrader) {
+	return ExampleConfig, &sc.Config, &up.StructUpgrader{
+		SimpleUpgrader: upgradeConfig,
+		Blocks:         [][]string{{"invite_ttl"}, {"guest"}, {"master_key"}},
+		Base:           ExampleConfig,
+	}
+}

@@ -1,0 +1,151 @@
+// Package bridge is sikkerchat's bridgev2 network connector. The "remote
+// network" is the guest web: a conversation is a portal, a guest is a ghost,
+// and every permitted officer has one login that represents them.
+package bridge
+
+import (
+	"context"
+	"fmt"
+
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/commands"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+)
+
+var (
+	_ bridgev2.NetworkConnector        = (*Connector)(nil)
+	_ bridgev2.ConfigValidatingNetwork = (*Connector)(nil)
+	_ bridgev2.StoppableNetwork        = (*Connector)(nil)
+)
+
+// Connector is the sikkerchat network connector.
+type Connector struct {
+	Bridge     *bridgev2.Bridge
+	Config     Config
+	Store      *Store
+	Transcript *Transcript
+
+	// Guest receives what officers write, as it is stored in the transcript.
+	// The guest web sets it; nil means nobody is listening yet.
+	Guest GuestSink
+
+	// Services started with the bridge and stopped with it (the guest web listener).
+	services []Service
+}
+
+// Service is something the connector runs beside bridgev2.
+type Service interface {
+	Start(ctx context.Context) error
+	Stop()
+}
+
+// GuestSink is told about new transcript entries for the guest side.
+type GuestSink interface {
+	TranscriptAppended(conversationID string, entry *TranscriptEntry)
+}
+
+// AddService registers a service to start and stop with the bridge. It must be
+// called before Start.
+func (sc *Connector) AddService(s Service) {
+	sc.services = append(sc.services, s)
+}
+
+func (sc *Connector) Init(br *bridgev2.Bridge) {
+	sc.Bridge = br
+	sc.Store = NewStore(br.DB.Database, dbutil.ZeroLogger(br.Log.With().Str("db_section", "sikkerchat").Logger()))
+	sc.Transcript = NewTranscript(sc.Store, sc.Config.masterKey)
+	sc.registerCommands(br.Commands.(*commands.Processor))
+}
+
+func (sc *Connector) ValidateConfig() error {
+	return sc.Config.validate()
+}
+
+func (sc *Connector) Start(ctx context.Context) error {
+	if err := sc.Store.Upgrade(ctx); err != nil {
+		return bridgev2.DBUpgradeError{Err: err, Section: "sikkerchat"}
+	}
+	if !sc.encryptionEnabled() {
+		sc.Bridge.Log.Error().Msg("End-to-bridge encryption is disabled in the config; new conversations will be refused")
+	}
+	for _, s := range sc.services {
+		if err := s.Start(ctx); err != nil {
+			return fmt.Errorf("failed to start service: %w", err)
+		}
+	}
+	return nil
+}
+
+func (sc *Connector) Stop() {
+	for _, s := range sc.services {
+		s.Stop()
+	}
+}
+
+func (sc *Connector) encryptionEnabled() bool {
+	mc, ok := sc.Bridge.Matrix.(*matrix.Connector)
+	return ok && mc.Config.Encryption.Allow && mc.Crypto != nil
+}
+
+func (sc *Connector) GetName() bridgev2.BridgeName {
+	return bridgev2.BridgeName{
+		DisplayName:          "sikkerchat",
+		NetworkURL:           "https://github.com/sikkerchat/sikkerchat",
+		NetworkID:            "sikkerchat",
+		BeeperBridgeType:     "github.com/sikkerchat/sikkerchat",
+		DefaultPort:          29345,
+		DefaultCommandPrefix: "!sc",
+	}
+}
+
+func (sc *Connector) GetDBMetaTypes() database.MetaTypes {
+	return database.MetaTypes{}
+}
+
+func (sc *Connector) GetCapabilities() *bridgev2.NetworkGeneralCapabilities {
+	return &bridgev2.NetworkGeneralCapabilities{}
+}
+
+func (sc *Connector) GetBridgeInfoVersion() (info, capabilities int) {
+	return 1, 1
+}
+
+// Officers never log in to anything: their login is created for them the
+// first time they use a command (see ensureOfficerLogin).
+func (sc *Connector) GetLoginFlows() []bridgev2.LoginFlow {
+	return nil
+}
+
+func (sc *Connector) CreateLogin(ctx context.Context, user *bridgev2.User, flowID string) (bridgev2.LoginProcess, error) {
+	return nil, fmt.Errorf("sikkerchat has no login flows")
+}
+
+func (sc *Connector) LoadUserLogin(ctx context.Context, login *bridgev2.UserLogin) error {
+	login.Client = &OfficerClient{Connector: sc, Login: login}
+	return nil
+}
+
+// officerLoginID is the login of an officer: their Matrix ID.
+func officerLoginID(user *bridgev2.User) networkid.UserLoginID {
+	return networkid.UserLoginID(user.MXID)
+}
+
+// ensureOfficerLogin gives a permitted officer the login that bridgev2 routes
+// their messages in conversation rooms through.
+func (sc *Connector) ensureOfficerLogin(ctx context.Context, user *bridgev2.User) (*bridgev2.UserLogin, error) {
+	if login := user.GetDefaultLogin(); login != nil {
+		return login, nil
+	}
+	login, err := user.NewLogin(ctx, &database.UserLogin{
+		ID:         officerLoginID(user),
+		RemoteName: user.MXID.String(),
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create officer login: %w", err)
+	}
+	login.Client.Connect(ctx)
+	return login, nil
+}

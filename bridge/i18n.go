@@ -1,0 +1,131 @@
+package bridge
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Language is a language officers can read the bridge's replies in.
+// Norwegian bokmål is the default; the citizen's languages live in the web package.
+type Language string
+
+const (
+	LangBokmal  Language = "nb"
+	LangEnglish Language = "en"
+)
+
+func parseLanguage(s string) (Language, error) {
+	switch Language(strings.ToLower(strings.TrimSpace(s))) {
+	case "", LangBokmal, "no", "nb-no":
+		return LangBokmal, nil
+	case LangEnglish, "en-gb", "en-us":
+		return LangEnglish, nil
+	}
+	return "", fmt.Errorf("unsupported language %q (use nb or en)", s)
+}
+
+type messageKey string
+
+const (
+	msgNotOfficer          messageKey = "not_officer"
+	msgEncryptionOff       messageKey = "encryption_off"
+	msgCreateFailed        messageKey = "create_failed"
+	msgCreated             messageKey = "created"
+	msgCreatedInRoom       messageKey = "created_in_room"
+	msgLabelTooLong        messageKey = "label_too_long"
+	msgHelp                messageKey = "help"
+	msgStatusConversation  messageKey = "status_conversation"
+	msgStatusOverview      messageKey = "status_overview"
+	msgStatusFailed        messageKey = "status_failed"
+	msgUnknownCommand      messageKey = "unknown_command"
+	msgStatusCreated       messageKey = "status_created"
+	msgStatusActive        messageKey = "status_active"
+	msgStatusClosed        messageKey = "status_closed"
+	msgStatusExpired       messageKey = "status_expired"
+	msgNotInConversation   messageKey = "not_in_conversation"
+	msgNoPermissionForRoom messageKey = "no_permission_for_room"
+	msgRoomTopic           messageKey = "room_topic"
+)
+
+var catalog = map[Language]map[messageKey]string{
+	LangBokmal: {
+		msgNotOfficer: "Beklager, du har ikke tilgang til sikkerchat. " +
+			"Ta kontakt med den som administrerer tjenesten hvis du mener du skal ha tilgang.",
+		msgEncryptionOff: "Kan ikke opprette samtalen: kryptering er slått av i konfigurasjonen til sikkerchat. " +
+			"Be administratoren slå på `encryption.allow` og `encryption.default`.",
+		msgCreateFailed: "Kunne ikke opprette samtalen. Prøv igjen om litt. Feilen er logget (sporings-ID %s).",
+		msgCreated: "**Ny sikker samtale opprettet** (%s)\n\n" +
+			"Send denne lenken til personen:\n\n%s\n\n" +
+			"Kodeord (send det i en egen melding): **%s**\n\n" +
+			"Lenken virker én gang og går ut %s. Du er invitert til samtalerommet.",
+		msgCreatedInRoom: "Samtalen er opprettet av %s. Venter på at gjesten åpner lenken (gyldig til %s).",
+		msgLabelTooLong:  "Merkelappen kan være høyst %d tegn.",
+		msgHelp: "**sikkerchat – kommandoer**\n\n" +
+			"* `%[1]s new [merkelapp]` – opprett en ny sikker samtale og få lenke og kodeord\n" +
+			"* `%[1]s status` – vis status for samtalen i dette rommet, eller en oversikt\n" +
+			"* `%[1]s help` – vis denne hjelpen",
+		msgStatusConversation: "**Samtale %s**\n\n* Status: %s\n* Opprettet: %s av %s\n* Gjest: %s\n* Lenken går ut: %s",
+		msgStatusOverview:     "sikkerchat kjører. Du har %d åpne samtaler. Skriv `%s help` for kommandoer.",
+		msgStatusFailed:       "Kunne ikke hente status. Feilen er logget (sporings-ID %s).",
+		msgUnknownCommand:     "Ukjent kommando. Skriv `%s help` for en liste.",
+		msgStatusCreated:      "venter på gjesten",
+		msgStatusActive:       "aktiv",
+		msgStatusClosed:       "avsluttet",
+		msgStatusExpired:      "utløpt",
+		msgNotInConversation:  "Denne kommandoen virker bare i et samtalerom.",
+		msgNoPermissionForRoom: "Du er ikke med i denne samtalen.",
+		msgRoomTopic:           "Sikker samtale med en innbygger (%s). Alt som skrives her, vises for gjesten.",
+	},
+	LangEnglish: {
+		msgNotOfficer: "Sorry, you don't have access to sikkerchat. " +
+			"Contact whoever runs the service if you think you should.",
+		msgEncryptionOff: "Can't create the conversation: encryption is turned off in the sikkerchat config. " +
+			"Ask the administrator to enable `encryption.allow` and `encryption.default`.",
+		msgCreateFailed: "Couldn't create the conversation. Try again in a moment. The error was logged (trace ID %s).",
+		msgCreated: "**New secure conversation created** (%s)\n\n" +
+			"Send this link to the person:\n\n%s\n\n" +
+			"Code word (send it in a separate message): **%s**\n\n" +
+			"The link works once and expires %s. You have been invited to the conversation room.",
+		msgCreatedInRoom: "Conversation created by %s. Waiting for the guest to open the link (valid until %s).",
+		msgLabelTooLong:  "The label can be at most %d characters.",
+		msgHelp: "**sikkerchat – commands**\n\n" +
+			"* `%[1]s new [label]` – create a new secure conversation and get a link and code word\n" +
+			"* `%[1]s status` – show the status of the conversation in this room, or an overview\n" +
+			"* `%[1]s help` – show this help",
+		msgStatusConversation: "**Conversation %s**\n\n* Status: %s\n* Created: %s by %s\n* Guest: %s\n* Link expires: %s",
+		msgStatusOverview:     "sikkerchat is running. You have %d open conversations. Type `%s help` for commands.",
+		msgStatusFailed:       "Couldn't get the status. The error was logged (trace ID %s).",
+		msgUnknownCommand:     "Unknown command. Type `%s help` for a list.",
+		msgStatusCreated:      "waiting for the guest",
+		msgStatusActive:       "active",
+		msgStatusClosed:       "closed",
+		msgStatusExpired:      "expired",
+		msgNotInConversation:  "This command only works in a conversation room.",
+		msgNoPermissionForRoom: "You are not part of this conversation.",
+		msgRoomTopic:           "Secure conversation with a citizen (%s). Everything written here is shown to the guest.",
+	},
+}
+
+func (l Language) T(key messageKey, args ...any) string {
+	text, ok := catalog[l][key]
+	if !ok {
+		text = catalog[LangBokmal][key]
+	}
+	if len(args) == 0 {
+		return text
+	}
+	return fmt.Sprintf(text, args...)
+}
+
+func (l Language) statusName(s ConversationStatus) string {
+	switch s {
+	case StatusActive:
+		return l.T(msgStatusActive)
+	case StatusClosed:
+		return l.T(msgStatusClosed)
+	case StatusExpired:
+		return l.T(msgStatusExpired)
+	default:
+		return l.T(msgStatusCreated)
+	}
+}

@@ -1,0 +1,203 @@
+package bridge
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// The guest-side transcript is what the guest page shows: history on reload
+// and messages waiting to be pushed. It is sealed with a per-conversation key
+// that the master key wraps; deleting the key row crypto-shreds the transcript.
+
+const (
+	insertKeyQuery        = `INSERT INTO sikkerchat_conversation_key (conversation_id, wrapped_key) VALUES ($1, $2)`
+	getKeyQuery           = `SELECT wrapped_key FROM sikkerchat_conversation_key WHERE conversation_id=$1`
+	maxTranscriptSeqQuery = `SELECT COALESCE(MAX(seq), 0) FROM sikkerchat_transcript WHERE conversation_id=$1`
+	insertTranscriptQuery = `INSERT INTO sikkerchat_transcript (conversation_id, seq, direction, matrix_event_id, created_at, sealed)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (conversation_id, matrix_event_id) DO NOTHING`
+	getTranscriptQuery = `SELECT seq, direction, matrix_event_id, created_at, sealed FROM sikkerchat_transcript
+		WHERE conversation_id=$1 AND seq>$2 ORDER BY seq`
+)
+
+// Direction tells who wrote a transcript entry.
+type Direction string
+
+const (
+	ToGuest   Direction = "to_guest"
+	FromGuest Direction = "from_guest"
+)
+
+// TranscriptEntry is one item the guest page shows, in clear, in memory only.
+type TranscriptEntry struct {
+	Seq           int64       `json:"-"`
+	Direction     Direction   `json:"-"`
+	MatrixEventID id.EventID  `json:"-"`
+	CreatedAt     time.Time   `json:"-"`
+	Kind          string      `json:"kind"`
+	Text          string      `json:"text,omitempty"`
+	SenderName    string      `json:"sender_name,omitempty"`
+	Extra         EntryExtras `json:"extra,omitempty"`
+}
+
+// EntryExtras carries what later kinds of entries need (files, edits) without
+// a schema change: it is sealed with the rest.
+type EntryExtras map[string]string
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func seal(key, plaintext, aad []byte) ([]byte, error) {
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
+	if _, err = rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return aead.Seal(nonce, nonce, plaintext, aad), nil
+}
+
+func open(key, sealed, aad []byte) ([]byte, error) {
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < aead.NonceSize()+aead.Overhead() {
+		return nil, errors.New("sealed data too short")
+	}
+	nonce, ciphertext := sealed[:aead.NonceSize()], sealed[aead.NonceSize():]
+	return aead.Open(nil, nonce, ciphertext, aad)
+}
+
+// Transcript reads and writes the sealed guest-side transcript.
+type Transcript struct {
+	store     *Store
+	masterKey []byte
+
+	// Sequence numbers are allocated under a per-conversation lock; the bridge
+	// is a single process, and the primary key catches anything else.
+	locks sync.Map
+}
+
+func NewTranscript(store *Store, masterKey []byte) *Transcript {
+	return &Transcript{store: store, masterKey: masterKey}
+}
+
+// NewWrappedKey makes a fresh conversation key and returns it wrapped by the master key.
+func (t *Transcript) NewWrappedKey(conversationID string) ([]byte, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	return seal(t.masterKey, key, []byte("key:"+conversationID))
+}
+
+func (t *Transcript) conversationKey(ctx context.Context, conversationID string) ([]byte, error) {
+	var wrapped []byte
+	err := t.store.QueryRow(ctx, getKeyQuery, conversationID).Scan(&wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load conversation key: %w", err)
+	}
+	key, err := open(t.masterKey, wrapped, []byte("key:"+conversationID))
+	if err != nil {
+		return nil, fmt.Errorf("failed to unwrap conversation key: %w", err)
+	}
+	return key, nil
+}
+
+func entryAAD(conversationID string, seq int64, dir Direction) []byte {
+	return []byte(conversationID + "/" + strconv.FormatInt(seq, 10) + "/" + string(dir))
+}
+
+// Append seals and stores an entry. An entry with a Matrix event ID that is
+// already stored is ignored, so a redelivered appservice transaction adds
+// nothing; it reports whether the entry was new.
+func (t *Transcript) Append(ctx context.Context, conversationID string, entry *TranscriptEntry) (bool, error) {
+	key, err := t.conversationKey(ctx, conversationID)
+	if err != nil {
+		return false, err
+	}
+	plaintext, err := json.Marshal(entry)
+	if err != nil {
+		return false, err
+	}
+	lock, _ := t.locks.LoadOrStore(conversationID, &sync.Mutex{})
+	lock.(*sync.Mutex).Lock()
+	defer lock.(*sync.Mutex).Unlock()
+	var seq int64
+	if err = t.store.QueryRow(ctx, maxTranscriptSeqQuery, conversationID).Scan(&seq); err != nil {
+		return false, fmt.Errorf("failed to get transcript position: %w", err)
+	}
+	seq++
+	sealed, err := seal(key, plaintext, entryAAD(conversationID, seq, entry.Direction))
+	if err != nil {
+		return false, err
+	}
+	var eventID *string
+	if entry.MatrixEventID != "" {
+		s := string(entry.MatrixEventID)
+		eventID = &s
+	}
+	res, err := t.store.Exec(ctx, insertTranscriptQuery, conversationID, seq, entry.Direction, eventID, entry.CreatedAt.UnixMilli(), sealed)
+	if err != nil {
+		return false, fmt.Errorf("failed to store transcript entry: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if n == 1 {
+		entry.Seq = seq
+	}
+	return n == 1, nil
+}
+
+// Since returns the entries after seq, opened.
+func (t *Transcript) Since(ctx context.Context, conversationID string, after int64) ([]*TranscriptEntry, error) {
+	key, err := t.conversationKey(ctx, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.store.Query(ctx, getTranscriptQuery, conversationID, after)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read transcript: %w", err)
+	}
+	defer rows.Close()
+	var entries []*TranscriptEntry
+	for rows.Next() {
+		var seq, createdAt int64
+		var dir Direction
+		var eventID *string
+		var sealed []byte
+		if err = rows.Scan(&seq, &dir, &eventID, &createdAt, &sealed); err != nil {
+			return nil, err
+		}
+		plaintext, err := open(key, sealed, entryAAD(conversationID, seq, dir))
+		if err != nil {
+			return nil, fmt.Errorf("failed to open transcript entry %d: %w", seq, err)
+		}
+		entry := &TranscriptEntry{}
+		if err = json.Unmarshal(plaintext, entry); err != nil {
+			return nil, err
+		}
+		entry.Seq, entry.Direction, entry.CreatedAt = seq, dir, time.UnixMilli(createdAt)
+		if eventID != nil {
+			entry.MatrixEventID = id.EventID(*eventID)
+		}
+		entries = append(entries, entry)
+	}
+	return entries, rows.Err()
+}

@@ -1,0 +1,6 @@
+//go:build !sikkerchat_testhooks
+
+package web
+
+// Production builds have no test hooks.
+func registerTestHooks(*Server) {}
