@@ -12,7 +12,19 @@ import (
 
 var helpSectionSikkerchat = commands.HelpSection{Name: "sikkerchat", Order: 5}
 
+// bridgeBuiltins are bridgev2 commands made for networks with real logins and
+// chats to start. In sikkerchat they would only let an officer break their own
+// routing (logout) or poke at rooms that the bridge alone should manage.
+var bridgeBuiltins = []string{
+	"login", "relogin", "logout", "list-logins", "set-preferred-login", "sync-portal", "mute",
+	"delete-chat", "set-relay", "unset-relay", "resolve-identifier", "start-chat", "create-group",
+	"create-portal", "search", "import-image-pack", "unbridge", "bridge",
+}
+
 func (sc *Connector) registerCommands(proc *commands.Processor) {
+	for _, name := range bridgeBuiltins {
+		proc.AddHandler(&commands.FullHandler{Func: sc.cmdUnknown, Name: name})
+	}
 	proc.AddHandlers(
 		&commands.FullHandler{
 			Func: sc.officerOnly(sc.cmdNew),
@@ -45,6 +57,10 @@ func (sc *Connector) officerOnly(fn func(*commands.Event)) func(*commands.Event)
 		}
 		fn(ce)
 	}
+}
+
+func (sc *Connector) cmdUnknown(ce *commands.Event) {
+	ce.Reply(sc.Config.validatedLanguage.T(msgUnknownCommand, sc.Bridge.Config.CommandPrefix))
 }
 
 func (sc *Connector) cmdHelp(ce *commands.Event) {

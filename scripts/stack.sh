@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# The local stack: Dendrite + the sikkerchat bridge (SQLite, encryption on),
+# an officer account and an admin account, all on loopback.
+#
+#   scripts/stack.sh up      build what is missing, start everything, print how to log in
+#   scripts/stack.sh down    stop the bridge, then Dendrite
+#   scripts/stack.sh status  print the facts of a running stack
+#
+# The facts are also written to $STACK_DIR/stack.env for tests and tools.
+#
+# Environment:
+#   STACK_DIR              state folder (default .local in the repository)
+#   HS_PORT                Dendrite client port (default 8008)
+#   AS_PORT                bridge appservice port (default 29345)
+#   GUEST_PORT             guest listener port (default 29346)
+#   SIKKERCHAT_BUILD_TAGS  extra Go build tags (the tests use sikkerchat_testhooks)
+#   SIKKERCHAT_ENCRYPTION  "false" writes a config with encryption off (for the
+#                          test that proves the suite notices)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK_DIR=${STACK_DIR:-$ROOT/.local}
+mkdir -p "$STACK_DIR"
+STACK_DIR=$(cd "$STACK_DIR" && pwd)
+HS_PORT=${HS_PORT:-8008}
+AS_PORT=${AS_PORT:-29345}
+GUEST_PORT=${GUEST_PORT:-29346}
+SERVER_NAME=localhost
+BRIDGE_DIR=$STACK_DIR/bridge
+BIN=$STACK_DIR/bin/sikkerchat
+ENV_FILE=$STACK_DIR/stack.env
+export HS_DIR=$STACK_DIR/dendrite HS_PORT HS_SERVER_NAME=$SERVER_NAME
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+hs() { "$ROOT/scripts/homeserver.sh" "$@"; }
+
+build_bridge() {
+	local tags=goolm
+	[[ -n ${SIKKERCHAT_BUILD_TAGS:-} ]] && tags=$tags,$SIKKERCHAT_BUILD_TAGS
+	log "building sikkerchat (tags $tags)"
+	mkdir -p "$(dirname "$BIN")"
+	(cd "$ROOT" && CGO_ENABLED=1 go build -tags "$tags" -o "$BIN" ./cmd/sikkerchat)
+}
+
+write_bridge_config() {
+	mkdir -p "$BRIDGE_DIR"
+	[[ -f $BRIDGE_DIR/config.yaml ]] && return 0
+	local encryption=${SIKKERCHAT_ENCRYPTION:-true}
+	log "writing bridge config to $BRIDGE_DIR/config.yaml"
+	# Only what differs from the example; the bridge fills in the rest when it
+	# generates the registration.
+	cat >"$BRIDGE_DIR/config.yaml" <<EOF
+network:
+    guest:
+        listen: 127.0.0.1:$GUEST_PORT
+        public_url: http://127.0.0.1:$GUEST_PORT
+        insecure_cookies: true
+bridge:
+    permissions:
+        "$SERVER_NAME": commands
+        "@officer:$SERVER_NAME": user
+        "@officer2:$SERVER_NAME": user
+        "@admin:$SERVER_NAME": admin
+database:
+    type: sqlite3-fk-wal
+    uri: file:$BRIDGE_DIR/sikkerchat.db?_txlock=immediate
+homeserver:
+    address: http://127.0.0.1:$HS_PORT
+    domain: $SERVER_NAME
+    software: standard
+    websocket: false
+appservice:
+    address: http://127.0.0.1:$AS_PORT
+    hostname: 127.0.0.1
+    port: $AS_PORT
+    ephemeral_events: false
+encryption:
+    allow: $encryption
+    default: $encryption
+    require: $encryption
+    appservice: false
+    msc4190: false
+    pickle_key: generate
+logging:
+    min_level: debug
+    writers:
+        - type: file
+          format: json
+          filename: $BRIDGE_DIR/bridge.log
+          max_size: 100
+          max_backups: 2
+          compress: false
+EOF
+	(cd "$BRIDGE_DIR" && "$BIN" -c config.yaml -r registration.yaml -g >/dev/null)
+}
+
+# account NAME ADMIN: registers once, keeps the password in the stack folder,
+# and prints the access token (a fresh login if the account already existed).
+account() {
+	local name=$1 admin=${2:-} file=$STACK_DIR/accounts/$1
+	mkdir -p "$STACK_DIR/accounts"
+	if [[ ! -f $file ]]; then
+		local password
+		password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+		hs register "$name" "$password" $admin >/dev/null
+		printf '%s\n' "$password" >"$file"
+		chmod 600 "$file"
+	fi
+	curl -fsS -X POST "http://127.0.0.1:$HS_PORT/_matrix/client/v3/login" -H 'Content-Type: application/json' \
+		-d "{\"type\":\"m.login.password\",\"identifier\":{\"type\":\"m.id.user\",\"user\":\"$name\"},\"password\":\"$(cat "$file")\"}" |
+		sed -E 's/.*"access_token":"([^"]+)".*/\1/'
+}
+
+bridge_ready() {
+	curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$AS_PORT/_matrix/mau/ready" &&
+		curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$GUEST_PORT/healthz"
+}
+
+start_bridge() {
+	if [[ -f $BRIDGE_DIR/bridge.pid ]] && kill -0 "$(cat "$BRIDGE_DIR/bridge.pid")" 2>/dev/null; then
+		log "bridge already running"
+		return 0
+	fi
+	log "starting sikkerchat"
+	(cd "$BRIDGE_DIR" && exec "$BIN" -c config.yaml -r registration.yaml --ignore-unsupported-server \
+		>>"$BRIDGE_DIR/bridge.out" 2>&1) &
+	echo $! >"$BRIDGE_DIR/bridge.pid"
+	local i
+	for i in $(seq 1 300); do
+		if bridge_ready; then
+			return 0
+		fi
+		if ! kill -0 "$(cat "$BRIDGE_DIR/bridge.pid")" 2>/dev/null; then
+			log "sikkerchat exited; last lines of its output:"
+			tail -n 30 "$BRIDGE_DIR/bridge.out" >&2 || true
+			return 1
+		fi
+		sleep 0.1
+	done
+	log "sikkerchat was not ready within 30 s"
+	return 1
+}
+
+stop_bridge() {
+	local pidfile=$BRIDGE_DIR/bridge.pid
+	[[ -f $pidfile ]] || return 0
+	local pid
+	pid=$(cat "$pidfile")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill "$pid"
+		local i
+		for i in $(seq 1 150); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$pidfile"
+	log "bridge stopped"
+}
+
+print_facts() {
+	# shellcheck disable=SC1090
+	source "$ENV_FILE"
+	cat <<EOF
+
+sikkerchat is running locally.
+
+  Homeserver:  $HS_URL   (use "Other homeserver" in Element)
+  Officer:     $OFFICER_MXID
+  Password:    $OFFICER_PASSWORD
+  Bridge bot:  $BOT_MXID   (start a DM with it and send: !sc new)
+  Guest page:  $GUEST_URL   (invite links point here)
+
+  Machine-readable: $ENV_FILE
+  Logs:             $BRIDGE_DIR/bridge.log, $HS_DIR/logs
+  Stop with:        scripts/stack.sh down
+EOF
+}
+
+up() {
+	command -v curl >/dev/null || { log "curl is needed"; exit 1; }
+	command -v openssl >/dev/null || { log "openssl is needed"; exit 1; }
+	build_bridge
+	hs build
+	write_bridge_config
+	hs start "$BRIDGE_DIR/registration.yaml"
+	local officer_token admin_token
+	officer_token=$(account officer)
+	account officer2 >/dev/null
+	admin_token=$(account admin admin)
+	start_bridge
+	local bot
+	bot=$(sed -nE '/^appservice:/,/^[a-z]/s/^        username: *(.*)$/\1/p' "$BRIDGE_DIR/config.yaml" | head -n1)
+	cat >"$ENV_FILE" <<EOF
+# Written by scripts/stack.sh up; secrets for a loopback-only development stack.
+HS_URL=http://127.0.0.1:$HS_PORT
+HS_SERVER_NAME=$SERVER_NAME
+BOT_MXID=@$bot:$SERVER_NAME
+GUEST_URL=http://127.0.0.1:$GUEST_PORT
+AS_URL=http://127.0.0.1:$AS_PORT
+REGISTRATION_SHARED_SECRET=$(cat "$HS_DIR/shared_secret")
+OFFICER_MXID=@officer:$SERVER_NAME
+OFFICER_PASSWORD=$(cat "$STACK_DIR/accounts/officer")
+OFFICER_TOKEN=$officer_token
+OFFICER2_MXID=@officer2:$SERVER_NAME
+OFFICER2_PASSWORD=$(cat "$STACK_DIR/accounts/officer2")
+ADMIN_MXID=@admin:$SERVER_NAME
+ADMIN_PASSWORD=$(cat "$STACK_DIR/accounts/admin")
+ADMIN_TOKEN=$admin_token
+BRIDGE_CONFIG=$BRIDGE_DIR/config.yaml
+BRIDGE_LOG=$BRIDGE_DIR/bridge.log
+BRIDGE_DB=$BRIDGE_DIR/sikkerchat.db
+BRIDGE_PID_FILE=$BRIDGE_DIR/bridge.pid
+STACK_DIR=$STACK_DIR
+EOF
+	chmod 600 "$ENV_FILE"
+	print_facts
+}
+
+down() {
+	# The bridge goes first: a dying Dendrite answers /sync with an empty key
+	# count and makes a running bridge over-upload one-time keys.
+	stop_bridge
+	hs stop
+}
+
+case ${1:-} in
+up) up ;;
+down) down ;;
+status) [[ -f $ENV_FILE ]] && print_facts ;;
+start-bridge) start_bridge ;;
+stop-bridge) stop_bridge ;;
+*)
+	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	exit 2
+	;;
+esac
