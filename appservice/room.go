@@ -63,13 +63,13 @@ func CreateRoomRequest(spec RoomSpec) *mautrix.ReqCreateRoom {
 		event.StateSpaceParent, event.StatePinnedEvents,
 	}
 	events := map[string]int{
-		event.StateRoomName.Type:     PowerOfficer,
-		event.StateTopic.Type:        PowerOfficer,
-		event.EventRedaction.Type:    PowerGuest,
-		event.EventMessage.Type:      PowerGuest,
-		event.EventEncrypted.Type:    PowerGuest,
-		event.EventReaction.Type:     PowerGuest,
-		event.EventSticker.Type:      PowerGuest,
+		event.StateRoomName.Type:  PowerOfficer,
+		event.StateTopic.Type:     PowerOfficer,
+		event.EventRedaction.Type: PowerGuest,
+		event.EventMessage.Type:   PowerGuest,
+		event.EventEncrypted.Type: PowerGuest,
+		event.EventReaction.Type:  PowerGuest,
+		event.EventSticker.Type:   PowerGuest,
 	}
 	for _, t := range stateOnlyBot {
 		events[t.Type] = PowerBot

@@ -15,7 +15,7 @@ import (
 //go:embed upgrades/*.sql
 var upgradesFS embed.FS
 
-var upgradeTable = dbutil.BuildUpgradeTable().WithFS(upgradesFS).Finish()
+var upgradeTable = dbutil.BuildUpgradeTable().WithFSPath(upgradesFS, "upgrades").Finish()
 
 // Store holds sikkerchat's own tables, in a child of the bridgev2 database so
 // that bridgev2 runs its upgrades with the rest.

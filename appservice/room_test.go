@@ -1,0 +1,43 @@
+package appservice
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+func TestCreateRoomRequestPolicy(t *testing.T) {
+	req := CreateRoomRequest(RoomSpec{
+		Name: "🔒 Gjest 1234", Bot: "@bot:x", Officers: []id.UserID{"@officer:x"}, Guest: "@sikkerchat_g:x",
+		State:      ConversationState{ConversationID: "c1", Status: "created"},
+		Encryption: event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1},
+	})
+	state := map[string]any{}
+	for _, evt := range req.InitialState {
+		state[evt.Type.Type] = evt.Content.Parsed
+	}
+	require.Equal(t, id.AlgorithmMegolmV1, state["m.room.encryption"].(*event.EncryptionEventContent).Algorithm)
+	require.Equal(t, event.HistoryVisibilityJoined, state["m.room.history_visibility"].(*event.HistoryVisibilityEventContent).HistoryVisibility)
+	require.Equal(t, event.JoinRuleInvite, state["m.room.join_rules"].(*event.JoinRulesEventContent).JoinRule)
+	require.Equal(t, event.GuestAccessForbidden, state["m.room.guest_access"].(*event.GuestAccessEventContent).GuestAccess)
+	require.Equal(t, "c1", state["no.sikkerchat.conversation"].(*ConversationState).ConversationID)
+	require.Equal(t, false, req.CreationContent["m.federate"])
+	require.ElementsMatch(t, []id.UserID{"@sikkerchat_g:x", "@officer:x"}, req.Invite)
+
+	pl := req.PowerLevelOverride
+	require.Equal(t, 100, pl.Users["@bot:x"])
+	require.Equal(t, 50, pl.Users["@officer:x"])
+	require.Equal(t, 0, pl.Users["@sikkerchat_g:x"])
+	require.Equal(t, 100, pl.Invite(), "only the bot brings people in")
+	require.Equal(t, 100, pl.Kick())
+	require.Equal(t, 100, pl.StateDefault())
+	for _, typ := range []event.Type{event.StateEncryption, event.StateHistoryVisibility, event.StateJoinRules,
+		event.StateGuestAccess, event.StatePowerLevels, StateConversation} {
+		require.Equal(t, 100, pl.GetEventLevel(typ), typ.Type)
+	}
+	require.Equal(t, 0, pl.GetEventLevel(event.EventMessage), "the guest can talk")
+	require.Equal(t, 0, pl.GetEventLevel(event.EventEncrypted), "the guest can talk")
+	require.Equal(t, 50, pl.GetEventLevel(event.StateRoomName), "officers can rename")
+}
