@@ -52,7 +52,7 @@ func (sc *Connector) officerOnly(fn func(*commands.Event)) func(*commands.Event)
 	return func(ce *commands.Event) {
 		if !ce.User.Permissions.Login {
 			ce.Log.Info().Stringer("user_id", ce.User.MXID).Str("command", ce.Command).Msg("Refused command from user who is not an officer")
-			ce.Reply(sc.Config.validatedLanguage.T(msgNotOfficer))
+			sc.reply(ce, sc.Config.validatedLanguage.T(msgNotOfficer))
 			return
 		}
 		fn(ce)
@@ -60,11 +60,11 @@ func (sc *Connector) officerOnly(fn func(*commands.Event)) func(*commands.Event)
 }
 
 func (sc *Connector) cmdUnknown(ce *commands.Event) {
-	ce.Reply(sc.Config.validatedLanguage.T(msgUnknownCommand, sc.Bridge.Config.CommandPrefix))
+	sc.reply(ce, sc.Config.validatedLanguage.T(msgUnknownCommand, sc.Bridge.Config.CommandPrefix))
 }
 
 func (sc *Connector) cmdHelp(ce *commands.Event) {
-	ce.Reply(sc.Config.validatedLanguage.T(msgHelp, sc.Bridge.Config.CommandPrefix))
+	sc.reply(ce, sc.Config.validatedLanguage.T(msgHelp, sc.Bridge.Config.CommandPrefix))
 }
 
 func (sc *Connector) cmdNew(ce *commands.Event) {
@@ -72,15 +72,15 @@ func (sc *Connector) cmdNew(ce *commands.Event) {
 	created, err := sc.CreateConversation(ce.Ctx, ce.User, ce.RawArgs)
 	switch {
 	case errors.Is(err, ErrLabelTooLong):
-		ce.Reply(lang.T(msgLabelTooLong, MaxLabelLength))
+		sc.reply(ce, lang.T(msgLabelTooLong, MaxLabelLength))
 		return
 	case errors.Is(err, ErrEncryptionDisabled):
-		ce.Reply(lang.T(msgEncryptionOff))
+		sc.reply(ce, lang.T(msgEncryptionOff))
 		return
 	case err != nil:
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to create conversation")
-		ce.Reply(lang.T(msgCreateFailed, traceID))
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	}
 	if _, err = sc.sendInviteReply(ce.Ctx, ce.RoomID, ce.EventID, created); err != nil {
@@ -88,7 +88,7 @@ func (sc *Connector) cmdNew(ce *commands.Event) {
 		// invite by deleting it rather than leave a live link nobody knows.
 		ce.Log.Err(err).Str("conversation_id", created.Conversation.ID).Msg("Failed to send invite reply")
 		traceID := random.String(8)
-		ce.Reply(lang.T(msgCreateFailed, traceID))
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
 	}
 }
 
@@ -98,7 +98,7 @@ func (sc *Connector) cmdStatus(ce *commands.Event) {
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for status")
-		ce.Reply(lang.T(msgStatusFailed, traceID))
+		sc.reply(ce, lang.T(msgStatusFailed, traceID))
 		return
 	}
 	if conv == nil {
@@ -106,16 +106,28 @@ func (sc *Connector) cmdStatus(ce *commands.Event) {
 		if err != nil {
 			traceID := random.String(8)
 			ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to count conversations for status")
-			ce.Reply(lang.T(msgStatusFailed, traceID))
+			sc.reply(ce, lang.T(msgStatusFailed, traceID))
 			return
 		}
-		ce.Reply(lang.T(msgStatusOverview, count, sc.Bridge.Config.CommandPrefix))
+		sc.reply(ce, lang.T(msgStatusOverview, count, sc.Bridge.Config.CommandPrefix))
 		return
 	}
 	guest := sc.StateOf(conv).Guest
-	ce.Reply(lang.T(msgStatusConversation, conv.ID, lang.statusName(conv.Status),
+	sc.reply(ce, lang.T(msgStatusConversation, conv.ID, lang.statusName(conv.Status),
 		formatTime(conv.CreatedAt, lang), conv.CreatedBy, guest, formatTime(conv.InviteExpiresAt, lang)))
 	zerolog.Ctx(ce.Ctx).Debug().Str("conversation_id", conv.ID).Msg("Sent conversation status")
+}
+
+// reply answers a command as a notice that replies to it, so that an officer
+// with several commands in flight sees which answer is which.
+func (sc *Connector) reply(ce *commands.Event, markdown string) {
+	content := renderNotice(markdown)
+	if ce.EventID != "" {
+		content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(ce.EventID)
+	}
+	if _, err := sc.Bridge.Bot.SendMessage(ce.Ctx, ce.OrigRoomID, event.EventMessage, &event.Content{Parsed: content}, nil); err != nil {
+		ce.Log.Err(err).Msg("Failed to reply to command")
+	}
 }
 
 func renderNotice(markdown string) *event.MessageEventContent {
