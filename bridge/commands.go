@@ -84,10 +84,13 @@ func (sc *Connector) cmdNew(ce *commands.Event) {
 		return
 	}
 	if _, err = sc.sendInviteReply(ce.Ctx, ce.RoomID, ce.EventID, created); err != nil {
-		// The officer cannot hand out a link they never saw: revoke the conversation's
-		// invite by deleting it rather than leave a live link nobody knows.
-		ce.Log.Err(err).Str("conversation_id", created.Conversation.ID).Msg("Failed to send invite reply")
+		// The officer cannot hand out a link they never saw: delete the conversation
+		// (and with it the invite) rather than leave a live link nobody knows.
 		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Str("conversation_id", created.Conversation.ID).Msg("Failed to send invite reply")
+		if delErr := sc.Store.DeleteConversation(ce.Ctx, created.Conversation.ID); delErr != nil {
+			ce.Log.Err(delErr).Str("conversation_id", created.Conversation.ID).Msg("Failed to delete conversation whose invite was never delivered")
+		}
 		sc.reply(ce, lang.T(msgCreateFailed, traceID))
 	}
 }

@@ -5,6 +5,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.mau.fi/util/dbutil"
@@ -68,8 +69,8 @@ func (sc *Connector) Start(ctx context.Context) error {
 	if err := sc.Store.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "sikkerchat"}
 	}
-	if !sc.encryptionEnabled() {
-		sc.Bridge.Log.Error().Msg("End-to-bridge encryption is disabled in the config; new conversations will be refused")
+	if err := sc.checkEncryptionConfig(); err != nil {
+		return err
 	}
 	for _, s := range sc.services {
 		if err := s.Start(ctx); err != nil {
@@ -83,6 +84,23 @@ func (sc *Connector) Stop() {
 	for _, s := range sc.services {
 		s.Stop()
 	}
+}
+
+// ErrEncryptionRequired stops the bridge when the config would let it create
+// conversations that are not end-to-bridge encrypted.
+var ErrEncryptionRequired = errors.New("sikkerchat requires end-to-bridge encryption: " +
+	"set encryption.allow, encryption.default and encryption.require to true in the config")
+
+func (sc *Connector) checkEncryptionConfig() error {
+	mc, ok := sc.Bridge.Matrix.(*matrix.Connector)
+	if !ok {
+		return nil // a test double of the Matrix side
+	}
+	enc := mc.Config.Encryption
+	if !enc.Allow || !enc.Default || !enc.Require {
+		return ErrEncryptionRequired
+	}
+	return nil
 }
 
 func (sc *Connector) encryptionEnabled() bool {

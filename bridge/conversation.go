@@ -181,8 +181,10 @@ func (sc *Connector) createConversationRoom(ctx context.Context, conv *Conversat
 		}
 		guestName = sc.Config.guestDisplayname(int(n.Int64()) + 1000)
 	}
+	// The label may name a person: keep the request bodies that carry it out of debug logs.
+	quietCtx := zerolog.Ctx(ctx).Level(max(zerolog.InfoLevel, zerolog.Ctx(ctx).GetLevel())).WithContext(ctx)
 	isBot := false
-	ghost.UpdateInfo(ctx, &bridgev2.UserInfo{Name: &guestName, IsBot: &isBot})
+	ghost.UpdateInfo(quietCtx, &bridgev2.UserInfo{Name: &guestName, IsBot: &isBot})
 
 	lang := sc.Config.validatedLanguage
 	roomName := "🔒 " + guestName
@@ -199,7 +201,7 @@ func (sc *Connector) createConversationRoom(ctx context.Context, conv *Conversat
 	})
 	// The request goes straight to the homeserver client (not bridgev2's
 	// CreateRoom) so that the room's whole policy is in its initial state.
-	resp, err := bot.Matrix.CreateRoom(ctx, req)
+	resp, err := bot.Matrix.CreateRoom(quietCtx, req)
 	if err != nil {
 		return nil, fmt.Errorf("failed to create conversation room: %w", err)
 	}

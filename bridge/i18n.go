@@ -52,7 +52,7 @@ var catalog = map[Language]map[messageKey]string{
 		msgNotOfficer: "Beklager, du har ikke tilgang til sikkerchat. " +
 			"Ta kontakt med den som administrerer tjenesten hvis du mener du skal ha tilgang.",
 		msgEncryptionOff: "Kan ikke opprette samtalen: kryptering er slått av i konfigurasjonen til sikkerchat. " +
-			"Be administratoren slå på `encryption.allow` og `encryption.default`.",
+			"Be administratoren slå på `encryption.allow`, `encryption.default` og `encryption.require`.",
 		msgCreateFailed: "Kunne ikke opprette samtalen. Prøv igjen om litt. Feilen er logget (sporings-ID %s).",
 		msgCreated: "**Ny sikker samtale opprettet** (%s)\n\n" +
 			"Send denne lenken til personen:\n\n%s\n\n" +
@@ -80,7 +80,7 @@ var catalog = map[Language]map[messageKey]string{
 		msgNotOfficer: "Sorry, you don't have access to sikkerchat. " +
 			"Contact whoever runs the service if you think you should.",
 		msgEncryptionOff: "Can't create the conversation: encryption is turned off in the sikkerchat config. " +
-			"Ask the administrator to enable `encryption.allow` and `encryption.default`.",
+			"Ask the administrator to enable `encryption.allow`, `encryption.default` and `encryption.require`.",
 		msgCreateFailed: "Couldn't create the conversation. Try again in a moment. The error was logged (trace ID %s).",
 		msgCreated: "**New secure conversation created** (%s)\n\n" +
 			"Send this link to the person:\n\n%s\n\n" +

@@ -131,8 +131,9 @@ start_bridge() {
 			return 0
 		fi
 		if ! kill -0 "$(cat "$BRIDGE_DIR/bridge.pid")" 2>/dev/null; then
-			log "sikkerchat exited; last lines of its output:"
-			tail -n 30 "$BRIDGE_DIR/bridge.out" >&2 || true
+			log "sikkerchat exited; last lines of its output and log:"
+			tail -n 20 "$BRIDGE_DIR/bridge.out" >&2 || true
+			tail -n 5 "$BRIDGE_DIR/bridge.log" >&2 || true
 			return 1
 		fi
 		sleep 0.1

@@ -1,0 +1,76 @@
+// Starts and stops a private copy of the local stack (scripts/stack.sh) for a
+// test file: its own state folder and ports, the bridge built with the test
+// hooks, and the facts from stack.env.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { readStackEnv } from './stack.mjs';
+
+const run = promisify(execFile);
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const stackScript = join(repoRoot, 'scripts', 'stack.sh');
+
+/**
+ * @param {object} opts
+ * @param {number} opts.basePort  HS on basePort, appservice +1, guest +2
+ * @param {boolean} [opts.encryption=true]
+ * @returns {Promise<object>} the stack.env facts plus stop(), bridgeLog()
+ */
+export async function startStack({ basePort, encryption = true }) {
+  const dir = mkdtempSync(join(tmpdir(), 'sikkerchat-e2e-'));
+  const env = {
+    ...process.env,
+    STACK_DIR: dir,
+    HS_PORT: String(basePort),
+    AS_PORT: String(basePort + 1),
+    GUEST_PORT: String(basePort + 2),
+    SIKKERCHAT_BUILD_TAGS: 'sikkerchat_testhooks',
+    SIKKERCHAT_ENCRYPTION: encryption ? 'true' : 'false',
+  };
+  try {
+    await run('bash', [stackScript, 'up'], { env, maxBuffer: 16 << 20 });
+  } catch (err) {
+    const out = existsSync(join(dir, 'bridge', 'bridge.out')) ? readFileSync(join(dir, 'bridge', 'bridge.out'), 'utf8') : '';
+    await run('bash', [stackScript, 'down'], { env }).catch(() => {});
+    throw new Error(`stack did not start: ${err.stderr || err.message}\n${out.slice(-4000)}`);
+  }
+  const facts = readStackEnv(join(dir, 'stack.env'));
+  return {
+    ...facts,
+    dir,
+    env,
+    bridgeLog: () => (existsSync(facts.BRIDGE_LOG) ? readFileSync(facts.BRIDGE_LOG, 'utf8') : ''),
+    /** Stops the bridge (first) and Dendrite, and removes the state folder unless KEEP_STACK is set. */
+    async stop() {
+      await run('bash', [stackScript, 'down'], { env });
+      if (!process.env.KEEP_STACK) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Calls a test hook on the guest listener (only present in sikkerchat_testhooks builds). */
+export async function testHook(stack, method, path, body) {
+  const res = await fetch(stack.GUEST_URL + path, {
+    method,
+    headers: body ? { 'Content-Type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/** Polls fn until it returns a truthy value or the timeout passes. */
+export async function eventually(fn, { timeoutMs = 30000, intervalMs = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
+}
