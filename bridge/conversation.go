@@ -213,9 +213,10 @@ func (sc *Connector) createConversationRoom(ctx context.Context, conv *Conversat
 	if err != nil {
 		return nil, fmt.Errorf("failed to get portal: %w", err)
 	}
-	portal.Name = roomName
+	// The room name is set at creation; the portal keeps no copy, so that the
+	// label never travels again in bridge info events (and their debug logs).
 	portal.RoomType = database.RoomTypeDefault
-	err = portal.UpdateMatrixRoomID(ctx, conv.RoomID, bridgev2.UpdateMatrixRoomIDParams{
+	err = portal.UpdateMatrixRoomID(quietCtx, conv.RoomID, bridgev2.UpdateMatrixRoomIDParams{
 		FailIfMXIDSet:  true,
 		ChatInfoSource: login,
 	})

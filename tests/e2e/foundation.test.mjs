@@ -72,7 +72,8 @@ test('!sc new creates an encrypted conversation room with the right policy', asy
 });
 
 test('a message the ghost sends arrives encrypted and decrypts; the officer\'s reaches the connector', async () => {
-  const { invite } = await newConversation('Testsak 2');
+  const label = `Sak-${randomUUID().slice(0, 8)}`;
+  const { invite } = await newConversation(label);
   const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
   await officer.joinRoom(roomId);
 
@@ -97,6 +98,7 @@ test('a message the ghost sends arrives encrypted and decrypts; the officer\'s r
   assert.ok(!stack.bridgeLog().includes(officerText), 'message content never reaches the log');
   assert.ok(!stack.bridgeLog().includes(guestText), 'message content never reaches the log');
   assert.ok(!stack.bridgeLog().includes(invite.code), 'the code word never reaches the log');
+  assert.ok(!stack.bridgeLog().includes(label), 'the label (it may name a person) never reaches the log');
   assert.ok(!stack.bridgeLog().includes(invite.url.split('#')[1]), 'the token never reaches the log');
 });
 

@@ -74,3 +74,19 @@ export async function eventually(fn, { timeoutMs = 30000, intervalMs = 50, what 
   }
   throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
 }
+
+/** Starts a bare Dendrite (no bridge) in a temporary folder; returns {HS_URL, REGISTRATION_SHARED_SECRET, stop()}. */
+export async function startHomeserver({ port }) {
+  const dir = mkdtempSync(join(tmpdir(), 'sikkerchat-hs-'));
+  const env = { ...process.env, HS_DIR: dir, HS_PORT: String(port) };
+  const script = join(repoRoot, 'scripts', 'homeserver.sh');
+  await run('bash', [script, 'start'], { env });
+  return {
+    HS_URL: `http://127.0.0.1:${port}`,
+    REGISTRATION_SHARED_SECRET: readFileSync(join(dir, 'shared_secret'), 'utf8').trim(),
+    async stop() {
+      await run('bash', [script, 'stop'], { env });
+      if (!process.env.KEEP_STACK) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
