@@ -67,6 +67,9 @@ const maxOfficerText = 20000
 var errNotConversation = bridgev2.WrapErrorInStatus(errors.New("this room is not an open sikkerchat conversation")).
 	WithIsCertain(true).WithErrorAsMessage().WithSendNotice(true)
 
+var errUnsupportedMessage = bridgev2.WrapErrorInStatus(errors.New("this kind of message can't be shown to the guest yet")).
+	WithIsCertain(true).WithErrorAsMessage().WithSendNotice(true)
+
 func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
 	log := zerolog.Ctx(ctx)
 	conv, err := oc.Connector.Store.GetConversation(ctx, string(msg.Portal.ID))
@@ -74,6 +77,13 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		return nil, fmt.Errorf("failed to get conversation: %w", err)
 	} else if conv == nil || conv.Status == StatusClosed {
 		return nil, errNotConversation
+	}
+	switch msg.Content.MsgType {
+	case event.MsgText, event.MsgNotice, event.MsgEmote:
+	default:
+		// Files reach the guest once the guest page can show them; until then the
+		// officer sees that this one did not go through instead of silence.
+		return nil, errUnsupportedMessage
 	}
 	entry := &TranscriptEntry{
 		Direction:     ToGuest,
