@@ -96,8 +96,8 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 	if err != nil {
 		return nil, fmt.Errorf("failed to keep officer message for the guest: %w", err)
 	}
-	if isNew && oc.Connector.Guest != nil {
-		oc.Connector.Guest.TranscriptAppended(conv.ID, entry)
+	if isNew {
+		oc.Connector.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventMessage, Entry: entry})
 	}
 	log.Debug().Str("conversation_id", conv.ID).Int64("seq", entry.Seq).Bool("new", isNew).Msg("Officer message kept for the guest")
 	return &bridgev2.MatrixMessageResponse{

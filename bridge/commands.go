@@ -36,6 +36,11 @@ func (sc *Connector) registerCommands(proc *commands.Processor) {
 			Name: "status",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Show conversation status"},
 		},
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.cmdReissue),
+			Name: "reissue",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Make a new link and code word"},
+		},
 		// Replaces bridgev2's English help: officers get the commands they use, in their language.
 		&commands.FullHandler{
 			Func:    sc.officerOnly(sc.cmdHelp),
@@ -60,11 +65,11 @@ func (sc *Connector) officerOnly(fn func(*commands.Event)) func(*commands.Event)
 }
 
 func (sc *Connector) cmdUnknown(ce *commands.Event) {
-	sc.reply(ce, sc.Config.validatedLanguage.T(msgUnknownCommand, sc.Bridge.Config.CommandPrefix))
+	sc.reply(ce, sc.Config.validatedLanguage.T(msgUnknownCommand, sc.commandPrefix()))
 }
 
 func (sc *Connector) cmdHelp(ce *commands.Event) {
-	sc.reply(ce, sc.Config.validatedLanguage.T(msgHelp, sc.Bridge.Config.CommandPrefix))
+	sc.reply(ce, sc.Config.validatedLanguage.T(msgHelp, sc.commandPrefix()))
 }
 
 func (sc *Connector) cmdNew(ce *commands.Event) {
@@ -95,6 +100,40 @@ func (sc *Connector) cmdNew(ce *commands.Event) {
 	}
 }
 
+func (sc *Connector) cmdReissue(ce *commands.Event) {
+	lang := sc.Config.validatedLanguage
+	conv, err := sc.Store.GetConversationByRoom(ce.Ctx, ce.RoomID)
+	if err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for reissue")
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		return
+	} else if conv == nil {
+		sc.reply(ce, lang.T(msgNotInConversation))
+		return
+	}
+	created, err := sc.Reissue(ce.Ctx, conv)
+	if errors.Is(err, ErrConversationNotOpen) {
+		sc.reply(ce, lang.T(msgReissueClosed))
+		return
+	} else if err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to reissue invite")
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		return
+	}
+	text := lang.T(msgReissued, created.GuestName, created.URL, created.Code, formatTime(conv.InviteExpiresAt, lang))
+	content := renderNotice(text)
+	content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(ce.EventID)
+	_, err = sc.Bridge.Bot.SendMessage(ce.Ctx, ce.RoomID, event.EventMessage, &event.Content{
+		Parsed: content,
+		Raw:    map[string]any{"no.sikkerchat.invite": created.InviteField()},
+	}, nil)
+	if err != nil {
+		ce.Log.Err(err).Str("conversation_id", conv.ID).Msg("Failed to send reissued invite")
+	}
+}
+
 func (sc *Connector) cmdStatus(ce *commands.Event) {
 	lang := sc.Config.validatedLanguage
 	conv, err := sc.Store.GetConversationByRoom(ce.Ctx, ce.RoomID)
@@ -112,7 +151,7 @@ func (sc *Connector) cmdStatus(ce *commands.Event) {
 			sc.reply(ce, lang.T(msgStatusFailed, traceID))
 			return
 		}
-		sc.reply(ce, lang.T(msgStatusOverview, count, sc.Bridge.Config.CommandPrefix))
+		sc.reply(ce, lang.T(msgStatusOverview, count, sc.commandPrefix()))
 		return
 	}
 	guest := sc.StateOf(conv).Guest

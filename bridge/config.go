@@ -36,9 +36,17 @@ type Config struct {
 }
 
 type GuestConfig struct {
-	Listen          string `yaml:"listen"`
-	PublicURL       string `yaml:"public_url"`
-	InsecureCookies bool   `yaml:"insecure_cookies"`
+	Listen             string            `yaml:"listen"`
+	PublicURL          string            `yaml:"public_url"`
+	InsecureCookies    bool              `yaml:"insecure_cookies"`
+	SessionIdleTimeout string            `yaml:"session_idle_timeout"`
+	TrustedProxies     []string          `yaml:"trusted_proxies"`
+	ExitURL            string            `yaml:"exit_url"`
+	StaffedHours       map[string]string `yaml:"staffed_hours"`
+	MaxMessageLength   int               `yaml:"max_message_length"`
+
+	SessionIdle      time.Duration `yaml:"-"`
+	TrustedProxyNets []*net.IPNet  `yaml:"-"`
 }
 
 func upgradeConfig(helper up.Helper) {
@@ -50,6 +58,11 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "guest", "listen")
 	helper.Copy(up.Str, "guest", "public_url")
 	helper.Copy(up.Bool, "guest", "insecure_cookies")
+	helper.Copy(up.Str, "guest", "session_idle_timeout")
+	helper.Copy(up.List, "guest", "trusted_proxies")
+	helper.Copy(up.Str, "guest", "exit_url")
+	helper.Copy(up.Map, "guest", "staffed_hours")
+	helper.Copy(up.Int, "guest", "max_message_length")
 	if key, ok := helper.Get(up.Str, "master_key"); !ok || key == "generate" {
 		helper.Set(up.Str, base64.StdEncoding.EncodeToString(random.Bytes(32)), "master_key")
 	} else {
@@ -83,6 +96,23 @@ func (c *Config) validate() error {
 	c.publicURL.Fragment = ""
 	c.publicURL.RawQuery = ""
 	c.publicURL.Path = strings.TrimSuffix(c.publicURL.Path, "/")
+	if c.Guest.SessionIdle, err = time.ParseDuration(c.Guest.SessionIdleTimeout); err != nil || c.Guest.SessionIdle <= 0 {
+		return fmt.Errorf("network.guest.session_idle_timeout must be a positive duration like 30m, got %q", c.Guest.SessionIdleTimeout)
+	}
+	c.Guest.TrustedProxyNets = nil
+	for _, cidr := range c.Guest.TrustedProxies {
+		_, ipNet, err := net.ParseCIDR(cidr)
+		if err != nil {
+			return fmt.Errorf("network.guest.trusted_proxies: %q is not a CIDR", cidr)
+		}
+		c.Guest.TrustedProxyNets = append(c.Guest.TrustedProxyNets, ipNet)
+	}
+	if exit, err := url.Parse(c.Guest.ExitURL); err != nil || exit.Scheme != "https" || exit.Host == "" {
+		return fmt.Errorf("network.guest.exit_url must be an https URL, got %q", c.Guest.ExitURL)
+	}
+	if c.Guest.MaxMessageLength < 1 || c.Guest.MaxMessageLength > 60000 {
+		return errors.New("network.guest.max_message_length must be between 1 and 60000")
+	}
 	host, _, err := net.SplitHostPort(c.Guest.Listen)
 	if err != nil {
 		return fmt.Errorf("network.guest.listen must be host:port, got %q", c.Guest.Listen)
@@ -99,6 +129,11 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// PublicOrigin is the scheme://host[:port] the guest page is served from.
+func (c *Config) PublicOrigin() string {
+	return c.publicURL.Scheme + "://" + c.publicURL.Host
 }
 
 // InviteURL is the link the officer pastes to the citizen. The token sits in

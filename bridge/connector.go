@@ -29,23 +29,23 @@ type Connector struct {
 	Store      *Store
 	Transcript *Transcript
 
-	// Guest receives what officers write, as it is stored in the transcript.
-	// The guest web sets it; nil means nobody is listening yet.
-	Guest GuestSink
+	// Matrix does the guest's side of things in the room (bridgev2 in production).
+	Matrix MatrixSide
+
+	// Hub pushes what happens in a conversation to its open guest pages.
+	Hub *Hub
 
 	// Services started with the bridge and stopped with it (the guest web listener).
 	services []Service
+
+	outboxWake chan struct{}
+	stop       context.CancelFunc
 }
 
 // Service is something the connector runs beside bridgev2.
 type Service interface {
 	Start(ctx context.Context) error
 	Stop()
-}
-
-// GuestSink is told about new transcript entries for the guest side.
-type GuestSink interface {
-	TranscriptAppended(conversationID string, entry *TranscriptEntry)
 }
 
 // AddService registers a service to start and stop with the bridge. It must be
@@ -58,6 +58,9 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 	sc.Bridge = br
 	sc.Store = NewStore(br.DB.Database, dbutil.ZeroLogger(br.Log.With().Str("db_section", "sikkerchat").Logger()))
 	sc.Transcript = NewTranscript(sc.Store, sc.Config.masterKey)
+	sc.Hub = NewHub()
+	sc.outboxWake = make(chan struct{}, 1)
+	sc.Matrix = &bridgeMatrixSide{sc: sc}
 	sc.registerCommands(br.Commands.(*commands.Processor))
 }
 
@@ -77,12 +80,19 @@ func (sc *Connector) Start(ctx context.Context) error {
 			return fmt.Errorf("failed to start service: %w", err)
 		}
 	}
+	// Messages stored while the bridge or the homeserver was down go out now.
+	bgCtx, cancel := context.WithCancel(sc.Bridge.Log.WithContext(context.Background()))
+	sc.stop = cancel
+	go sc.runOutbox(bgCtx)
 	return nil
 }
 
 func (sc *Connector) Stop() {
 	for _, s := range sc.services {
 		s.Stop()
+	}
+	if sc.stop != nil {
+		sc.stop()
 	}
 }
 
@@ -166,4 +176,39 @@ func (sc *Connector) ensureOfficerLogin(ctx context.Context, user *bridgev2.User
 	}
 	login.Client.Connect(ctx)
 	return login, nil
+}
+
+// NewDetached makes a connector without a bridgev2 bridge: only the guest side,
+// over the given database and Matrix side. Handler tests and tools use it.
+func NewDetached(ctx context.Context, cfg Config, db *dbutil.Database, m MatrixSide) (*Connector, error) {
+	sc := &Connector{Config: cfg}
+	if err := sc.Config.validate(); err != nil {
+		return nil, err
+	}
+	sc.Store = NewStore(db, dbutil.NoopLogger)
+	if err := sc.Store.Upgrade(ctx); err != nil {
+		return nil, err
+	}
+	sc.Transcript = NewTranscript(sc.Store, sc.Config.masterKey)
+	sc.Hub = NewHub()
+	sc.outboxWake = make(chan struct{}, 1)
+	sc.Matrix = m
+	return sc, nil
+}
+
+// RunOutbox delivers stored guest messages until ctx ends (Start runs it for the bridge).
+func (sc *Connector) RunOutbox(ctx context.Context) {
+	sc.runOutbox(ctx)
+}
+
+// RunOutboxOnce delivers what is stored now and returns (tests and tools).
+func (sc *Connector) RunOutboxOnce(ctx context.Context) {
+	sc.deliverPending(ctx)
+}
+
+func (sc *Connector) commandPrefix() string {
+	if sc.Bridge == nil {
+		return sc.GetName().DefaultCommandPrefix
+	}
+	return sc.Bridge.Config.CommandPrefix
 }

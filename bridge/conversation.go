@@ -99,11 +99,18 @@ func (sc *Connector) StateOf(conv *Conversation) *appservice.ConversationState {
 		CreatedBy:       conv.CreatedBy,
 		CreatedAt:       ms(conv.CreatedAt),
 		InviteExpiresAt: ms(conv.InviteExpiresAt),
-		Guest:           sc.Bridge.Matrix.GhostIntent(networkid.UserID(conv.GhostID)).GetMXID(),
+		Guest:           sc.guestMXID(conv),
 		ClosedAt:        ms(conv.ClosedAt),
 		PurgeAfter:      ms(conv.PurgeAfter),
 		Hold:            conv.Hold,
 	}
+}
+
+func (sc *Connector) guestMXID(conv *Conversation) id.UserID {
+	if sc.Bridge == nil {
+		return ""
+	}
+	return sc.Bridge.Matrix.GhostIntent(networkid.UserID(conv.GhostID)).GetMXID()
 }
 
 // CreateConversation runs DESIGN.md's lifecycle step 1 for a permitted officer.

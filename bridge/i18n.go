@@ -45,6 +45,10 @@ const (
 	msgNotInConversation   messageKey = "not_in_conversation"
 	msgNoPermissionForRoom messageKey = "no_permission_for_room"
 	msgRoomTopic           messageKey = "room_topic"
+	msgInviteBurned        messageKey = "invite_burned"
+	msgGuestJoined         messageKey = "guest_joined"
+	msgReissued            messageKey = "reissued"
+	msgReissueClosed       messageKey = "reissue_closed"
 )
 
 var catalog = map[Language]map[messageKey]string{
@@ -63,6 +67,7 @@ var catalog = map[Language]map[messageKey]string{
 		msgHelp: "**sikkerchat – kommandoer**\n\n" +
 			"* `%[1]s new [merkelapp]` – opprett en ny sikker samtale og få lenke og kodeord\n" +
 			"* `%[1]s status` – vis status for samtalen i dette rommet, eller en oversikt\n" +
+			"* `%[1]s reissue` – (i et samtalerom) lag ny lenke og nytt kodeord; de gamle slutter å virke\n" +
 			"* `%[1]s help` – vis denne hjelpen",
 		msgStatusConversation:  "**Samtale %s**\n\n* Status: %s\n* Opprettet: %s av %s\n* Gjest: %s\n* Lenken går ut: %s",
 		msgStatusOverview:      "sikkerchat kjører. Du har %d åpne samtaler. Skriv `%s help` for kommandoer.",
@@ -75,6 +80,12 @@ var catalog = map[Language]map[messageKey]string{
 		msgNotInConversation:   "Denne kommandoen virker bare i et samtalerom.",
 		msgNoPermissionForRoom: "Du er ikke med i denne samtalen.",
 		msgRoomTopic:           "Sikker samtale med en innbygger (%s). Alt som skrives her, vises for gjesten.",
+		msgInviteBurned: "Gjesten skrev feil kodeord %d ganger, så lenken er sperret. " +
+			"Send `%s reissue` i dette rommet for å lage en ny lenke og et nytt kodeord.",
+		msgGuestJoined: "Gjesten har åpnet samtalen.",
+		msgReissued: "**Ny lenke til %s**\n\nDen gamle lenken og alle åpne økter virker ikke lenger.\n\n%s\n\n" +
+			"Kodeord (send det i en egen melding): **%s**\n\nLenken virker én gang og går ut %s.",
+		msgReissueClosed: "Samtalen er avsluttet, så det kan ikke lages en ny lenke.",
 	},
 	LangEnglish: {
 		msgNotOfficer: "Sorry, you don't have access to sikkerchat. " +
@@ -91,6 +102,7 @@ var catalog = map[Language]map[messageKey]string{
 		msgHelp: "**sikkerchat – commands**\n\n" +
 			"* `%[1]s new [label]` – create a new secure conversation and get a link and code word\n" +
 			"* `%[1]s status` – show the status of the conversation in this room, or an overview\n" +
+			"* `%[1]s reissue` – (in a conversation room) make a new link and code word; the old ones stop working\n" +
 			"* `%[1]s help` – show this help",
 		msgStatusConversation:  "**Conversation %s**\n\n* Status: %s\n* Created: %s by %s\n* Guest: %s\n* Link expires: %s",
 		msgStatusOverview:      "sikkerchat is running. You have %d open conversations. Type `%s help` for commands.",
@@ -103,6 +115,12 @@ var catalog = map[Language]map[messageKey]string{
 		msgNotInConversation:   "This command only works in a conversation room.",
 		msgNoPermissionForRoom: "You are not part of this conversation.",
 		msgRoomTopic:           "Secure conversation with a citizen (%s). Everything written here is shown to the guest.",
+		msgInviteBurned: "The guest typed a wrong code word %d times, so the link is blocked. " +
+			"Send `%s reissue` in this room to make a new link and code word.",
+		msgGuestJoined: "The guest has opened the conversation.",
+		msgReissued: "**New link for %s**\n\nThe old link and any open sessions no longer work.\n\n%s\n\n" +
+			"Code word (send it in a separate message): **%s**\n\nThe link works once and expires %s.",
+		msgReissueClosed: "The conversation is closed, so no new link can be made.",
 	},
 }
 

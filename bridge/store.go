@@ -58,20 +58,21 @@ type Conversation struct {
 	CreatedAt       time.Time
 	InviteExpiresAt time.Time
 	JoinedAt        time.Time
+	OfficerReadSeq  int64
 	ClosedAt        time.Time
 	PurgeAfter      time.Time
 	Hold            bool
 }
 
 const conversationColumns = `id, room_id, ghost_id, label, status, created_by, created_at, invite_expires_at,
-	joined_at, closed_at, purge_after, hold`
+	joined_at, officer_read_seq, closed_at, purge_after, hold`
 
 const (
 	getConversationByIDQuery   = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE id=$1`
 	getConversationByRoomQuery = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE room_id=$1`
 	countOpenByOfficerQuery    = `SELECT COUNT(*) FROM sikkerchat_conversation WHERE created_by=$1 AND status IN ('created', 'active')`
 	insertConversationQuery    = `INSERT INTO sikkerchat_conversation (` + conversationColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 	setConversationRoomQuery = `UPDATE sikkerchat_conversation SET room_id=$2 WHERE id=$1`
 )
 
@@ -80,7 +81,7 @@ func (c *Conversation) Scan(row dbutil.Scannable) (*Conversation, error) {
 	var createdAt, expiresAt int64
 	var joinedAt, closedAt, purgeAfter sql.NullInt64
 	err := row.Scan(&c.ID, &roomID, &c.GhostID, &c.Label, &c.Status, &c.CreatedBy, &createdAt, &expiresAt,
-		&joinedAt, &closedAt, &purgeAfter, &c.Hold)
+		&joinedAt, &c.OfficerReadSeq, &closedAt, &purgeAfter, &c.Hold)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func (c *Conversation) Scan(row dbutil.Scannable) (*Conversation, error) {
 func (c *Conversation) sqlVariables() []any {
 	return []any{c.ID, dbutil.StrPtr(c.RoomID), c.GhostID, c.Label, c.Status, c.CreatedBy,
 		c.CreatedAt.UnixMilli(), c.InviteExpiresAt.UnixMilli(),
-		nullFromTime(c.JoinedAt), nullFromTime(c.ClosedAt), nullFromTime(c.PurgeAfter), c.Hold}
+		nullFromTime(c.JoinedAt), c.OfficerReadSeq, nullFromTime(c.ClosedAt), nullFromTime(c.PurgeAfter), c.Hold}
 }
 
 func timeFromNull(v sql.NullInt64) time.Time {

@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,10 +24,17 @@ const (
 	insertKeyQuery        = `INSERT INTO sikkerchat_conversation_key (conversation_id, wrapped_key) VALUES ($1, $2)`
 	getKeyQuery           = `SELECT wrapped_key FROM sikkerchat_conversation_key WHERE conversation_id=$1`
 	maxTranscriptSeqQuery = `SELECT COALESCE(MAX(seq), 0) FROM sikkerchat_transcript WHERE conversation_id=$1`
-	insertTranscriptQuery = `INSERT INTO sikkerchat_transcript (conversation_id, seq, direction, matrix_event_id, created_at, sealed)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (conversation_id, matrix_event_id) DO NOTHING`
-	getTranscriptQuery = `SELECT seq, direction, matrix_event_id, created_at, sealed FROM sikkerchat_transcript
+	insertTranscriptQuery = `INSERT INTO sikkerchat_transcript (conversation_id, seq, direction, matrix_event_id, client_id, status, created_at, sealed)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
+	transcriptColumns  = `seq, direction, matrix_event_id, client_id, status, created_at, sealed`
+	getTranscriptQuery = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript
 		WHERE conversation_id=$1 AND seq>$2 ORDER BY seq`
+	getByClientIDQuery = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript WHERE conversation_id=$1 AND client_id=$2`
+	getBySeqQuery      = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript WHERE conversation_id=$1 AND seq=$2`
+	getByEventQuery    = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript WHERE conversation_id=$1 AND matrix_event_id=$2`
+	markDeliveredQuery = `UPDATE sikkerchat_transcript SET matrix_event_id=$3, status='delivered'
+		WHERE conversation_id=$1 AND seq=$2 AND status='stored'`
+	undeliveredQuery = `SELECT conversation_id, seq FROM sikkerchat_transcript WHERE status='stored' ORDER BY conversation_id, seq`
 )
 
 // Direction tells who wrote a transcript entry.
@@ -42,12 +50,22 @@ type TranscriptEntry struct {
 	Seq           int64       `json:"-"`
 	Direction     Direction   `json:"-"`
 	MatrixEventID id.EventID  `json:"-"`
+	ClientID      string      `json:"-"`
+	Status        EntryStatus `json:"-"`
 	CreatedAt     time.Time   `json:"-"`
 	Kind          string      `json:"kind"`
 	Text          string      `json:"text,omitempty"`
 	SenderName    string      `json:"sender_name,omitempty"`
 	Extra         EntryExtras `json:"extra,omitempty"`
 }
+
+// EntryStatus is the delivery state of a guest's message.
+type EntryStatus string
+
+const (
+	EntryStored    EntryStatus = "stored"
+	EntryDelivered EntryStatus = "delivered"
+)
 
 // EntryExtras carries what later kinds of entries need (files, edits) without
 // a schema change: it is sealed with the rest.
@@ -149,29 +167,76 @@ func (t *Transcript) Append(ctx context.Context, conversationID string, entry *T
 	if err != nil {
 		return false, err
 	}
-	var eventID *string
-	if entry.MatrixEventID != "" {
-		s := string(entry.MatrixEventID)
-		eventID = &s
-	}
-	res, err := t.store.Exec(ctx, insertTranscriptQuery, conversationID, seq, entry.Direction, eventID, entry.CreatedAt.UnixMilli(), sealed)
+	res, err := t.store.Exec(ctx, insertTranscriptQuery, conversationID, seq, entry.Direction,
+		nullString(string(entry.MatrixEventID)), nullString(entry.ClientID), entry.Status, entry.CreatedAt.UnixMilli(), sealed)
 	if err != nil {
 		return false, fmt.Errorf("failed to store transcript entry: %w", err)
 	}
-	n, _ := res.RowsAffected()
-	if n == 1 {
+	if n, _ := res.RowsAffected(); n == 1 {
 		entry.Seq = seq
+		return true, nil
 	}
-	return n == 1, nil
+	// Nothing inserted: fine if it is a redelivery of a known event or client
+	// message, an error otherwise (the position was taken), never a silent loss.
+	var existing *TranscriptEntry
+	if entry.MatrixEventID != "" {
+		existing, err = t.ByEvent(ctx, conversationID, entry.MatrixEventID)
+	} else if entry.ClientID != "" {
+		existing, err = t.ByClientID(ctx, conversationID, entry.ClientID)
+	}
+	if err != nil {
+		return false, err
+	} else if existing == nil {
+		return false, fmt.Errorf("transcript position %d of %s was taken", seq, conversationID)
+	}
+	entry.Seq = existing.Seq
+	return false, nil
 }
 
 // Since returns the entries after seq, opened.
 func (t *Transcript) Since(ctx context.Context, conversationID string, after int64) ([]*TranscriptEntry, error) {
+	return t.query(ctx, conversationID, getTranscriptQuery, conversationID, after)
+}
+
+// ByClientID finds a guest message by the guest's own ID; nil if there is none.
+func (t *Transcript) ByClientID(ctx context.Context, conversationID, clientID string) (*TranscriptEntry, error) {
+	return t.one(ctx, conversationID, getByClientIDQuery, conversationID, clientID)
+}
+
+// BySeq finds an entry by its position; nil if there is none.
+func (t *Transcript) BySeq(ctx context.Context, conversationID string, seq int64) (*TranscriptEntry, error) {
+	return t.one(ctx, conversationID, getBySeqQuery, conversationID, seq)
+}
+
+// ByEvent finds an entry by its Matrix event; nil if there is none.
+func (t *Transcript) ByEvent(ctx context.Context, conversationID string, eventID id.EventID) (*TranscriptEntry, error) {
+	return t.one(ctx, conversationID, getByEventQuery, conversationID, eventID)
+}
+
+// MarkDelivered records the Matrix event of a guest message; false if it was already delivered.
+func (t *Transcript) MarkDelivered(ctx context.Context, conversationID string, seq int64, eventID id.EventID) (bool, error) {
+	res, err := t.store.Exec(ctx, markDeliveredQuery, conversationID, seq, eventID)
+	if err != nil {
+		return false, fmt.Errorf("failed to mark guest message delivered: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func (t *Transcript) one(ctx context.Context, conversationID, query string, args ...any) (*TranscriptEntry, error) {
+	entries, err := t.query(ctx, conversationID, query, args...)
+	if err != nil || len(entries) == 0 {
+		return nil, err
+	}
+	return entries[0], nil
+}
+
+func (t *Transcript) query(ctx context.Context, conversationID, query string, args ...any) ([]*TranscriptEntry, error) {
 	key, err := t.conversationKey(ctx, conversationID)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.store.Query(ctx, getTranscriptQuery, conversationID, after)
+	rows, err := t.store.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read transcript: %w", err)
 	}
@@ -180,9 +245,10 @@ func (t *Transcript) Since(ctx context.Context, conversationID string, after int
 	for rows.Next() {
 		var seq, createdAt int64
 		var dir Direction
-		var eventID *string
+		var eventID, clientID sql.NullString
+		var status EntryStatus
 		var sealed []byte
-		if err = rows.Scan(&seq, &dir, &eventID, &createdAt, &sealed); err != nil {
+		if err = rows.Scan(&seq, &dir, &eventID, &clientID, &status, &createdAt, &sealed); err != nil {
 			return nil, err
 		}
 		plaintext, err := open(key, sealed, entryAAD(conversationID, seq, dir))
@@ -194,10 +260,12 @@ func (t *Transcript) Since(ctx context.Context, conversationID string, after int
 			return nil, err
 		}
 		entry.Seq, entry.Direction, entry.CreatedAt = seq, dir, time.UnixMilli(createdAt)
-		if eventID != nil {
-			entry.MatrixEventID = id.EventID(*eventID)
-		}
+		entry.MatrixEventID, entry.ClientID, entry.Status = id.EventID(eventID.String), clientID.String, status
 		entries = append(entries, entry)
 	}
 	return entries, rows.Err()
+}
+
+func nullString(s string) sql.NullString {
+	return sql.NullString{String: s, Valid: s != ""}
 }

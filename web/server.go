@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -22,37 +23,73 @@ type Server struct {
 
 	mux    *http.ServeMux
 	server *http.Server
+
+	joinLimit    *limiter
+	messageLimit *limiter
+	ipLimit      *limiter
+
+	streams sync.WaitGroup
+	closing chan struct{}
 }
 
 // Attach creates the guest server and registers it to start and stop with the bridge.
 func Attach(sc *bridge.Connector) *Server {
-	s := &Server{
-		Connector: sc,
-		Log:       sc.Bridge.Log.With().Str("component", "guest_web").Logger(),
-		mux:       http.NewServeMux(),
-	}
-	s.routes()
+	s := New(sc, sc.Bridge.Log.With().Str("component", "guest_web").Logger())
 	sc.AddService(s)
 	return s
+}
+
+// New makes a guest server for a connector (tests use it without a bridge).
+func New(sc *bridge.Connector, log zerolog.Logger) *Server {
+	s := &Server{
+		Connector: sc,
+		Log:       log,
+		mux:       http.NewServeMux(),
+		// Joining: a human types a code a few times; a guesser needs thousands.
+		joinLimit: newLimiter(20, 10),
+		// Messages and other calls per conversation: a fast typist, not a flood.
+		messageLimit: newLimiter(60, 20),
+		// Everything from one address, joined or not.
+		ipLimit: newLimiter(600, 120),
+		closing: make(chan struct{}),
+	}
+	s.routes()
+	return s
+}
+
+func (s *Server) config() *bridge.Config {
+	return &s.Connector.Config
 }
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "NO.SIKKERCHAT.NOT_FOUND", "Not found")
+	s.registerStatic()
+	s.mux.HandleFunc("GET /api/config", s.handleConfig)
+	s.mux.HandleFunc("GET /api/session", s.withSession(s.handleSession))
+	s.mux.HandleFunc("POST /api/join", s.stateChanging(false, s.limited(s.joinLimit, false, s.handleJoin)))
+	s.mux.HandleFunc("GET /api/events", s.withSession(s.handleEvents))
+	s.mux.HandleFunc("POST /api/messages", s.stateChanging(false, s.withSession(s.limited(s.messageLimit, true, s.handleMessage))))
+	s.mux.HandleFunc("POST /api/typing", s.stateChanging(false, s.withSession(s.limited(s.messageLimit, true, s.handleTyping))))
+	s.mux.HandleFunc("POST /api/read", s.stateChanging(false, s.withSession(s.handleRead)))
+	s.mux.HandleFunc("POST /api/leave", s.stateChanging(true, s.handleLeave))
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, errNotFound, "Not found")
 	})
 	registerTestHooks(s)
 }
 
 // Handler is the whole guest listener with its security headers.
 func (s *Server) Handler() http.Handler {
-	return securityHeaders(s.mux)
+	limited := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.limited(s.ipLimit, false, s.mux.ServeHTTP)(w, r)
+	})
+	return securityHeaders(s.recoverer(limited))
 }
 
 func (s *Server) Start(ctx context.Context) error {
-	listener, err := net.Listen("tcp", s.Connector.Config.Guest.Listen)
+	listener, err := net.Listen("tcp", s.config().Guest.Listen)
 	if err != nil {
 		return err
 	}
@@ -61,7 +98,9 @@ func (s *Server) Start(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          nil,
+		// Go's own server errors (TLS noise, malformed requests) go nowhere: they
+		// could carry request bytes.
+		ErrorLog: nil,
 	}
 	go func() {
 		if err := s.server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -76,31 +115,16 @@ func (s *Server) Stop() {
 	if s.server == nil {
 		return
 	}
+	close(s.closing)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.server.Shutdown(ctx)
 }
 
-// securityHeaders sets DESIGN.md's headers on every response, errors included.
-func securityHeaders(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "+
-			"media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		h.Set("Cross-Origin-Resource-Policy", "same-origin")
-		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
-		next.ServeHTTP(w, r)
-	})
-}
-
 type apiError struct {
-	ErrCode string `json:"errcode"`
-	Error   string `json:"error"`
+	ErrCode      string `json:"errcode"`
+	Error        string `json:"error"`
+	AttemptsLeft *int   `json:"attempts_left,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -111,4 +135,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, errcode, message string) {
 	writeJSON(w, status, apiError{ErrCode: errcode, Error: message})
+}
+
+func errorIs(err, target error) bool {
+	return errors.Is(err, target)
 }

@@ -9,6 +9,7 @@ package web
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/sikkerchat/sikkerchat/bridge"
 )
@@ -26,12 +27,26 @@ func registerTestHooks(s *Server) {
 			writeError(w, http.StatusBadRequest, "NO.SIKKERCHAT.BAD_JSON", "Bad request")
 			return
 		}
-		eventID, err := s.Connector.SendGuestText(r.Context(), r.PathValue("id"), req.MessageID, req.Text)
-		if err != nil {
-			writeError(w, http.StatusBadGateway, "NO.SIKKERCHAT.SEND_FAILED", err.Error())
+		ctx := r.Context()
+		conv, err := s.Connector.Store.GetConversation(ctx, r.PathValue("id"))
+		if err != nil || conv == nil {
+			writeError(w, http.StatusNotFound, "NO.SIKKERCHAT.NOT_FOUND", "no such conversation")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"event_id": eventID.String()})
+		entry, _, err := s.Connector.QueueGuestText(ctx, conv, req.MessageID, req.Text)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "NO.SIKKERCHAT.SEND_FAILED", err.Error())
+			return
+		}
+		// The hook waits for delivery so that tests can match the Matrix event.
+		for range 600 {
+			if e, _ := s.Connector.Transcript.BySeq(ctx, conv.ID, entry.Seq); e != nil && e.MatrixEventID != "" {
+				writeJSON(w, http.StatusOK, map[string]string{"event_id": e.MatrixEventID.String()})
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		writeError(w, http.StatusGatewayTimeout, "NO.SIKKERCHAT.SEND_FAILED", "not delivered in 30 s")
 	})
 	s.mux.HandleFunc("GET /_test/conversations/{id}/transcript", func(w http.ResponseWriter, r *http.Request) {
 		entries, err := s.Connector.Transcript.Since(r.Context(), r.PathValue("id"), 0)
@@ -45,10 +60,12 @@ func registerTestHooks(s *Server) {
 			MatrixEventID string           `json:"matrix_event_id"`
 			Kind          string           `json:"kind"`
 			Text          string           `json:"text"`
+			ClientID      string           `json:"client_id"`
+			Status        string           `json:"status"`
 		}
 		out := make([]item, 0, len(entries))
 		for _, e := range entries {
-			out = append(out, item{e.Seq, e.Direction, e.MatrixEventID.String(), e.Kind, e.Text})
+			out = append(out, item{e.Seq, e.Direction, e.MatrixEventID.String(), e.Kind, e.Text, e.ClientID, string(e.Status)})
 		}
 		writeJSON(w, http.StatusOK, out)
 	})

@@ -1,4 +1,4 @@
--- v0 -> v1: Latest revision
+-- v0 -> v2: Latest revision
 
 -- One row per conversation (a bridgev2 portal). No message content lives here.
 CREATE TABLE sikkerchat_conversation (
@@ -11,6 +11,7 @@ CREATE TABLE sikkerchat_conversation (
     created_at        BIGINT  NOT NULL,
     invite_expires_at BIGINT  NOT NULL,
     joined_at         BIGINT,
+    officer_read_seq  BIGINT  NOT NULL DEFAULT 0,
     closed_at         BIGINT,
     purge_after       BIGINT,
     hold              BOOLEAN NOT NULL DEFAULT false
@@ -45,8 +46,24 @@ CREATE TABLE sikkerchat_transcript (
     seq             BIGINT NOT NULL,
     direction       TEXT   NOT NULL,
     matrix_event_id TEXT,
+    -- The guest's own ID for a message they sent: makes their retries idempotent.
+    client_id       TEXT,
+    -- from_guest delivery: stored (not yet in the room) or delivered.
+    status          TEXT   NOT NULL DEFAULT '',
     created_at      BIGINT NOT NULL,
     sealed          bytea  NOT NULL,
     PRIMARY KEY (conversation_id, seq),
-    CONSTRAINT sikkerchat_transcript_event_unique UNIQUE (conversation_id, matrix_event_id)
+    CONSTRAINT sikkerchat_transcript_event_unique UNIQUE (conversation_id, matrix_event_id),
+    CONSTRAINT sikkerchat_transcript_client_unique UNIQUE (conversation_id, client_id)
 );
+CREATE INDEX sikkerchat_transcript_undelivered_idx ON sikkerchat_transcript (status) WHERE status='stored';
+
+-- Guest browser sessions. Only the SHA-256 of the cookie value is stored.
+CREATE TABLE sikkerchat_guest_session (
+    token_hash      bytea  NOT NULL PRIMARY KEY,
+    conversation_id TEXT   NOT NULL REFERENCES sikkerchat_conversation (id) ON DELETE CASCADE,
+    created_at      BIGINT NOT NULL,
+    last_seen_at    BIGINT NOT NULL,
+    revoked_at      BIGINT
+);
+CREATE INDEX sikkerchat_guest_session_conversation_idx ON sikkerchat_guest_session (conversation_id);

@@ -1,0 +1,89 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sikkerchat/sikkerchat/appservice"
+)
+
+// MatrixSide is what the guest side needs done in a conversation room. The
+// bridge implements it with bridgev2; handler tests use a recording double.
+type MatrixSide interface {
+	// SendGuestText sends text as the guest ghost, encrypted, with a transaction
+	// ID derived from txnID so that a retry never makes a second event.
+	SendGuestText(ctx context.Context, conv *Conversation, txnID, text string) (id.EventID, error)
+	Notice(ctx context.Context, conv *Conversation, markdown string)
+	UpdateState(ctx context.Context, conv *Conversation, state *appservice.ConversationState)
+	GuestTyping(ctx context.Context, conv *Conversation, typing bool, timeout time.Duration)
+	GuestRead(ctx context.Context, conv *Conversation, eventID id.EventID) error
+}
+
+type bridgeMatrixSide struct {
+	sc *Connector
+}
+
+var _ MatrixSide = (*bridgeMatrixSide)(nil)
+
+func (b *bridgeMatrixSide) SendGuestText(ctx context.Context, conv *Conversation, txnID, text string) (id.EventID, error) {
+	mc, ok := b.sc.Bridge.Matrix.(*matrix.Connector)
+	if !ok || mc.Crypto == nil {
+		return "", ErrEncryptionDisabled
+	}
+	ghost := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv)).(*matrix.ASIntent)
+	if err := ghost.Matrix.EnsureJoined(ctx, conv.RoomID); err != nil {
+		return "", fmt.Errorf("failed to ensure guest is joined: %w", err)
+	}
+	content := &event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: text}}
+	if err := mc.Crypto.Encrypt(ctx, conv.RoomID, event.EventMessage, content); err != nil {
+		return "", fmt.Errorf("failed to encrypt guest message: %w", err)
+	}
+	resp, err := ghost.Matrix.SendMessageEvent(ctx, conv.RoomID, event.EventEncrypted, content, mautrix.ReqSendEvent{TransactionID: txnID})
+	if err != nil {
+		return "", fmt.Errorf("failed to send guest message: %w", err)
+	}
+	return resp.EventID, nil
+}
+
+func (b *bridgeMatrixSide) Notice(ctx context.Context, conv *Conversation, markdown string) {
+	if conv.RoomID == "" {
+		return
+	}
+	_, err := b.sc.Bridge.Bot.SendMessage(ctx, conv.RoomID, event.EventMessage, &event.Content{Parsed: renderNotice(markdown)}, nil)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Str("conversation_id", conv.ID).Msg("Failed to send notice to conversation room")
+	}
+}
+
+func (b *bridgeMatrixSide) UpdateState(ctx context.Context, conv *Conversation, state *appservice.ConversationState) {
+	if conv.RoomID == "" {
+		return
+	}
+	_, err := b.sc.Bridge.Bot.SendState(ctx, conv.RoomID, appservice.StateConversation, "", &event.Content{Parsed: state}, time.Time{})
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Str("conversation_id", conv.ID).Msg("Failed to update conversation state event")
+	}
+}
+
+func (b *bridgeMatrixSide) GuestTyping(ctx context.Context, conv *Conversation, typing bool, timeout time.Duration) {
+	if conv.RoomID == "" {
+		return
+	}
+	ghost := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv))
+	if err := ghost.MarkTyping(ctx, conv.RoomID, bridgev2.TypingTypeText, timeout); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to send guest typing")
+	}
+}
+
+func (b *bridgeMatrixSide) GuestRead(ctx context.Context, conv *Conversation, eventID id.EventID) error {
+	ghost := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv))
+	return ghost.MarkRead(ctx, conv.RoomID, eventID, time.Now())
+}

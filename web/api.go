@@ -1,0 +1,392 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sikkerchat/sikkerchat/bridge"
+)
+
+// Error codes of the guest API (docs/guest-api.md).
+const (
+	errNotFound           = "NO.SIKKERCHAT.NOT_FOUND"
+	errUnknown            = "NO.SIKKERCHAT.UNKNOWN"
+	errBadJSON            = "NO.SIKKERCHAT.BAD_JSON"
+	errTooLarge           = "NO.SIKKERCHAT.TOO_LARGE"
+	errBadOrigin          = "NO.SIKKERCHAT.BAD_ORIGIN"
+	errMissingHeader      = "NO.SIKKERCHAT.MISSING_HEADER"
+	errRateLimited        = "NO.SIKKERCHAT.RATE_LIMITED"
+	errNoSession          = "NO.SIKKERCHAT.NO_SESSION"
+	errSessionExpired     = "NO.SIKKERCHAT.SESSION_EXPIRED"
+	errConversationClosed = "NO.SIKKERCHAT.CONVERSATION_CLOSED"
+	errBadToken           = "NO.SIKKERCHAT.BAD_TOKEN"
+	errCodeMissing        = "NO.SIKKERCHAT.CODE_MISSING"
+	errInviteUnknown      = "NO.SIKKERCHAT.INVITE_UNKNOWN"
+	errInviteUsed         = "NO.SIKKERCHAT.INVITE_USED"
+	errInviteExpired      = "NO.SIKKERCHAT.INVITE_EXPIRED"
+	errInviteRevoked      = "NO.SIKKERCHAT.INVITE_REVOKED"
+	errCodeWrong          = "NO.SIKKERCHAT.CODE_WRONG"
+	errBadClientID        = "NO.SIKKERCHAT.BAD_CLIENT_ID"
+	errEmptyMessage       = "NO.SIKKERCHAT.EMPTY_MESSAGE"
+	errMessageTooLong     = "NO.SIKKERCHAT.MESSAGE_TOO_LONG"
+	errClientIDReused     = "NO.SIKKERCHAT.CLIENT_ID_REUSED"
+	errBadSeq             = "NO.SIKKERCHAT.BAD_SEQ"
+)
+
+// maxJSONBody bounds every JSON request; a message of max_message_length
+// characters of 4-byte UTF-8, JSON-escaped, still fits.
+const maxJSONBody = 512 << 10
+
+// decodeJSON reads a small JSON object strictly: unknown fields, trailing data
+// and wrong types are errors.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, errBadJSON, "Content-Type must be application/json")
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data")
+	}
+	if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			err = errors.New("trailing data")
+		}
+	}
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		writeError(w, http.StatusRequestEntityTooLarge, errTooLarge, "Request body too large")
+		return false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, errBadJSON, "Request body must be a JSON object of the documented shape")
+		return false
+	}
+	return true
+}
+
+func (s *Server) cookieName() string {
+	if s.config().Guest.InsecureCookies {
+		return "sikkerchat_session"
+	}
+	return "__Host-sikkerchat"
+}
+
+func (s *Server) setCookie(w http.ResponseWriter, value string) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     s.cookieName(),
+		Value:    value,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   !s.config().Guest.InsecureCookies,
+		SameSite: http.SameSiteStrictMode,
+	})
+}
+
+func (s *Server) clearCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     s.cookieName(),
+		Value:    "",
+		Path:     "/",
+		MaxAge:   -1,
+		HttpOnly: true,
+		Secure:   !s.config().Guest.InsecureCookies,
+		SameSite: http.SameSiteStrictMode,
+	})
+}
+
+type configResponse struct {
+	UnitName        string            `json:"unit_name"`
+	ExitURL         string            `json:"exit_url"`
+	StaffedHours    map[string]string `json:"staffed_hours"`
+	Emergency       map[string]string `json:"emergency"`
+	MaxMessageChars int               `json:"max_message_chars"`
+	MaxFileBytes    int64             `json:"max_file_bytes"`
+	Languages       []string          `json:"languages"`
+	DefaultLanguage string            `json:"default_language"`
+}
+
+func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
+	cfg := s.config()
+	writeJSON(w, http.StatusOK, configResponse{
+		UnitName:        cfg.UnitName,
+		ExitURL:         cfg.Guest.ExitURL,
+		StaffedHours:    cfg.Guest.StaffedHours,
+		Emergency:       map[string]string{"police": "112", "non_emergency": "02800"},
+		MaxMessageChars: cfg.Guest.MaxMessageLength,
+		Languages:       []string{"nb", "nn", "en"},
+		DefaultLanguage: "nb",
+	})
+}
+
+type sessionResponse struct {
+	UnitName           string `json:"unit_name"`
+	SessionIdleSeconds int    `json:"session_idle_seconds"`
+}
+
+func (s *Server) sessionInfo() sessionResponse {
+	return sessionResponse{UnitName: s.config().UnitName, SessionIdleSeconds: int(s.config().Guest.SessionIdle.Seconds())}
+}
+
+func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.sessionInfo())
+}
+
+func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Token string `json:"token"`
+		Code  string `json:"code"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	sessionToken, _, err := s.Connector.Join(r.Context(), req.Token, req.Code)
+	var wrong *bridge.CodeWrongError
+	switch {
+	case err == nil:
+		s.setCookie(w, sessionToken)
+		writeJSON(w, http.StatusOK, s.sessionInfo())
+	case errors.Is(err, bridge.ErrBadToken):
+		writeError(w, http.StatusBadRequest, errBadToken, "The link is not valid")
+	case errors.Is(err, bridge.ErrCodeMissing):
+		writeError(w, http.StatusBadRequest, errCodeMissing, "Type the code word")
+	case errors.Is(err, bridge.ErrInviteUnknown):
+		writeError(w, http.StatusNotFound, errInviteUnknown, "The link is not known")
+	case errors.Is(err, bridge.ErrInviteUsed):
+		writeError(w, http.StatusGone, errInviteUsed, "The link has already been used")
+	case errors.Is(err, bridge.ErrInviteExpired):
+		writeError(w, http.StatusGone, errInviteExpired, "The link has expired")
+	case errors.Is(err, bridge.ErrInviteRevoked):
+		writeError(w, http.StatusGone, errInviteRevoked, "The link no longer works")
+	case errors.As(err, &wrong):
+		left := wrong.AttemptsLeft
+		writeJSON(w, http.StatusForbidden, apiError{ErrCode: errCodeWrong, Error: "Wrong code word", AttemptsLeft: &left})
+	default:
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to join conversation")
+		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
+	}
+}
+
+type messageResponse struct {
+	Seq      int64  `json:"seq"`
+	ClientID string `json:"client_id"`
+	Status   string `json:"status"`
+}
+
+func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ClientID string `json:"client_id"`
+		Text     string `json:"text"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	entry, isNew, err := s.Connector.QueueGuestText(r.Context(), conversationOf(r), req.ClientID, req.Text)
+	switch {
+	case err == nil:
+		status := http.StatusAccepted
+		if !isNew {
+			status = http.StatusOK
+		}
+		writeJSON(w, status, messageResponse{Seq: entry.Seq, ClientID: entry.ClientID, Status: string(entry.Status)})
+	case errors.Is(err, bridge.ErrBadClientID):
+		writeError(w, http.StatusBadRequest, errBadClientID, err.Error())
+	case errors.Is(err, bridge.ErrEmptyMessage):
+		writeError(w, http.StatusBadRequest, errEmptyMessage, "The message is empty")
+	case errors.Is(err, bridge.ErrMessageTooLong):
+		writeError(w, http.StatusRequestEntityTooLarge, errMessageTooLong,
+			fmt.Sprintf("The message is longer than %d characters", s.config().Guest.MaxMessageLength))
+	case errors.Is(err, bridge.ErrClientIDReused):
+		writeError(w, http.StatusConflict, errClientIDReused, "client_id was already used for another message")
+	default:
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to store guest message")
+		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
+	}
+}
+
+func (s *Server) handleTyping(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Typing *bool `json:"typing"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Typing == nil {
+		writeError(w, http.StatusBadRequest, errBadJSON, "typing must be true or false")
+		return
+	}
+	s.Connector.GuestTyping(r.Context(), conversationOf(r), *req.Typing)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Seq *int64 `json:"seq"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Seq == nil || *req.Seq < 1 {
+		writeError(w, http.StatusBadRequest, errBadSeq, "seq must be a positive number")
+		return
+	}
+	if err := s.Connector.GuestRead(r.Context(), conversationOf(r), *req.Seq); err != nil {
+		if errors.Is(err, bridge.ErrUnknownSeq) {
+			writeError(w, http.StatusBadRequest, errBadSeq, "No such message")
+			return
+		}
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to mark read")
+		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
+	if cookie, err := r.Cookie(s.cookieName()); err == nil && cookie.Value != "" {
+		if err = s.Connector.EndSession(r.Context(), cookie.Value); err != nil {
+			zerolog.Ctx(r.Context()).Err(err).Msg("Failed to end guest session")
+		}
+	}
+	s.clearCookie(w)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sseEvent is one frame of the event stream.
+type sseMessage struct {
+	Seq       int64  `json:"seq"`
+	Direction string `json:"direction"`
+	Kind      string `json:"kind"`
+	Text      string `json:"text,omitempty"`
+	Sender    string `json:"sender,omitempty"`
+	TS        int64  `json:"ts"`
+	ClientID  string `json:"client_id,omitempty"`
+	Status    string `json:"status,omitempty"`
+}
+
+func (s *Server) messageFrame(conv *bridge.Conversation, e *bridge.TranscriptEntry) sseMessage {
+	msg := sseMessage{Seq: e.Seq, Direction: string(e.Direction), Kind: e.Kind, Text: e.Text, TS: e.CreatedAt.UnixMilli()}
+	if e.Direction == bridge.FromGuest {
+		msg.ClientID = e.ClientID
+		msg.Status = string(e.Status)
+		if e.Status == bridge.EntryDelivered && e.Seq <= conv.OfficerReadSeq {
+			msg.Status = "read"
+		}
+	} else {
+		msg.Sender = s.config().UnitName
+		if e.SenderName != "" {
+			msg.Sender += " (" + e.SenderName + ")"
+		}
+	}
+	return msg
+}
+
+const sseHeartbeat = 20 * time.Second
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, errUnknown, "Streaming unsupported")
+		return
+	}
+	ctx := r.Context()
+	conv := conversationOf(r)
+	var after int64
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, errBadSeq, "Last-Event-ID must be a message number")
+			return
+		}
+		after = n
+	}
+	// Subscribe before reading history, so nothing falls between the two.
+	sub := s.Connector.Hub.Subscribe(conv.ID)
+	defer sub.Close()
+	history, err := s.Connector.Transcript.Since(ctx, conv.ID, after)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to read transcript for guest")
+		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	sent := after
+	for _, e := range history {
+		writeFrame(w, "message", e.Seq, s.messageFrame(conv, e))
+		sent = max(sent, e.Seq)
+	}
+	flusher.Flush()
+	heartbeat := time.NewTicker(sseHeartbeat)
+	defer heartbeat.Stop()
+	cookie, _ := r.Cookie(s.cookieName())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.closing:
+			return
+		case <-sub.Done:
+			// Fell behind or the conversation moved on: the page reconnects and
+			// catches up from the transcript.
+			return
+		case <-heartbeat.C:
+			// The open page counts as presence; a revoked session ends the stream.
+			if _, _, err := s.Connector.CheckSession(ctx, cookie.Value); err != nil {
+				s.writeEnd(w, err)
+				flusher.Flush()
+				return
+			}
+			_, _ = io.WriteString(w, ": keep-alive\n\n")
+		case evt := <-sub.C:
+			switch evt.Kind {
+			case bridge.GuestEventMessage:
+				if evt.Entry.Seq <= sent {
+					continue
+				}
+				writeFrame(w, "message", evt.Entry.Seq, s.messageFrame(conv, evt.Entry))
+				sent = evt.Entry.Seq
+			case bridge.GuestEventStatus:
+				frame := s.messageFrame(conv, evt.Entry)
+				writeFrame(w, "status", 0, map[string]any{"seq": frame.Seq, "client_id": frame.ClientID, "status": frame.Status})
+			case bridge.GuestEventTyping:
+				writeFrame(w, "typing", 0, map[string]bool{"typing": evt.Typing})
+			case bridge.GuestEventClosed:
+				writeFrame(w, "closed", 0, map[string]string{"reason": evt.Reason})
+				flusher.Flush()
+				return
+			}
+		}
+		flusher.Flush()
+	}
+}
+
+func (s *Server) writeEnd(w http.ResponseWriter, err error) {
+	reason := "closed"
+	if errors.Is(err, bridge.ErrSessionIdle) {
+		reason = "session_expired"
+	} else if errors.Is(err, bridge.ErrNoSession) {
+		reason = "session_ended"
+	}
+	writeFrame(w, "closed", 0, map[string]string{"reason": reason})
+}
+
+func writeFrame(w io.Writer, name string, id int64, data any) {
+	payload, _ := json.Marshal(data)
+	if id > 0 {
+		_, _ = fmt.Fprintf(w, "id: %d\n", id)
+	}
+	_, _ = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, payload)
+}

@@ -1,0 +1,170 @@
+package web
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sikkerchat/sikkerchat/bridge"
+)
+
+// securityHeaders sets DESIGN.md's headers on every response, errors included.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "+
+			"media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverer turns a panic into a JSON 500: the guest never sees a stack trace.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if rec := recover(); rec != nil {
+				if rec == http.ErrAbortHandler {
+					panic(rec)
+				}
+				s.Log.Error().Any("panic", rec).Bytes("stack", debug.Stack()).Str("path", r.URL.Path).Msg("Panic in guest handler")
+				writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
+			}
+		}()
+		next.ServeHTTP(w, r.WithContext(s.Log.WithContext(r.Context())))
+	})
+}
+
+// clientIP is the guest's address: the connection's, or the last hop of
+// X-Forwarded-For when the connection comes from a trusted reverse proxy.
+func (s *Server) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !s.trustedProxy(ip) {
+		return host
+	}
+	forwarded := r.Header.Values("X-Forwarded-For")
+	if len(forwarded) == 0 {
+		return host
+	}
+	hops := strings.Split(forwarded[len(forwarded)-1], ",")
+	if last := net.ParseIP(strings.TrimSpace(hops[len(hops)-1])); last != nil {
+		return last.String()
+	}
+	return host
+}
+
+func (s *Server) trustedProxy(ip net.IP) bool {
+	for _, n := range s.config().Guest.TrustedProxyNets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// stateChanging guards every POST: same-origin Origin and the custom header,
+// which a cross-site form or a link preview cannot send.
+func (s *Server) stateChanging(allowBeacon bool, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != s.config().PublicOrigin() {
+			writeError(w, http.StatusForbidden, errBadOrigin, "Request must come from the sikkerchat page")
+			return
+		}
+		if r.Header.Get("X-Sikkerchat") != "1" && !(allowBeacon && isBeacon(r)) {
+			writeError(w, http.StatusForbidden, errMissingHeader, "Missing X-Sikkerchat header")
+			return
+		}
+		next(w, r)
+	}
+}
+
+// isBeacon recognises navigator.sendBeacon, which cannot set headers.
+func isBeacon(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return r.ContentLength <= 0 || strings.HasPrefix(ct, "text/plain")
+}
+
+type ctxKey int
+
+const (
+	ctxKeySession ctxKey = iota
+	ctxKeyConversation
+)
+
+// withSession requires a live guest session.
+func (s *Server) withSession(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		cookie, err := r.Cookie(s.cookieName())
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, errNoSession, "No session")
+			return
+		}
+		sess, conv, err := s.Connector.CheckSession(r.Context(), cookie.Value)
+		if !s.sessionError(w, r, err) {
+			return
+		}
+		ctx := context.WithValue(r.Context(), ctxKeySession, sess)
+		ctx = context.WithValue(ctx, ctxKeyConversation, conv)
+		ctx = zerolog.Ctx(ctx).With().Str("conversation_id", conv.ID).Logger().WithContext(ctx)
+		next(w, r.WithContext(ctx))
+	}
+}
+
+// sessionError writes the answer for a failed session check; true means no error.
+func (s *Server) sessionError(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return true
+	case errorIs(err, bridge.ErrNoSession):
+		s.clearCookie(w)
+		writeError(w, http.StatusUnauthorized, errNoSession, "No session")
+	case errorIs(err, bridge.ErrSessionIdle):
+		s.clearCookie(w)
+		writeError(w, http.StatusUnauthorized, errSessionExpired, "The session has expired")
+	case errorIs(err, bridge.ErrConversationNotOpen):
+		s.clearCookie(w)
+		writeError(w, http.StatusGone, errConversationClosed, "The conversation has ended")
+	default:
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to check guest session")
+		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
+	}
+	return false
+}
+
+func conversationOf(r *http.Request) *bridge.Conversation {
+	return r.Context().Value(ctxKeyConversation).(*bridge.Conversation)
+}
+
+// limited applies a rate limit per IP (and per session where there is one).
+func (s *Server) limited(l *limiter, bySession bool, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key := "ip:" + s.clientIP(r)
+		if bySession {
+			if conv, ok := r.Context().Value(ctxKeyConversation).(*bridge.Conversation); ok {
+				key = "conv:" + conv.ID
+			}
+		}
+		if ok, wait := l.allow(key, time.Now()); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			writeError(w, http.StatusTooManyRequests, errRateLimited, "Too many requests, wait a little")
+			return
+		}
+		next(w, r)
+	}
+}
