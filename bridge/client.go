@@ -14,7 +14,11 @@ import (
 	"maunium.net/go/mautrix/event"
 )
 
-var _ bridgev2.NetworkAPI = (*OfficerClient)(nil)
+var (
+	_ bridgev2.NetworkAPI                    = (*OfficerClient)(nil)
+	_ bridgev2.TypingHandlingNetworkAPI      = (*OfficerClient)(nil)
+	_ bridgev2.ReadReceiptHandlingNetworkAPI = (*OfficerClient)(nil)
+)
 
 // OfficerClient is an officer's side of the bridge: what they write in a
 // conversation room is handed to the guest side here, already decrypted by bridgev2.
@@ -107,4 +111,15 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 			Timestamp: entry.CreatedAt,
 		},
 	}, nil
+}
+
+// HandleMatrixTyping shows the guest that the police are writing.
+func (oc *OfficerClient) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyping) error {
+	oc.Connector.Hub.Publish(string(msg.Portal.ID), GuestEvent{Kind: GuestEventTyping, Typing: msg.IsTyping})
+	return nil
+}
+
+// HandleMatrixReadReceipt marks the guest's messages up to the receipt as read.
+func (oc *OfficerClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridgev2.MatrixReadReceipt) error {
+	return oc.Connector.OfficerRead(ctx, string(msg.Portal.ID), msg.ReadUpTo)
 }

@@ -9,11 +9,14 @@ import (
 	"fmt"
 
 	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+
+	"github.com/sikkerchat/sikkerchat/appservice"
 )
 
 var (
@@ -84,6 +87,28 @@ func (sc *Connector) Start(ctx context.Context) error {
 	bgCtx, cancel := context.WithCancel(sc.Bridge.Log.WithContext(context.Background()))
 	sc.stop = cancel
 	go sc.runOutbox(bgCtx)
+	if err := sc.startEphemeralSync(bgCtx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// startEphemeralSync makes officers' typing and read receipts reach the bridge
+// when the homeserver does not push ephemeral events to appservices.
+func (sc *Connector) startEphemeralSync(ctx context.Context) error {
+	mc, ok := sc.Bridge.Matrix.(*matrix.Connector)
+	if !ok || mc.Config.AppService.EphemeralEvents {
+		return nil
+	}
+	cli, err := mautrix.NewClient(mc.Config.Homeserver.Address, sc.Bridge.Bot.GetMXID(), mc.Config.AppService.ASToken)
+	if err != nil {
+		return fmt.Errorf("failed to make ephemeral sync client: %w", err)
+	}
+	cli.SetAppServiceUserID = true
+	cli.Log = sc.Bridge.Log.With().Str("component", "ephemeral_sync").Logger()
+	cli.Client = mc.AS.HTTPClient
+	es := &appservice.EphemeralSync{Client: cli, Dispatch: mc.EventProcessor.Dispatch}
+	go es.Run(ctx)
 	return nil
 }
 

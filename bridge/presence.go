@@ -49,3 +49,46 @@ func (sc *Connector) GuestRead(ctx context.Context, conv *Conversation, seq int6
 	}
 	return nil
 }
+
+const (
+	getDeliveredFromGuestQuery = `SELECT seq FROM sikkerchat_transcript
+		WHERE conversation_id=$1 AND direction='from_guest' AND status='delivered' AND seq>$2 AND created_at<=$3 ORDER BY seq`
+	setOfficerReadQuery = `UPDATE sikkerchat_conversation SET officer_read_seq=$2 WHERE id=$1 AND officer_read_seq<$2`
+)
+
+// OfficerRead notes that an officer has read the room up to a point in time:
+// every guest message delivered before it shows as read on the page.
+func (sc *Connector) OfficerRead(ctx context.Context, conversationID string, upTo time.Time) error {
+	conv, err := sc.Store.GetConversation(ctx, conversationID)
+	if err != nil || conv == nil {
+		return err
+	}
+	rows, err := sc.Store.Query(ctx, getDeliveredFromGuestQuery, conv.ID, conv.OfficerReadSeq, upTo.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("failed to find read guest messages: %w", err)
+	}
+	var seqs []int64
+	for rows.Next() {
+		var seq int64
+		if err = rows.Scan(&seq); err != nil {
+			break
+		}
+		seqs = append(seqs, seq)
+	}
+	rows.Close()
+	if err != nil || len(seqs) == 0 {
+		return err
+	}
+	if _, err = sc.Store.Exec(ctx, setOfficerReadQuery, conv.ID, seqs[len(seqs)-1]); err != nil {
+		return fmt.Errorf("failed to save officer read position: %w", err)
+	}
+	for _, seq := range seqs {
+		entry, err := sc.Transcript.BySeq(ctx, conv.ID, seq)
+		if err != nil || entry == nil {
+			continue
+		}
+		entry.Status = EntryRead
+		sc.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
+	}
+	return nil
+}

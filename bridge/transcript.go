@@ -65,6 +65,8 @@ type EntryStatus string
 const (
 	EntryStored    EntryStatus = "stored"
 	EntryDelivered EntryStatus = "delivered"
+	// EntryRead is derived from the officers' read receipts, never stored.
+	EntryRead EntryStatus = "read"
 )
 
 // EntryExtras carries what later kinds of entries need (files, edits) without

@@ -20,6 +20,8 @@ ensure_system_packages() {
 	command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 	command -v node >/dev/null || missing+=(nodejs)
 	command -v npm >/dev/null || missing+=(npm)
+	# The end-to-end tests drive Debian's Chromium with playwright-core.
+	[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 	if ((${#missing[@]})); then
 		log "installing ${missing[*]}"
 		local sudo=""

@@ -280,6 +280,7 @@ func (s *Server) messageFrame(conv *bridge.Conversation, e *bridge.TranscriptEnt
 		msg.ClientID = e.ClientID
 		msg.Status = string(e.Status)
 		if e.Status == bridge.EntryDelivered && e.Seq <= conv.OfficerReadSeq {
+			// Read state comes from the receipts; the row only knows delivered.
 			msg.Status = "read"
 		}
 	} else {

@@ -5,7 +5,6 @@
 window.SC_I18N = {
   nb: {
     locale: 'nb-NO',
-    skip: 'Gå til innholdet',
     lang: 'Språk',
     exit: 'Lukk raskt',
     exitHint: 'Går til en annen nettside med en gang.',
@@ -39,6 +38,7 @@ window.SC_I18N = {
     errNet: 'Vi fikk ikke kontakt. Sjekk at du er på nett, og prøv igjen.',
     errOther: 'Noe gikk galt. Prøv igjen om litt.',
     chatWith: 'Du snakker med',
+    police: 'politiet',
     infoBtn: 'Viktig å vite',
     logLabel: 'Samtale',
     empty: 'Skriv når du er klar. Politiet svarer så fort de kan.',
@@ -79,7 +79,6 @@ window.SC_I18N = {
   },
   nn: {
     locale: 'nn-NO',
-    skip: 'Gå til innhaldet',
     lang: 'Språk',
     exit: 'Lukk raskt',
     exitHint: 'Går til ei anna nettside med ein gong.',
@@ -113,6 +112,7 @@ window.SC_I18N = {
     errNet: 'Vi fekk ikkje kontakt. Sjekk at du er på nett, og prøv igjen.',
     errOther: 'Noko gjekk gale. Prøv igjen om litt.',
     chatWith: 'Du snakkar med',
+    police: 'politiet',
     infoBtn: 'Viktig å vite',
     logLabel: 'Samtale',
     empty: 'Skriv når du er klar. Politiet svarar så fort dei kan.',
@@ -153,7 +153,6 @@ window.SC_I18N = {
   },
   en: {
     locale: 'en-GB',
-    skip: 'Skip to content',
     lang: 'Language',
     exit: 'Quick exit',
     exitHint: 'Goes to another website at once.',
@@ -187,6 +186,7 @@ window.SC_I18N = {
     errNet: 'We could not connect. Check that you are online, and try again.',
     errOther: 'Something went wrong. Try again in a little while.',
     chatWith: 'You are talking to',
+    police: 'the police',
     infoBtn: 'Good to know',
     logLabel: 'Conversation',
     empty: 'Write when you are ready. The police will answer as soon as they can.',

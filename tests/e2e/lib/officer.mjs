@@ -379,6 +379,35 @@ export class Officer {
     });
   }
 
+  /** Shows this officer as typing (or not) in roomId. */
+  async sendTyping(roomId, typing, timeoutMs = 10000) {
+    await this.client.sendTyping(roomId, typing, timeoutMs);
+  }
+
+  /** Sends a read receipt (m.read) for eventId in roomId. */
+  async sendReadReceipt(roomId, eventId) {
+    await this.client.http.authedRequest(Method.Post,
+      `/rooms/${encodeURIComponent(roomId)}/receipt/m.read/${encodeURIComponent(eventId)}`, undefined, {});
+  }
+
+  /** Resolves once userId is shown as typing (typing=true) or not (false) in roomId. */
+  async waitForTyping(roomId, userId, typing = true, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+    return this._waitFor(() => {
+      const member = this.client.getRoom(roomId)?.getMember(userId);
+      return member && member.typing === typing ? true : undefined;
+    }, { timeoutMs, what: `${userId} typing=${typing} in ${roomId}`, detail: () => '' });
+  }
+
+  /** Resolves once userId has a read receipt at or after eventId in roomId. */
+  async waitForReadReceipt(roomId, userId, eventId, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+    return this._waitFor(() => {
+      const room = this.client.getRoom(roomId);
+      if (!room) return undefined;
+      const event = room.findEventById(eventId);
+      return event && room.hasUserReadEvent(userId, eventId) ? true : undefined;
+    }, { timeoutMs, what: `a read receipt of ${userId} for ${eventId}`, detail: () => '' });
+  }
+
   /**
    * Resolves with the ID of a room this officer is invited to (pending invite,
    * already there or arriving later) and that predicate accepts.
