@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -71,6 +73,48 @@ const maxOfficerText = 20000
 var errNotConversation = bridgev2.WrapErrorInStatus(errors.New("this room is not an open sikkerchat conversation")).
 	WithIsCertain(true).WithErrorAsMessage().WithSendNotice(true)
 
+// keepOfficerFile downloads (and decrypts) an officer's attachment and keeps
+// it sealed for the guest to download.
+func (oc *OfficerClient) keepOfficerFile(ctx context.Context, conv *Conversation, msg *bridgev2.MatrixMessage, entry *TranscriptEntry) error {
+	if existing, err := oc.Connector.Transcript.ByEvent(ctx, conv.ID, msg.Event.ID); err != nil {
+		return err
+	} else if existing != nil {
+		*entry = *existing
+		return nil
+	}
+	data, err := oc.Connector.Bridge.Bot.DownloadMedia(ctx, msg.Content.URL, msg.Content.File)
+	if err != nil {
+		return fmt.Errorf("failed to download officer file: %w", err)
+	}
+	name := msg.Content.FileName
+	if name == "" {
+		name = msg.Content.Body
+	}
+	mimeType := DetectFileType(data[:min(len(data), 512)])
+	sum := sha256.Sum256(data)
+	info := FileInfo{ID: "o" + randomID(16), Name: SafeFileName(name, mimeType), Mime: mimeType, Size: len(data), SHA256: hex.EncodeToString(sum[:])}
+	if err = oc.Connector.Transcript.storeFile(ctx, conv.ID, info.ID, data); err != nil {
+		return err
+	}
+	entry.Kind, entry.Text, entry.Extra = "file", "", info.extras()
+	if msg.Content.FileName != "" && msg.Content.Body != msg.Content.FileName {
+		entry.Text = msg.Content.Body // a caption
+	}
+	return nil
+}
+
+// senderName is the officer's display name when the unit shows it to guests.
+func (oc *OfficerClient) senderName(ctx context.Context, msg *bridgev2.MatrixMessage) string {
+	if !oc.Connector.Config.ShowOfficerNames {
+		return ""
+	}
+	member, err := oc.Connector.Bridge.Matrix.GetMemberInfo(ctx, msg.Portal.MXID, msg.Event.Sender)
+	if err != nil || member == nil {
+		return ""
+	}
+	return member.Displayname
+}
+
 var errUnsupportedMessage = bridgev2.WrapErrorInStatus(errors.New("this kind of message can't be shown to the guest yet")).
 	WithIsCertain(true).WithErrorAsMessage().WithSendNotice(true)
 
@@ -82,19 +126,22 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 	} else if conv == nil || conv.Status == StatusClosed {
 		return nil, errNotConversation
 	}
-	switch msg.Content.MsgType {
-	case event.MsgText, event.MsgNotice, event.MsgEmote:
-	default:
-		// Files reach the guest once the guest page can show them; until then the
-		// officer sees that this one did not go through instead of silence.
-		return nil, errUnsupportedMessage
-	}
 	entry := &TranscriptEntry{
 		Direction:     ToGuest,
 		MatrixEventID: msg.Event.ID,
 		CreatedAt:     time.UnixMilli(msg.Event.Timestamp),
 		Kind:          "text",
 		Text:          msg.Content.Body,
+		SenderName:    oc.senderName(ctx, msg),
+	}
+	switch msg.Content.MsgType {
+	case event.MsgText, event.MsgNotice, event.MsgEmote:
+	case event.MsgImage, event.MsgFile, event.MsgVideo, event.MsgAudio:
+		if err = oc.keepOfficerFile(ctx, conv, msg, entry); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errUnsupportedMessage
 	}
 	isNew, err := oc.Connector.Transcript.Append(ctx, conv.ID, entry)
 	if err != nil {

@@ -21,6 +21,7 @@ var ExampleConfig string
 // Config is the `network` section of the bridge config.
 type Config struct {
 	UnitName                 string      `yaml:"unit_name"`
+	ShowOfficerNames         bool        `yaml:"show_officer_names"`
 	Language                 string      `yaml:"language"`
 	GuestDisplaynameTemplate string      `yaml:"guest_displayname_template"`
 	InviteTTL                string      `yaml:"invite_ttl"`
@@ -44,6 +45,7 @@ type GuestConfig struct {
 	ExitURL            string            `yaml:"exit_url"`
 	StaffedHours       map[string]string `yaml:"staffed_hours"`
 	MaxMessageLength   int               `yaml:"max_message_length"`
+	MaxFileBytes       int64             `yaml:"max_file_bytes"`
 
 	SessionIdle      time.Duration `yaml:"-"`
 	TrustedProxyNets []*net.IPNet  `yaml:"-"`
@@ -51,6 +53,7 @@ type GuestConfig struct {
 
 func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "unit_name")
+	helper.Copy(up.Bool, "show_officer_names")
 	helper.Copy(up.Str, "language")
 	helper.Copy(up.Str, "guest_displayname_template")
 	helper.Copy(up.Str, "invite_ttl")
@@ -63,6 +66,7 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "guest", "exit_url")
 	helper.Copy(up.Map, "guest", "staffed_hours")
 	helper.Copy(up.Int, "guest", "max_message_length")
+	helper.Copy(up.Int, "guest", "max_file_bytes")
 	if key, ok := helper.Get(up.Str, "master_key"); !ok || key == "generate" {
 		helper.Set(up.Str, base64.StdEncoding.EncodeToString(random.Bytes(32)), "master_key")
 	} else {
@@ -112,6 +116,9 @@ func (c *Config) validate() error {
 	}
 	if c.Guest.MaxMessageLength < 1 || c.Guest.MaxMessageLength > 60000 {
 		return errors.New("network.guest.max_message_length must be between 1 and 60000")
+	}
+	if c.Guest.MaxFileBytes < 1024 || c.Guest.MaxFileBytes > 1<<30 {
+		return errors.New("network.guest.max_file_bytes must be between 1 KiB and 1 GiB")
 	}
 	host, _, err := net.SplitHostPort(c.Guest.Listen)
 	if err != nil {

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -21,6 +22,8 @@ type MatrixSide interface {
 	// SendGuestText sends text as the guest ghost, encrypted, with a transaction
 	// ID derived from txnID so that a retry never makes a second event.
 	SendGuestText(ctx context.Context, conv *Conversation, txnID, text string) (id.EventID, error)
+	// SendGuestFile uploads a file as an encrypted attachment and sends it as the guest ghost.
+	SendGuestFile(ctx context.Context, conv *Conversation, txnID string, info FileInfo, data []byte) (id.EventID, error)
 	Notice(ctx context.Context, conv *Conversation, markdown string)
 	UpdateState(ctx context.Context, conv *Conversation, state *appservice.ConversationState)
 	GuestTyping(ctx context.Context, conv *Conversation, typing bool, timeout time.Duration)
@@ -34,6 +37,35 @@ type bridgeMatrixSide struct {
 var _ MatrixSide = (*bridgeMatrixSide)(nil)
 
 func (b *bridgeMatrixSide) SendGuestText(ctx context.Context, conv *Conversation, txnID, text string) (id.EventID, error) {
+	return b.sendAsGuest(ctx, conv, txnID, &event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: text}})
+}
+
+func (b *bridgeMatrixSide) SendGuestFile(ctx context.Context, conv *Conversation, txnID string, info FileInfo, data []byte) (id.EventID, error) {
+	ghost := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv))
+	// UploadMedia encrypts in place: keep the stored bytes intact.
+	url, file, err := ghost.UploadMedia(ctx, conv.RoomID, bytes.Clone(data), info.Name, info.Mime)
+	if err != nil {
+		return "", fmt.Errorf("failed to upload guest file: %w", err)
+	}
+	msg := &event.MessageEventContent{
+		MsgType:  event.MessageType(matrixMsgType(info.Mime)),
+		Body:     info.Name,
+		FileName: info.Name,
+		Info:     &event.FileInfo{MimeType: info.Mime, Size: info.Size},
+	}
+	if file != nil {
+		file.URL = url
+		msg.File = file
+	} else {
+		msg.URL = url
+	}
+	return b.sendAsGuest(ctx, conv, txnID, &event.Content{
+		Parsed: msg,
+		Raw:    map[string]any{"no.sikkerchat.sha256": info.SHA256},
+	})
+}
+
+func (b *bridgeMatrixSide) sendAsGuest(ctx context.Context, conv *Conversation, txnID string, content *event.Content) (id.EventID, error) {
 	mc, ok := b.sc.Bridge.Matrix.(*matrix.Connector)
 	if !ok || mc.Crypto == nil {
 		return "", ErrEncryptionDisabled
@@ -42,7 +74,6 @@ func (b *bridgeMatrixSide) SendGuestText(ctx context.Context, conv *Conversation
 	if err := ghost.Matrix.EnsureJoined(ctx, conv.RoomID); err != nil {
 		return "", fmt.Errorf("failed to ensure guest is joined: %w", err)
 	}
-	content := &event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: text}}
 	if err := mc.Crypto.Encrypt(ctx, conv.RoomID, event.EventMessage, content); err != nil {
 		return "", fmt.Errorf("failed to encrypt guest message: %w", err)
 	}

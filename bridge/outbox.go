@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/id"
 )
 
 // A guest's message is first sealed into the transcript ("stored": the page
@@ -155,8 +156,18 @@ func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int
 	} else if entry == nil || entry.Status != EntryStored {
 		return nil
 	}
-	eventID, err := sc.Matrix.SendGuestText(ctx, conv, guestTxnID(conv.ID, entry.ClientID), entry.Text)
-	if err != nil {
+	txnID := guestTxnID(conv.ID, entry.ClientID)
+	var eventID id.EventID
+	if info, isFile := FileInfoOf(entry); isFile {
+		data, err := sc.Transcript.File(ctx, conversationID, info.ID)
+		if err != nil {
+			return err
+		}
+		eventID, err = sc.Matrix.SendGuestFile(ctx, conv, txnID, info, data)
+		if err != nil {
+			return err
+		}
+	} else if eventID, err = sc.Matrix.SendGuestText(ctx, conv, txnID, entry.Text); err != nil {
 		return err
 	}
 	if _, err = sc.Transcript.MarkDelivered(ctx, conversationID, seq, eventID); err != nil {

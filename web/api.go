@@ -39,6 +39,11 @@ const (
 	errMessageTooLong     = "NO.SIKKERCHAT.MESSAGE_TOO_LONG"
 	errClientIDReused     = "NO.SIKKERCHAT.CLIENT_ID_REUSED"
 	errBadSeq             = "NO.SIKKERCHAT.BAD_SEQ"
+	errFileTooLarge       = "NO.SIKKERCHAT.FILE_TOO_LARGE"
+	errFileTypeRefused    = "NO.SIKKERCHAT.FILE_TYPE_NOT_ALLOWED"
+	errFileTypeMismatch   = "NO.SIKKERCHAT.FILE_TYPE_MISMATCH"
+	errFileMissing        = "NO.SIKKERCHAT.FILE_MISSING"
+	errFileNotFound       = "NO.SIKKERCHAT.FILE_NOT_FOUND"
 )
 
 // maxJSONBody bounds every JSON request; a message of max_message_length
@@ -124,6 +129,7 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
 		StaffedHours:    cfg.Guest.StaffedHours,
 		Emergency:       map[string]string{"police": "112", "non_emergency": "02800"},
 		MaxMessageChars: cfg.Guest.MaxMessageLength,
+		MaxFileBytes:    cfg.Guest.MaxFileBytes,
 		Languages:       []string{"nb", "nn", "en"},
 		DefaultLanguage: "nb",
 	})
@@ -264,22 +270,33 @@ func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
 
 // sseEvent is one frame of the event stream.
 type sseMessage struct {
-	Seq       int64  `json:"seq"`
-	Direction string `json:"direction"`
-	Kind      string `json:"kind"`
-	Text      string `json:"text,omitempty"`
-	Sender    string `json:"sender,omitempty"`
-	TS        int64  `json:"ts"`
-	ClientID  string `json:"client_id,omitempty"`
-	Status    string `json:"status,omitempty"`
+	Seq       int64    `json:"seq"`
+	Direction string   `json:"direction"`
+	Kind      string   `json:"kind"`
+	Text      string   `json:"text,omitempty"`
+	Sender    string   `json:"sender,omitempty"`
+	TS        int64    `json:"ts"`
+	ClientID  string   `json:"client_id,omitempty"`
+	Status    string   `json:"status,omitempty"`
+	File      *sseFile `json:"file,omitempty"`
+}
+
+type sseFile struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Mime string `json:"mime"`
+	Size int    `json:"size"`
 }
 
 func (s *Server) messageFrame(conv *bridge.Conversation, e *bridge.TranscriptEntry) sseMessage {
 	msg := sseMessage{Seq: e.Seq, Direction: string(e.Direction), Kind: e.Kind, Text: e.Text, TS: e.CreatedAt.UnixMilli()}
+	if info, ok := bridge.FileInfoOf(e); ok {
+		msg.File = &sseFile{ID: info.ID, Name: info.Name, Mime: info.Mime, Size: info.Size}
+	}
 	if e.Direction == bridge.FromGuest {
 		msg.ClientID = e.ClientID
 		msg.Status = string(e.Status)
-		if e.Status == bridge.EntryDelivered && e.Seq <= conv.OfficerReadSeq {
+		if e.Status == bridge.EntryRead || (e.Status == bridge.EntryDelivered && e.Seq <= conv.OfficerReadSeq) {
 			// Read state comes from the receipts; the row only knows delivered.
 			msg.Status = "read"
 		}

@@ -57,6 +57,10 @@ func (f *fakeMatrix) SendGuestText(ctx context.Context, conv *bridge.Conversatio
 	return evt, nil
 }
 
+func (f *fakeMatrix) SendGuestFile(ctx context.Context, conv *bridge.Conversation, txnID string, info bridge.FileInfo, data []byte) (id.EventID, error) {
+	return f.SendGuestText(ctx, conv, txnID, "file:"+info.Name+":"+info.SHA256)
+}
+
 func (f *fakeMatrix) Notice(ctx context.Context, conv *bridge.Conversation, markdown string) {
 	f.lock.Lock()
 	defer f.lock.Unlock()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ type Server struct {
 
 	joinLimit    *limiter
 	messageLimit *limiter
+	fileLimit    *limiter
 	ipLimit      *limiter
 
 	streams sync.WaitGroup
@@ -49,6 +51,8 @@ func New(sc *bridge.Connector, log zerolog.Logger) *Server {
 		joinLimit: newLimiter(20, 10),
 		// Messages and other calls per conversation: a fast typist, not a flood.
 		messageLimit: newLimiter(60, 20),
+		// Files: a handful of screenshots in a row.
+		fileLimit: newLimiter(20, 10),
 		// Everything from one address, joined or not.
 		ipLimit: newLimiter(600, 120),
 		closing: make(chan struct{}),
@@ -71,6 +75,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /api/join", s.stateChanging(false, s.limited(s.joinLimit, false, s.handleJoin)))
 	s.mux.HandleFunc("GET /api/events", s.withSession(s.handleEvents))
 	s.mux.HandleFunc("POST /api/messages", s.stateChanging(false, s.withSession(s.limited(s.messageLimit, true, s.handleMessage))))
+	s.mux.HandleFunc("POST /api/files", s.stateChanging(false, s.withSession(s.limited(s.fileLimit, true, s.handleFile))))
+	s.mux.HandleFunc("GET /api/files/{id}", s.withSession(s.handleFileDownload))
 	s.mux.HandleFunc("POST /api/typing", s.stateChanging(false, s.withSession(s.limited(s.messageLimit, true, s.handleTyping))))
 	s.mux.HandleFunc("POST /api/read", s.stateChanging(false, s.withSession(s.handleRead)))
 	s.mux.HandleFunc("POST /api/leave", s.stateChanging(true, s.handleLeave))
@@ -139,4 +145,8 @@ func writeError(w http.ResponseWriter, status int, errcode, message string) {
 
 func errorIs(err, target error) bool {
 	return errors.Is(err, target)
+}
+
+func itoa(n int) string {
+	return strconv.Itoa(n)
 }

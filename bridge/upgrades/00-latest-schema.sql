@@ -1,4 +1,4 @@
--- v0 -> v2: Latest revision
+-- v0 -> v3: Latest revision
 
 -- One row per conversation (a bridgev2 portal). No message content lives here.
 CREATE TABLE sikkerchat_conversation (
@@ -67,3 +67,14 @@ CREATE TABLE sikkerchat_guest_session (
     revoked_at      BIGINT
 );
 CREATE INDEX sikkerchat_guest_session_conversation_idx ON sikkerchat_guest_session (conversation_id);
+
+-- File contents the guest page needs (sent by the guest and not yet handed to
+-- the homeserver, or sent by an officer for the guest to download), sealed
+-- with the conversation key like the transcript.
+CREATE TABLE sikkerchat_file (
+    conversation_id TEXT   NOT NULL REFERENCES sikkerchat_conversation (id) ON DELETE CASCADE,
+    file_id         TEXT   NOT NULL,
+    created_at      BIGINT NOT NULL,
+    sealed          bytea  NOT NULL,
+    PRIMARY KEY (conversation_id, file_id)
+);

@@ -236,11 +236,12 @@
     }
   }
 
+  // A wrong code shows under the field; a dead link replaces the form.
   function renderJoinErr() {
-    var slot = $('join-err');
     var e = S.joinErr;
     var code = $('code');
-    slot.textContent = '';
+    $('join-err').textContent = '';
+    $('join-fatal').textContent = '';
     if (!e) {
       code.removeAttribute('aria-invalid');
       return;
@@ -248,7 +249,7 @@
     var p = el('p', 'error', t(e.key, e.n));
     p.id = 'join-err-msg';
     p.tabIndex = -1;
-    slot.appendChild(p);
+    $(e.fatal ? 'join-fatal' : 'join-err').appendChild(p);
     if (/^errCode/.test(e.key)) code.setAttribute('aria-invalid', 'true');
     else code.removeAttribute('aria-invalid');
   }
@@ -606,6 +607,7 @@
         img.loading = 'lazy';
         img.decoding = 'async';
         img.onerror = function () { img.remove(); };
+        img.onload = keepAtEnd;
         img.src = a.href;
         a.appendChild(img);
       }
@@ -615,6 +617,7 @@
       if (m.preview) {
         var pimg = el('img', 'thumb');
         pimg.alt = '';
+        pimg.onload = keepAtEnd;
         pimg.src = m.preview;
         box.appendChild(pimg);
       }
@@ -706,17 +709,29 @@
     }
   }
 
+  // A picture that loads late must not push the newest message out of sight.
+  function keepAtEnd() {
+    if (S.stick && S.view === 'chat') scrollToEnd();
+  }
+
   function updateEmpty() {
     $('empty').hidden = !!$('log').firstChild;
   }
 
+  // The end of the conversation is just above the footer: scrolling there keeps
+  // the composer's room for messages instead of the emergency-number footer.
+  function endY() {
+    var foot = document.querySelector('.foot');
+    return document.documentElement.scrollHeight - (foot ? foot.offsetHeight : 0) - window.innerHeight;
+  }
+
   function nearBottom() {
-    var d = document.documentElement;
-    return window.innerHeight + window.scrollY >= d.scrollHeight - 120;
+    return window.scrollY >= endY() - 120;
   }
 
   function scrollToEnd() {
-    window.scrollTo(0, document.documentElement.scrollHeight);
+    window.scrollTo(0, Math.max(0, endY()));
+    S.stick = true;
   }
 
   // ---- read receipts ----
@@ -958,6 +973,8 @@
   function autosize() {
     var ta = $('text');
     ta.rows = 1;
+    // An empty field stays one line, however the placeholder wraps.
+    if (!ta.value) return;
     while (ta.scrollHeight > ta.clientHeight + 2 && ta.rows < 6) ta.rows++;
   }
 
@@ -1042,6 +1059,7 @@
     $('attach').addEventListener('click', function () { $('file').click(); });
     $('file').addEventListener('change', onFile);
 
+    window.addEventListener('scroll', function () { S.stick = nearBottom(); }, { passive: true });
     document.addEventListener('visibilitychange', scheduleRead);
     window.addEventListener('hashchange', function () {
       var tok = tokenFromHash();

@@ -1,0 +1,175 @@
+package bridge
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+var (
+	ErrFileTooLarge    = errors.New("file too large")
+	ErrFileTypeRefused = errors.New("file type not allowed")
+	ErrFileTypeClaim   = errors.New("file contents do not match the claimed type")
+	ErrFileNotFound    = errors.New("file not found")
+	ErrFileEmpty       = errors.New("file is empty")
+)
+
+const (
+	insertFileQuery = `INSERT INTO sikkerchat_file (conversation_id, file_id, created_at, sealed) VALUES ($1, $2, $3, $4)
+		ON CONFLICT DO NOTHING`
+	getFileQuery = `SELECT sealed FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
+)
+
+// FileInfo is what the page and the room learn about a file.
+type FileInfo struct {
+	ID     string
+	Name   string
+	Mime   string
+	Size   int
+	SHA256 string
+}
+
+func (f FileInfo) extras() EntryExtras {
+	return EntryExtras{"file_id": f.ID, "name": f.Name, "mime": f.Mime, "size": strconv.Itoa(f.Size), "sha256": f.SHA256}
+}
+
+// FileInfoOf reads the file facts of a transcript entry of kind "file".
+func FileInfoOf(e *TranscriptEntry) (FileInfo, bool) {
+	if e.Kind != "file" || e.Extra["file_id"] == "" {
+		return FileInfo{}, false
+	}
+	size, _ := strconv.Atoi(e.Extra["size"])
+	return FileInfo{ID: e.Extra["file_id"], Name: e.Extra["name"], Mime: e.Extra["mime"], Size: size, SHA256: e.Extra["sha256"]}, true
+}
+
+// SafeFileName keeps a file name printable and short; it is shown to people
+// and put in a Content-Disposition header, never used as a path.
+func SafeFileName(name, mimeType string) string {
+	name = path.Base(strings.ReplaceAll(name, "\\", "/"))
+	var sb strings.Builder
+	for _, r := range name {
+		if unicode.IsPrint(r) && r != '"' && r != '/' && r != '\\' {
+			sb.WriteRune(r)
+		}
+	}
+	name = strings.TrimSpace(sb.String())
+	for utf8.RuneCountInString(name) > 100 {
+		_, size := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-size]
+	}
+	if name == "" || name == "." || name == ".." {
+		name = "fil"
+		if ext := extensionFor(mimeType); ext != "" {
+			name += ext
+		}
+	}
+	return name
+}
+
+func extensionFor(mimeType string) string {
+	switch mimeType {
+	case "image/png":
+		return ".png"
+	case "image/jpeg":
+		return ".jpg"
+	case "application/pdf":
+		return ".pdf"
+	case "video/mp4":
+		return ".mp4"
+	}
+	return ""
+}
+
+func fileAAD(conversationID, fileID string) []byte {
+	return []byte("file:" + conversationID + "/" + fileID)
+}
+
+func (t *Transcript) storeFile(ctx context.Context, conversationID, fileID string, data []byte) error {
+	key, err := t.conversationKey(ctx, conversationID)
+	if err != nil {
+		return err
+	}
+	sealed, err := seal(key, data, fileAAD(conversationID, fileID))
+	if err != nil {
+		return err
+	}
+	_, err = t.store.Exec(ctx, insertFileQuery, conversationID, fileID, time.Now().UnixMilli(), sealed)
+	if err != nil {
+		return fmt.Errorf("failed to store file: %w", err)
+	}
+	return nil
+}
+
+// File returns a stored file's bytes, opened.
+func (t *Transcript) File(ctx context.Context, conversationID, fileID string) ([]byte, error) {
+	var sealed []byte
+	err := t.store.QueryRow(ctx, getFileQuery, conversationID, fileID).Scan(&sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrFileNotFound
+	} else if err != nil {
+		return nil, fmt.Errorf("failed to read file: %w", err)
+	}
+	key, err := t.conversationKey(ctx, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	return open(key, sealed, fileAAD(conversationID, fileID))
+}
+
+// QueueGuestFile stores a guest's file for delivery, after checking its real type.
+func (sc *Connector) QueueGuestFile(ctx context.Context, conv *Conversation, clientID, name, claimedType string, data []byte) (*TranscriptEntry, bool, error) {
+	if !ValidClientID(clientID) {
+		return nil, false, ErrBadClientID
+	}
+	if len(data) == 0 {
+		return nil, false, ErrFileEmpty
+	} else if int64(len(data)) > sc.Config.Guest.MaxFileBytes {
+		return nil, false, ErrFileTooLarge
+	}
+	detected := DetectFileType(data[:min(len(data), 512)])
+	if !FileTypeAllowed(detected) {
+		return nil, false, ErrFileTypeRefused
+	} else if !ClaimMatches(claimedType, detected) {
+		return nil, false, ErrFileTypeClaim
+	}
+	sum := sha256.Sum256(data)
+	info := FileInfo{ID: "g" + clientID, Name: SafeFileName(name, detected), Mime: detected, Size: len(data), SHA256: hex.EncodeToString(sum[:])}
+	if existing, err := sc.Transcript.ByClientID(ctx, conv.ID, clientID); err != nil {
+		return nil, false, err
+	} else if existing != nil {
+		if prev, ok := FileInfoOf(existing); ok && prev.SHA256 == info.SHA256 {
+			return existing, false, nil
+		}
+		return nil, false, ErrClientIDReused
+	}
+	if err := sc.Transcript.storeFile(ctx, conv.ID, info.ID, data); err != nil {
+		return nil, false, err
+	}
+	entry := &TranscriptEntry{
+		Direction: FromGuest,
+		ClientID:  clientID,
+		Status:    EntryStored,
+		CreatedAt: time.Now(),
+		Kind:      "file",
+		Extra:     info.extras(),
+	}
+	isNew, err := sc.Transcript.Append(ctx, conv.ID, entry)
+	if err != nil {
+		return nil, false, err
+	} else if !isNew {
+		existing, err := sc.Transcript.ByClientID(ctx, conv.ID, clientID)
+		return existing, false, err
+	}
+	sc.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventMessage, Entry: entry})
+	sc.wakeOutbox()
+	return entry, true, nil
+}

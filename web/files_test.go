@@ -1,0 +1,143 @@
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A 1×1 PNG and a minimal PDF, real enough for type detection.
+var (
+	pngBytes = []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+	pdfBytes = []byte("%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+)
+
+func multipartBody(t *testing.T, clientID, name, contentType string, data []byte) ([]byte, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	if clientID != "" {
+		require.NoError(t, mw.WriteField("client_id", clientID))
+	}
+	if data != nil {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, name))
+		if contentType != "" {
+			h.Set("Content-Type", contentType)
+		}
+		part, err := mw.CreatePart(h)
+		require.NoError(t, err)
+		_, err = part.Write(data)
+		require.NoError(t, err)
+	}
+	require.NoError(t, mw.Close())
+	return buf.Bytes(), mw.FormDataContentType()
+}
+
+func TestFileUploadAndDownload(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	cookie := ts.join(ts.newInvite(time.Hour))
+	for i, f := range []struct {
+		name, ct string
+		data     []byte
+	}{{"skjermbilde.png", "image/png", pngBytes}, {"melding.pdf", "application/pdf", pdfBytes}} {
+		clientID := fmt.Sprintf("file-client-id-%04d", i)
+		body, ct := multipartBody(t, clientID, f.name, f.ct, f.data)
+		res := ts.request("POST", "/api/files", body, map[string]string{"Content-Type": ct}, cookie)
+		require.Equal(t, http.StatusAccepted, res.Code, res.Body.String())
+		// The retry is the same file, not a second one.
+		res = ts.request("POST", "/api/files", body, map[string]string{"Content-Type": ct}, cookie)
+		require.Equal(t, http.StatusOK, res.Code, res.Body.String())
+
+		sum := sha256.Sum256(f.data)
+		require.Eventually(t, func() bool {
+			sent, _ := ts.matrix.snapshot()
+			for _, s := range sent {
+				if s == "file:"+f.name+":"+hex.EncodeToString(sum[:]) {
+					return true
+				}
+			}
+			return false
+		}, 5*time.Second, 10*time.Millisecond, "the original bytes (by hash) went to the room")
+
+		res = ts.request("GET", "/api/files/g"+clientID, nil, nil, cookie)
+		require.Equal(t, http.StatusOK, res.Code)
+		require.Equal(t, f.data, res.Body.Bytes())
+		require.Equal(t, f.ct, res.Header().Get("Content-Type"))
+		require.True(t, strings.HasPrefix(res.Header().Get("Content-Disposition"), "attachment"))
+		require.Equal(t, "nosniff", res.Header().Get("X-Content-Type-Options"))
+	}
+	sent, _ := ts.matrix.snapshot()
+	require.Len(t, sent, 2)
+}
+
+func TestFileUploadErrors(t *testing.T) {
+	cfg := newTestConfig(t)
+	cfg.Guest.MaxFileBytes = 4096
+	ts := newTestServer(t, cfg)
+	cookie := ts.join(ts.newInvite(time.Hour))
+	big := append(append([]byte{}, pngBytes...), bytes.Repeat([]byte{0}, 5000)...)
+	cases := []struct {
+		name, clientID, fileName, ct string
+		data                         []byte
+		status                       int
+		errcode                      string
+	}{
+		{"too large", "file-err-0000000001", "stor.png", "image/png", big, 413, errFileTooLarge},
+		{"pdf claiming to be png", "file-err-0000000002", "lur.png", "image/png", pdfBytes, 422, errFileTypeMismatch},
+		{"png claiming to be pdf", "file-err-0000000003", "lur.pdf", "application/pdf", pngBytes, 422, errFileTypeMismatch},
+		{"text file", "file-err-0000000004", "notat.txt", "text/plain", []byte("hei på deg"), 415, errFileTypeRefused},
+		{"html disguised as image", "file-err-0000000005", "x.png", "image/png", []byte("<html><script>alert(1)</script>"), 415, errFileTypeRefused},
+		{"executable", "file-err-0000000006", "x.exe", "application/octet-stream", []byte("MZ\x90\x00\x03\x00\x00\x00"), 415, errFileTypeRefused},
+		{"empty file", "file-err-0000000007", "tom.png", "image/png", []byte{}, 400, errFileMissing},
+		{"no file part", "file-err-0000000008", "", "", nil, 400, errFileMissing},
+		{"bad client id", "x", "a.png", "image/png", pngBytes, 400, errBadClientID},
+	}
+	for _, c := range cases {
+		body, ct := multipartBody(t, c.clientID, c.fileName, c.ct, c.data)
+		res := ts.request("POST", "/api/files", body, map[string]string{"Content-Type": ct}, cookie)
+		require.Equal(t, c.status, res.Code, c.name+": "+res.Body.String())
+		require.Equal(t, c.errcode, res.errcode(), c.name)
+	}
+	res := ts.request("POST", "/api/files", `{"not":"multipart"}`, nil, cookie)
+	require.Equal(t, http.StatusBadRequest, res.Code)
+	res = ts.request("GET", "/api/files/nope", nil, nil, cookie)
+	require.Equal(t, http.StatusNotFound, res.Code)
+	require.Equal(t, errFileNotFound, res.errcode())
+	sent, _ := ts.matrix.snapshot()
+	require.Empty(t, sent, "nothing bad reached the room")
+
+	// Another conversation's file is not reachable with this session.
+	other := ts.newInvite(time.Hour)
+	otherCookie := ts.join(other)
+	body, ct := multipartBody(t, "file-other-00000001", "a.png", "image/png", pngBytes)
+	res = ts.request("POST", "/api/files", body, map[string]string{"Content-Type": ct}, otherCookie)
+	require.Equal(t, http.StatusAccepted, res.Code)
+	res = ts.request("GET", "/api/files/gfile-other-00000001", nil, nil, cookie)
+	require.Equal(t, http.StatusNotFound, res.Code)
+}
+
+func TestFileNamesAreSafe(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	cookie := ts.join(ts.newInvite(time.Hour))
+	body, ct := multipartBody(t, "file-name-000000001", "../../etc/\"passwd\r\n.png", "image/png", pngBytes)
+	res := ts.request("POST", "/api/files", body, map[string]string{"Content-Type": ct}, cookie)
+	require.Equal(t, http.StatusAccepted, res.Code, res.Body.String())
+	res = ts.request("GET", "/api/files/gfile-name-000000001", nil, nil, cookie)
+	disp := res.Header().Get("Content-Disposition")
+	require.NotContains(t, disp, "..")
+	require.NotContains(t, disp, "/")
+	require.NotContains(t, disp, "\r")
+	var m map[string]any
+	_ = json.Unmarshal([]byte("{}"), &m)
+}
