@@ -8,18 +8,18 @@ import (
 
 func TestDetectFileType(t *testing.T) {
 	cases := map[string]string{
-		"\x89PNG\r\n\x1a\n\x00\x00":                    "image/png",
-		"\xff\xd8\xff\xe0\x00\x10JFIF":                 "image/jpeg",
-		"GIF89a":                                       "image/gif",
-		"RIFF\x00\x00\x00\x00WEBPVP8 ":                 "image/webp",
-		"%PDF-1.7\n":                                   "application/pdf",
-		"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00":     "video/mp4",
-		"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00":     "video/quicktime",
-		"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00":     "image/heic",
-		"\x00\x00\x00\x18ftypM4A \x00\x00\x00\x00":     "audio/mp4",
-		"ID3\x03\x00\x00\x00":                          "audio/mpeg",
-		"OggS\x00\x02":                                 "audio/ogg",
-		"RIFF\x00\x00\x00\x00WAVEfmt ":                 "audio/wave",
+		"\x89PNG\r\n\x1a\n\x00\x00":                     "image/png",
+		"\xff\xd8\xff\xe0\x00\x10JFIF":                  "image/jpeg",
+		"GIF89a":                                        "image/gif",
+		"RIFF\x00\x00\x00\x00WEBPVP8 ":                  "image/webp",
+		"%PDF-1.7\n":                                    "application/pdf",
+		"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00":      "video/mp4",
+		"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00":      "video/quicktime",
+		"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00":      "image/heic",
+		"\x00\x00\x00\x18ftypM4A \x00\x00\x00\x00":      "audio/mp4",
+		"ID3\x03\x00\x00\x00":                           "audio/mpeg",
+		"OggS\x00\x02":                                  "audio/ogg",
+		"RIFF\x00\x00\x00\x00WAVEfmt ":                  "audio/wave",
 		"\x1aE\xdf\xa3\x01\x00\x00\x00\x00\x00\x00\x1f": "video/webm",
 	}
 	for head, want := range cases {
