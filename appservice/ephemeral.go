@@ -62,6 +62,7 @@ func (es *EphemeralSync) Run(ctx context.Context) {
 				for _, evt := range room.Ephemeral.Events {
 					evt.RoomID = roomID
 					evt.Type.Class = event.EphemeralEventType
+					evt.Mautrix.EventSource = event.SourceJoin | event.SourceEphemeral
 					if err := evt.Content.ParseRaw(evt.Type); err != nil {
 						continue
 					}

@@ -18,6 +18,8 @@ import (
 
 var (
 	_ bridgev2.NetworkAPI                    = (*OfficerClient)(nil)
+	_ bridgev2.EditHandlingNetworkAPI        = (*OfficerClient)(nil)
+	_ bridgev2.RedactionHandlingNetworkAPI   = (*OfficerClient)(nil)
 	_ bridgev2.TypingHandlingNetworkAPI      = (*OfficerClient)(nil)
 	_ bridgev2.ReadReceiptHandlingNetworkAPI = (*OfficerClient)(nil)
 )
@@ -58,13 +60,30 @@ func (oc *OfficerClient) GetCapabilities(ctx context.Context, portal *bridgev2.P
 	return roomFeatures
 }
 
+var anyFile = &event.FileFeatures{
+	MimeTypes: map[string]event.CapabilitySupportLevel{"*/*": event.CapLevelFullySupported},
+	Caption:   event.CapLevelFullySupported,
+	MaxSize:   100 << 20,
+}
+
+// roomFeatures: officers write plain text (formatting is shown as text), send
+// any file, reply, edit and delete; the guest page shows all of it.
 var roomFeatures = &event.RoomFeatures{
-	ID: "no.sikkerchat.capabilities.2026_11_23",
+	ID: "no.sikkerchat.capabilities.2026_11_23.2",
 	Formatting: event.FormattingFeatureMap{
 		event.FmtBold:   event.CapLevelPartialSupport,
 		event.FmtItalic: event.CapLevelPartialSupport,
 	},
+	File: event.FileFeatureMap{
+		event.MsgImage: anyFile,
+		event.MsgVideo: anyFile,
+		event.MsgAudio: anyFile,
+		event.MsgFile:  anyFile,
+	},
 	MaxTextLength: maxOfficerText,
+	Reply:         event.CapLevelFullySupported,
+	Edit:          event.CapLevelFullySupported,
+	Delete:        event.CapLevelFullySupported,
 }
 
 // maxOfficerText keeps a single message readable on a phone.
@@ -134,6 +153,11 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		Text:          msg.Content.Body,
 		SenderName:    oc.senderName(ctx, msg),
 	}
+	if msg.ReplyTo != nil {
+		if target, err := oc.Connector.Transcript.ByEvent(ctx, conv.ID, msg.ReplyTo.MXID); err == nil && target != nil {
+			entry.ReplyTo = target.Seq
+		}
+	}
 	switch msg.Content.MsgType {
 	case event.MsgText, event.MsgNotice, event.MsgEmote:
 	case event.MsgImage, event.MsgFile, event.MsgVideo, event.MsgAudio:
@@ -169,4 +193,19 @@ func (oc *OfficerClient) HandleMatrixTyping(ctx context.Context, msg *bridgev2.M
 // HandleMatrixReadReceipt marks the guest's messages up to the receipt as read.
 func (oc *OfficerClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridgev2.MatrixReadReceipt) error {
 	return oc.Connector.OfficerRead(ctx, string(msg.Portal.ID), msg.ReadUpTo)
+}
+
+// HandleMatrixEdit shows the guest the new text in place of the old.
+func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) error {
+	return oc.Connector.ReviseOfficerMessage(ctx, string(msg.Portal.ID), msg.EditTarget.MXID, func(e *TranscriptEntry) {
+		e.Text = msg.Content.Body
+		e.Edited = true
+	})
+}
+
+// HandleMatrixMessageRemove takes a deleted message away from the guest's page.
+func (oc *OfficerClient) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
+	return oc.Connector.ReviseOfficerMessage(ctx, string(msg.Portal.ID), msg.TargetMessage.MXID, func(e *TranscriptEntry) {
+		e.Text, e.Extra, e.Deleted = "", nil, true
+	})
 }

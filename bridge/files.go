@@ -26,7 +26,8 @@ var (
 const (
 	insertFileQuery = `INSERT INTO sikkerchat_file (conversation_id, file_id, created_at, sealed) VALUES ($1, $2, $3, $4)
 		ON CONFLICT DO NOTHING`
-	getFileQuery = `SELECT sealed FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
+	getFileQuery    = `SELECT sealed FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
+	deleteFileQuery = `DELETE FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
 )
 
 // FileInfo is what the page and the room learn about a file.

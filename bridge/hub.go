@@ -16,10 +16,12 @@ const (
 
 // GuestEvent is one thing to push to the open guest pages of a conversation.
 type GuestEvent struct {
-	Kind   GuestEventKind
-	Entry  *TranscriptEntry // message, status
-	Typing bool             // typing
-	Reason string           // closed
+	Kind  GuestEventKind
+	Entry *TranscriptEntry // message, status
+	// Revision marks a message event that replaces one the page already has.
+	Revision bool
+	Typing   bool   // typing
+	Reason   string // closed
 }
 
 // Hub fans out guest events to the SSE streams of a conversation. A slow

@@ -54,7 +54,9 @@ func (b *bridgeMatrixSide) SendGuestFile(ctx context.Context, conv *Conversation
 		Info:     &event.FileInfo{MimeType: info.Mime, Size: info.Size},
 	}
 	if file != nil {
-		file.URL = url
+		if url != "" {
+			file.URL = url
+		}
 		msg.File = file
 	} else {
 		msg.URL = url

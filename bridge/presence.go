@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"maunium.net/go/mautrix/id"
 )
 
 // ErrUnknownSeq is a read marker for a message the guest cannot have seen.
@@ -90,5 +92,30 @@ func (sc *Connector) OfficerRead(ctx context.Context, conversationID string, upT
 		entry.Status = EntryRead
 		sc.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
 	}
+	return nil
+}
+
+// ReviseOfficerMessage changes an officer message the guest has (an edit or a
+// deletion) and shows the change on open pages.
+func (sc *Connector) ReviseOfficerMessage(ctx context.Context, conversationID string, eventID id.EventID, fn func(*TranscriptEntry)) error {
+	var fileID string
+	entry, err := sc.Transcript.Revise(ctx, conversationID, eventID, func(e *TranscriptEntry) {
+		if info, ok := FileInfoOf(e); ok {
+			fileID = info.ID
+		}
+		fn(e)
+	})
+	if err != nil {
+		return err
+	} else if entry == nil {
+		return nil // not something the guest has
+	}
+	if entry.Deleted && fileID != "" {
+		// A deleted file goes with its message.
+		if _, err = sc.Store.Exec(ctx, deleteFileQuery, conversationID, fileID); err != nil {
+			return fmt.Errorf("failed to delete file of deleted message: %w", err)
+		}
+	}
+	sc.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventMessage, Entry: entry, Revision: true})
 	return nil
 }

@@ -34,6 +34,7 @@ const (
 	getByEventQuery    = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript WHERE conversation_id=$1 AND matrix_event_id=$2`
 	markDeliveredQuery = `UPDATE sikkerchat_transcript SET matrix_event_id=$3, status='delivered'
 		WHERE conversation_id=$1 AND seq=$2 AND status='stored'`
+	resealQuery      = `UPDATE sikkerchat_transcript SET sealed=$3 WHERE conversation_id=$1 AND seq=$2`
 	undeliveredQuery = `SELECT conversation_id, seq FROM sikkerchat_transcript WHERE status='stored' ORDER BY conversation_id, seq`
 )
 
@@ -56,6 +57,9 @@ type TranscriptEntry struct {
 	Kind          string      `json:"kind"`
 	Text          string      `json:"text,omitempty"`
 	SenderName    string      `json:"sender_name,omitempty"`
+	ReplyTo       int64       `json:"reply_to,omitempty"`
+	Edited        bool        `json:"edited,omitempty"`
+	Deleted       bool        `json:"deleted,omitempty"`
 	Extra         EntryExtras `json:"extra,omitempty"`
 }
 
@@ -270,4 +274,29 @@ func (t *Transcript) query(ctx context.Context, conversationID, query string, ar
 
 func nullString(s string) sql.NullString {
 	return sql.NullString{String: s, Valid: s != ""}
+}
+
+// Revise re-seals an entry after fn changed it (edits and deletions).
+func (t *Transcript) Revise(ctx context.Context, conversationID string, eventID id.EventID, fn func(*TranscriptEntry)) (*TranscriptEntry, error) {
+	entry, err := t.ByEvent(ctx, conversationID, eventID)
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	fn(entry)
+	plaintext, err := json.Marshal(entry)
+	if err != nil {
+		return nil, err
+	}
+	key, err := t.conversationKey(ctx, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := seal(key, plaintext, entryAAD(conversationID, entry.Seq, entry.Direction))
+	if err != nil {
+		return nil, err
+	}
+	if _, err = t.store.Exec(ctx, resealQuery, conversationID, entry.Seq, sealed); err != nil {
+		return nil, fmt.Errorf("failed to revise transcript entry: %w", err)
+	}
+	return entry, nil
 }

@@ -278,6 +278,9 @@ type sseMessage struct {
 	TS        int64    `json:"ts"`
 	ClientID  string   `json:"client_id,omitempty"`
 	Status    string   `json:"status,omitempty"`
+	ReplyTo   int64    `json:"reply_to,omitempty"`
+	Edited    bool     `json:"edited,omitempty"`
+	Deleted   bool     `json:"deleted,omitempty"`
 	File      *sseFile `json:"file,omitempty"`
 }
 
@@ -289,7 +292,8 @@ type sseFile struct {
 }
 
 func (s *Server) messageFrame(conv *bridge.Conversation, e *bridge.TranscriptEntry) sseMessage {
-	msg := sseMessage{Seq: e.Seq, Direction: string(e.Direction), Kind: e.Kind, Text: e.Text, TS: e.CreatedAt.UnixMilli()}
+	msg := sseMessage{Seq: e.Seq, Direction: string(e.Direction), Kind: e.Kind, Text: e.Text, TS: e.CreatedAt.UnixMilli(),
+		ReplyTo: e.ReplyTo, Edited: e.Edited, Deleted: e.Deleted}
 	if info, ok := bridge.FileInfoOf(e); ok {
 		msg.File = &sseFile{ID: info.ID, Name: info.Name, Mime: info.Mime, Size: info.Size}
 	}
@@ -371,11 +375,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case evt := <-sub.C:
 			switch evt.Kind {
 			case bridge.GuestEventMessage:
-				if evt.Entry.Seq <= sent {
+				if evt.Entry.Seq <= sent && !evt.Revision {
 					continue
 				}
-				writeFrame(w, "message", evt.Entry.Seq, s.messageFrame(conv, evt.Entry))
-				sent = evt.Entry.Seq
+				id := evt.Entry.Seq
+				if evt.Revision {
+					id = 0 // the resume position never moves back; a reconnect gets the revised entry anyway
+				}
+				writeFrame(w, "message", id, s.messageFrame(conv, evt.Entry))
+				sent = max(sent, evt.Entry.Seq)
 			case bridge.GuestEventStatus:
 				frame := s.messageFrame(conv, evt.Entry)
 				writeFrame(w, "status", 0, map[string]any{"seq": frame.Seq, "client_id": frame.ClientID, "status": frame.Status})

@@ -379,6 +379,56 @@ export class Officer {
     });
   }
 
+  /**
+   * Sends a file as Element does in an encrypted room: AES-CTR encrypted
+   * attachment (Matrix v2 attachment format), uploaded, then an m.image /
+   * m.file event carrying the key.
+   */
+  async sendFile(roomId, { name, data, mimetype }) {
+    const { webcrypto } = await import('node:crypto');
+    const keyBytes = webcrypto.getRandomValues(new Uint8Array(32));
+    const iv = new Uint8Array(16);
+    webcrypto.getRandomValues(iv.subarray(0, 8));
+    const key = await webcrypto.subtle.importKey('raw', keyBytes, { name: 'AES-CTR' }, true, ['encrypt', 'decrypt']);
+    const ciphertext = new Uint8Array(await webcrypto.subtle.encrypt({ name: 'AES-CTR', counter: iv, length: 64 }, key, data));
+    const digest = new Uint8Array(await webcrypto.subtle.digest('SHA-256', ciphertext));
+    const { content_uri: url } = await this.client.uploadContent(Buffer.from(ciphertext), { type: 'application/octet-stream', includeFilename: false });
+    const b64 = (u8) => Buffer.from(u8).toString('base64').replace(/=+$/, '');
+    const jwk = await webcrypto.subtle.exportKey('jwk', key);
+    const msgtype = mimetype.startsWith('image/') ? 'm.image' : 'm.file';
+    return this.sendMessage(roomId, {
+      msgtype,
+      body: name,
+      filename: name,
+      info: { mimetype, size: data.length },
+      file: { v: 'v2', url, key: { kty: 'oct', key_ops: ['encrypt', 'decrypt'], alg: 'A256CTR', k: jwk.k, ext: true }, iv: b64(iv), hashes: { sha256: b64(digest) } },
+    });
+  }
+
+  /** Downloads and decrypts the attachment of an m.image/m.file content. */
+  async downloadAttachment(content) {
+    const { webcrypto } = await import('node:crypto');
+    const file = content.file;
+    const mxc = file ? file.url : content.url;
+    const [server, mediaId] = mxc.replace('mxc://', '').split('/');
+    const base = this.client.baseUrl;
+    let res = await fetch(`${base}/_matrix/client/v1/media/download/${server}/${mediaId}`, {
+      headers: { Authorization: `Bearer ${this.client.getAccessToken()}` },
+    });
+    if (res.status === 404 || res.status === 400) {
+      res = await fetch(`${base}/_matrix/media/v3/download/${server}/${mediaId}`);
+    }
+    if (!res.ok) throw new Error(`download of ${mxc} failed: ${res.status}`);
+    const data = new Uint8Array(await res.arrayBuffer());
+    if (!file) return Buffer.from(data);
+    const unb64 = (s) => Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+    const digest = Buffer.from(await webcrypto.subtle.digest('SHA-256', data)).toString('base64').replace(/=+$/, '');
+    if (digest !== file.hashes.sha256) throw new Error('attachment hash mismatch');
+    const key = await webcrypto.subtle.importKey('jwk', file.key, { name: 'AES-CTR' }, false, ['decrypt']);
+    const plain = await webcrypto.subtle.decrypt({ name: 'AES-CTR', counter: unb64(file.iv), length: 64 }, key, data);
+    return Buffer.from(plain);
+  }
+
   /** Shows this officer as typing (or not) in roomId. */
   async sendTyping(roomId, typing, timeoutMs = 10000) {
     await this.client.sendTyping(roomId, typing, timeoutMs);

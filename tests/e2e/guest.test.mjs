@@ -1,0 +1,194 @@
+// The citizen's side, end to end: Debian Chromium as the phone, matrix-js-sdk
+// as the officer, the real bridge and Dendrite between them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Officer } from './lib/officer.mjs';
+import { startStack, eventually } from './lib/localstack.mjs';
+import { launchBrowser, newPhone, seriousViolations } from './lib/browser.mjs';
+
+let stack;
+let officer;
+let dmRoomId;
+let browser;
+
+before(async () => {
+  stack = await startStack({ basePort: 28408 });
+  officer = await Officer.login(stack.HS_URL, stack.OFFICER_MXID, stack.OFFICER_PASSWORD);
+  await officer.start();
+  dmRoomId = await officer.createEncryptedDM(stack.BOT_MXID);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await officer?.stop();
+  await stack?.stop();
+});
+
+async function newConversation(label = '') {
+  const commandId = await officer.sendText(dmRoomId, `!sc new ${label}`.trim());
+  const reply = await officer.waitForMessage(dmRoomId, (c) =>
+    c['no.sikkerchat.invite'] && c['m.relates_to']?.['m.in_reply_to']?.event_id === commandId, { timeoutMs: 60000 });
+  const invite = reply.content['no.sikkerchat.invite'];
+  const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
+  await officer.joinRoom(roomId);
+  return { invite, roomId };
+}
+
+async function joinInBrowser(page, invite) {
+  await page.goto(invite.url);
+  await page.locator('#code').fill(invite.code);
+  await page.locator('#join-btn').click();
+  await page.locator('#v-chat').waitFor({ state: 'visible' });
+}
+
+const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
+
+test('a link-preview crawler fetching the link does not use it up', async () => {
+  const { invite } = await newConversation();
+  for (const url of [invite.url, invite.url.split('#')[0]]) {
+    const res = await fetch(url, { headers: { 'User-Agent': 'facebookexternalhit/1.1' } });
+    assert.equal(res.status, 200);
+    await res.text();
+  }
+  const context = await newPhone(browser);
+  const page = await context.newPage();
+  await joinInBrowser(page, invite);
+  await context.close();
+});
+
+test('the citizen talks with the officer: text, files, typing, read state, reload, single use, quick exit', async () => {
+  const { invite, roomId } = await newConversation('Nettsak');
+  const context = await newPhone(browser);
+  const page = await context.newPage();
+  await joinInBrowser(page, invite);
+  assert.equal(new URL(page.url()).hash, '', 'the token is gone from the address bar');
+
+  // The room is told that the guest has joined.
+  await officer.waitForMessage(roomId, (c) => c.msgtype === 'm.notice' && /åpnet samtalen/.test(c.body));
+
+  // Guest -> officer text.
+  const guestText = `Hei, jeg trenger hjelp ${randomUUID().slice(0, 8)}`;
+  await page.locator('#text').fill(guestText);
+  await page.locator('#send').click();
+  const fromGuest = await officer.waitForMessage(roomId, (c) => c.body === guestText);
+  assert.equal(fromGuest.type, 'm.room.encrypted');
+  await page.locator('.msg.me', { hasText: guestText }).locator('.st-delivered, .st-read').waitFor();
+
+  // Officer reads it: the page shows "read".
+  await officer.sendReadReceipt(roomId, fromGuest.eventId);
+  await page.locator('.msg.me', { hasText: guestText }).locator('.st-read').waitFor();
+
+  // Officer -> guest text, live.
+  const officerText = `Hei! Du snakker med politiet ${randomUUID().slice(0, 8)}`;
+  await officer.sendText(roomId, officerText);
+  await page.locator('.msg.them', { hasText: officerText }).waitFor();
+
+  // Typing both ways.
+  await page.locator('#text').fill('skriver');
+  await officer.waitForTyping(roomId, (await officer.getState(roomId, 'no.sikkerchat.conversation')).guest, true);
+  await page.locator('#text').fill('');
+  await officer.sendTyping(roomId, true);
+  await eventually(async () => (await page.locator('#typing').textContent())?.trim().length > 0, { what: 'the officer typing on the page' });
+  await officer.sendTyping(roomId, false);
+
+  // Files guest -> officer: a PNG and a PDF arrive with the same bytes.
+  const dir = mkdtempSync(join(tmpdir(), 'sikkerchat-files-'));
+  const png = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000' +
+    '1f15c4890000000d49444154789c63f80f00000101000518d84e0000000049454e44ae426082', 'hex');
+  const pdf = Buffer.from('%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n');
+  for (const [name, data] of [['skjermbilde.png', png], ['anmeldelse.pdf', pdf]]) {
+    writeFileSync(join(dir, name), data);
+    await page.locator('#file').setInputFiles(join(dir, name));
+    const msg = await officer.waitForMessage(roomId, (c) => c.body === name && c['no.sikkerchat.sha256']);
+    assert.equal(msg.type, 'm.room.encrypted');
+    assert.equal(msg.content['no.sikkerchat.sha256'], sha256(data));
+    assert.ok(msg.content.file?.url, `an encrypted attachment: ${JSON.stringify(msg.content)}`);
+    const downloaded = await officer.downloadAttachment(msg.content);
+    assert.equal(sha256(downloaded), sha256(data), `${name}: the room has the original bytes`);
+  }
+
+  // Files officer -> guest: the page offers them for download with the same bytes.
+  for (const [name, data, mimetype] of [['svar.png', png, 'image/png'], ['info.pdf', pdf, 'application/pdf']]) {
+    await officer.sendFile(roomId, { name, data, mimetype });
+    const link = page.locator('.msg.them a.file-link', { hasText: name });
+    await link.waitFor();
+    const href = await link.getAttribute('href');
+    const bytes = await page.evaluate(async (u) => Array.from(new Uint8Array(await (await fetch(u)).arrayBuffer())), href);
+    assert.equal(sha256(Buffer.from(bytes)), sha256(data), `${name}: the guest gets the original bytes`);
+  }
+
+  // Reload: the same history, nothing missing, nothing doubled.
+  const before = await page.locator('#log .msg').allTextContents();
+  await page.reload();
+  await page.locator('.msg.them', { hasText: officerText }).waitFor();
+  await eventually(async () => (await page.locator('#log .msg').count()) === before.length, { what: 'the same number of messages after reload' });
+  assert.equal((await page.locator('.msg.me', { hasText: guestText }).count()), 1, 'not doubled');
+
+  // A second browser with the same link is refused.
+  const other = await newPhone(browser);
+  const otherPage = await other.newPage();
+  await otherPage.goto(invite.url);
+  await otherPage.locator('#code').fill(invite.code);
+  await otherPage.locator('#join-btn').click();
+  await otherPage.locator('#join-fatal, #join-err').filter({ hasText: /allerede brukt/ }).first().waitFor();
+  await other.close();
+
+  // Quick exit: away to the neutral site, and the page shows nothing afterwards.
+  await page.route('https://www.yr.no/**', (route) => route.fulfill({ status: 200, contentType: 'text/html', body: '<title>Været</title>' }));
+  await page.locator('#exit').click();
+  await page.waitForURL(/yr\.no/);
+  await page.goto(stack.GUEST_URL);
+  await page.locator('#v-none').waitFor({ state: 'visible' });
+  assert.equal(await page.locator('#log .msg').count(), 0, 'no conversation in the new page');
+  assert.equal(await page.evaluate(() => localStorage.length + sessionStorage.length), 0);
+  await context.close();
+});
+
+test('accessibility: no serious or critical axe violations (join, chat, ended; bokmål and English)', async () => {
+  for (const locale of ['nb-NO', 'en-GB']) {
+    const { invite } = await newConversation();
+    const context = await newPhone(browser, { locale });
+    const page = await context.newPage();
+    await page.goto(invite.url);
+    await page.locator('#v-join').waitFor({ state: 'visible' });
+    assert.deepEqual(await seriousViolations(page), [], `join (${locale})`);
+    await page.locator('#code').fill(invite.code);
+    await page.locator('#join-btn').click();
+    await page.locator('#v-chat').waitFor({ state: 'visible' });
+    assert.deepEqual(await seriousViolations(page), [], `chat (${locale})`);
+    await page.locator('#text').fill('hei');
+    await page.locator('#send').click();
+    await page.locator('.msg.me .st-delivered, .msg.me .st-read').first().waitFor();
+    // Ended: the officer makes a new link, which ends this browser's session.
+    const statusId = await officer.sendText(invite.room_id, '!sc reissue');
+    await officer.waitForMessage(invite.room_id, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === statusId);
+    await page.locator('#v-ended').waitFor({ state: 'visible' });
+    assert.deepEqual(await seriousViolations(page), [], `ended (${locale})`);
+    await context.close();
+  }
+});
+
+test('first load stays small', async () => {
+  const context = await newPhone(browser);
+  const page = await context.newPage();
+  let bytes = 0;
+  const seen = [];
+  page.on('response', async (res) => {
+    try {
+      const body = await res.body();
+      bytes += body.length;
+      seen.push(`${new URL(res.url()).pathname} ${body.length}`);
+    } catch { /* redirects have no body */ }
+  });
+  await page.goto(stack.GUEST_URL, { waitUntil: 'load' });
+  await page.locator('#v-none').waitFor({ state: 'visible' });
+  await page.waitForTimeout(500);
+  console.log(`# first load: ${bytes} bytes uncompressed (${seen.join(', ')})`);
+  assert.ok(bytes < 60 * 1024, `first load is ${bytes} bytes: ${seen.join(', ')}`);
+  await context.close();
+});
