@@ -138,6 +138,20 @@ test('the citizen talks with the officer: text, files, typing, read state, reloa
   await otherPage.locator('#join-fatal, #join-err').filter({ hasText: /allerede brukt/ }).first().waitFor();
   await other.close();
 
+  // Nothing of what was said, sent or typed reaches the bridge log.
+  const log = stack.bridgeLog();
+  for (const secret of [guestText, officerText, invite.code, invite.url.split('#')[1], 'skjermbilde.png', 'anmeldelse.pdf', 'svar.png']) {
+    assert.ok(!log.includes(secret), `the bridge log must not contain ${secret}`);
+  }
+
+  // Small screens and zoom: no sideways scrolling at 320 px, nor at 200 % zoom.
+  for (const width of [320, 160]) {
+    await page.setViewportSize({ width, height: 640 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `no horizontal scroll at ${width} px (${overflow} px too wide)`);
+  }
+  await page.setViewportSize({ width: 360, height: 740 });
+
   // Quick exit: away to the neutral site, and the page shows nothing afterwards.
   await page.route('https://www.yr.no/**', (route) => route.fulfill({ status: 200, contentType: 'text/html', body: '<title>Været</title>' }));
   await page.locator('#exit').click();

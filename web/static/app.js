@@ -118,11 +118,16 @@
     show('none');
   }
 
-  function sessionGone(status) {
+  // sessionGone forgets the conversation: 410 (or a closed stream) shows the
+  // ended view, 401 the logged-out text; a new link from the officer says so.
+  function sessionGone(status, reason) {
     if (S.view !== 'chat') return;
     wipe();
-    if (status === 410) show('ended');
-    else showNone(true);
+    if (status !== 410) return showNone(true);
+    var again = reason === 'reissued';
+    setT('ended-h', again ? 'reissuedH' : 'endedH');
+    setT('ended-p', again ? 'reissuedP' : 'endedP');
+    show('ended');
   }
 
   // ---- HTTP ----
@@ -306,7 +311,7 @@
     on('typing', function (d) { showTyping(!!d.typing); });
     on('closed', function (d) {
       closeEvents();
-      sessionGone(d.reason === 'session_expired' || d.reason === 'session_ended' ? 401 : 410);
+      sessionGone(d.reason === 'session_expired' || d.reason === 'session_ended' ? 401 : 410, d.reason);
     });
     es.onerror = function () {
       if (S.es !== es) return;
@@ -519,19 +524,21 @@
   }
 
   // Officer files: a download link (same origin, attachment) and, for
-  // pictures, a thumbnail from that same URL. Own files: name, size, preview.
+  // pictures, a thumbnail from that same URL. Own files: name, size, picture.
   function fileBlock(m) {
     var f = m.file;
     var box = el('div', 'file');
     var label = (f.name || t('file')) + ' (' + fmtSize(f.size) + ')';
-    if (m.dir === 'to_guest' && f.id) {
+    var url = f.id ? '/api/files/' + encodeURIComponent(f.id) : '';
+    var pic = THUMB.test(f.mime || '') && url;
+    if (m.dir === 'to_guest' && url) {
       var a = box.appendChild(el('a', 'file-link'));
-      a.href = '/api/files/' + encodeURIComponent(f.id);
+      a.href = url;
       a.setAttribute('download', f.name || '');
-      if (THUMB.test(f.mime || '')) a.appendChild(thumb(a.href, true));
+      if (pic) a.appendChild(thumb(url, true));
       a.appendChild(el('span', '', t('download') + ': ' + label));
     } else {
-      if (m.preview) box.appendChild(thumb(m.preview));
+      if (m.preview || pic) box.appendChild(thumb(m.preview || url, !m.preview));
       box.appendChild(el('span', '', label));
     }
     return box;
@@ -744,7 +751,7 @@
     if (status >= 500 && m.attempt < 5) return later(m, 0);
     var key = {
       MESSAGE_TOO_LONG: 'tooLong', FILE_TOO_LARGE: 'fileTooBig', TOO_LARGE: m.kind === 'file' ? 'fileTooBig' : 'tooLong',
-      FILE_TYPE_NOT_ALLOWED: 'fileType', FILE_TYPE_MISMATCH: 'fileMismatch'
+      FILE_TYPE_NOT_ALLOWED: 'fileType', FILE_TYPE_MISMATCH: 'fileMismatch', FILE_MISSING: 'fileEmpty'
     }[String(b.errcode || '').replace(E, '')] || 'sendErr';
     settle(m);
     m.state = 'failed';
