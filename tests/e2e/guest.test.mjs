@@ -83,14 +83,16 @@ test('the citizen talks with the officer: text, files, typing, read state, reloa
   await officer.sendReadReceipt(roomId, fromGuest.eventId);
   await page.locator('.msg.me', { hasText: guestText }).locator('.st-read').waitFor();
 
-  // Officer -> guest text, live.
+  // Officer -> guest text, live; the guest's page reads it and the officer sees the receipt.
   const officerText = `Hei! Du snakker med politiet ${randomUUID().slice(0, 8)}`;
-  await officer.sendText(roomId, officerText);
+  const officerEventId = await officer.sendText(roomId, officerText);
   await page.locator('.msg.them', { hasText: officerText }).waitFor();
+  const guestMxid = (await officer.getState(roomId, 'no.sikkerchat.conversation')).guest;
+  await officer.waitForReadReceipt(roomId, guestMxid, officerEventId);
 
   // Typing both ways.
   await page.locator('#text').fill('skriver');
-  await officer.waitForTyping(roomId, (await officer.getState(roomId, 'no.sikkerchat.conversation')).guest, true);
+  await officer.waitForTyping(roomId, guestMxid, true);
   await page.locator('#text').fill('');
   await officer.sendTyping(roomId, true);
   await eventually(async () => (await page.locator('#typing').textContent())?.trim().length > 0, { what: 'the officer typing on the page' });
@@ -128,6 +130,15 @@ test('the citizen talks with the officer: text, files, typing, read state, reloa
   await page.locator('.msg.them', { hasText: officerText }).waitFor();
   await eventually(async () => (await page.locator('#log .msg').count()) === before.length, { what: 'the same number of messages after reload' });
   assert.equal((await page.locator('.msg.me', { hasText: guestText }).count()), 1, 'not doubled');
+
+  // A bridge restart: the reloaded page shows the same history, and talk goes on.
+  await stack.restartBridge();
+  await page.reload();
+  await page.locator('.msg.them', { hasText: officerText }).waitFor();
+  await eventually(async () => (await page.locator('#log .msg').count()) === before.length, { what: 'the same history after a bridge restart' });
+  const afterRestart = `Etter omstart ${randomUUID().slice(0, 8)}`;
+  await officer.sendText(roomId, afterRestart);
+  await page.locator('.msg.them', { hasText: afterRestart }).waitFor();
 
   // A second browser with the same link is refused.
   const other = await newPhone(browser);

@@ -43,6 +43,11 @@ export async function startStack({ basePort, encryption = true }) {
     dir,
     env,
     bridgeLog: () => (existsSync(facts.BRIDGE_LOG) ? readFileSync(facts.BRIDGE_LOG, 'utf8') : ''),
+    /** Stops and starts the bridge alone (Dendrite keeps running). */
+    async restartBridge() {
+      await run('bash', [stackScript, 'stop-bridge'], { env });
+      await run('bash', [stackScript, 'start-bridge'], { env });
+    },
     /** Stops the bridge (first) and Dendrite, and removes the state folder unless KEEP_STACK is set. */
     async stop() {
       await run('bash', [stackScript, 'down'], { env });
