@@ -153,8 +153,10 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		Text:          msg.Content.Body,
 		SenderName:    oc.senderName(ctx, msg),
 	}
-	if msg.ReplyTo != nil {
-		if target, err := oc.Connector.Transcript.ByEvent(ctx, conv.ID, msg.ReplyTo.MXID); err == nil && target != nil {
+	// Guest messages are not in bridgev2's message table (the outbox sends them),
+	// so replies are resolved against the transcript by event ID.
+	if replyTo := msg.Content.RelatesTo.GetReplyTo(); replyTo != "" {
+		if target, err := oc.Connector.Transcript.ByEvent(ctx, conv.ID, replyTo); err == nil && target != nil {
 			entry.ReplyTo = target.Seq
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/sikkerchat/sikkerchat/bridge"
 )
@@ -430,4 +431,32 @@ func TestReleaseBuildHasNoTestHooks(t *testing.T) {
 	ts := newTestServer(t, newTestConfig(t))
 	res := ts.request("POST", "/_test/conversations/x/guest-text", map[string]string{}, nil)
 	require.Equal(t, http.StatusNotFound, res.Code)
+}
+
+func TestOfficerEditAndDeleteReplaceInPlace(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	inv := ts.newInvite(time.Hour)
+	cookie := ts.join(inv)
+	ctx := context.Background()
+	for i, text := range []string{"skrivefeil", "feil mottaker"} {
+		entry := &bridge.TranscriptEntry{Direction: bridge.ToGuest, MatrixEventID: id.EventID(fmt.Sprintf("$o%d", i)), CreatedAt: time.Now(), Kind: "text", Text: text}
+		_, err := ts.sc.Transcript.Append(ctx, inv.conv.ID, entry)
+		require.NoError(t, err)
+	}
+	require.NoError(t, ts.sc.ReviseOfficerMessage(ctx, inv.conv.ID, "$o0", func(e *bridge.TranscriptEntry) { e.Text, e.Edited = "rettet", true }))
+	require.NoError(t, ts.sc.ReviseOfficerMessage(ctx, inv.conv.ID, "$o1", func(e *bridge.TranscriptEntry) { e.Text, e.Deleted = "", true }))
+	require.NoError(t, ts.sc.ReviseOfficerMessage(ctx, inv.conv.ID, "$unknown", func(e *bridge.TranscriptEntry) { e.Text = "x" }))
+
+	ctx2, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	req := httptest.NewRequest("GET", "/api/events", nil).WithContext(ctx2)
+	req.AddCookie(cookie)
+	rec := httptest.NewRecorder()
+	ts.Handler().ServeHTTP(rec, req)
+	body := rec.Body.String()
+	require.Contains(t, body, `"text":"rettet"`)
+	require.Contains(t, body, `"edited":true`)
+	require.Contains(t, body, `"deleted":true`)
+	require.NotContains(t, body, "skrivefeil")
+	require.NotContains(t, body, "feil mottaker")
 }

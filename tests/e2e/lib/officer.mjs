@@ -429,6 +429,22 @@ export class Officer {
     return Buffer.from(plain);
   }
 
+  /** Edits one of this officer's messages (m.replace), as Element does. */
+  async editText(roomId, eventId, newText) {
+    return this.sendMessage(roomId, {
+      msgtype: 'm.text',
+      body: `* ${newText}`,
+      'm.new_content': { msgtype: 'm.text', body: newText },
+      'm.relates_to': { rel_type: 'm.replace', event_id: eventId },
+    });
+  }
+
+  /** Redacts (deletes) an event. */
+  async redact(roomId, eventId) {
+    const { event_id: id } = await this.client.redactEvent(roomId, eventId);
+    return id;
+  }
+
   /** Shows this officer as typing (or not) in roomId. */
   async sendTyping(roomId, typing, timeoutMs = 10000) {
     await this.client.sendTyping(roomId, typing, timeoutMs);
