@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -109,13 +107,11 @@ func (oc *OfficerClient) keepOfficerFile(ctx context.Context, conv *Conversation
 	if name == "" {
 		name = msg.Content.Body
 	}
-	mimeType := DetectFileType(data[:min(len(data), 512)])
-	sum := sha256.Sum256(data)
-	info := FileInfo{ID: "o" + randomID(16), Name: SafeFileName(name, mimeType), Mime: mimeType, Size: len(data), SHA256: hex.EncodeToString(sum[:])}
-	if err = oc.Connector.Transcript.storeFile(ctx, conv.ID, info.ID, data); err != nil {
+	info, err := oc.Connector.StoreFileForGuest(ctx, conv.ID, name, data)
+	if err != nil {
 		return err
 	}
-	entry.Kind, entry.Text, entry.Extra = "file", "", info.extras()
+	entry.Kind, entry.Text, entry.Extra = "file", "", info.Extras()
 	if msg.Content.FileName != "" && msg.Content.Body != msg.Content.FileName {
 		entry.Text = msg.Content.Body // a caption
 	}
@@ -194,7 +190,7 @@ func (oc *OfficerClient) HandleMatrixTyping(ctx context.Context, msg *bridgev2.M
 
 // HandleMatrixReadReceipt marks the guest's messages up to the receipt as read.
 func (oc *OfficerClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridgev2.MatrixReadReceipt) error {
-	return oc.Connector.OfficerRead(ctx, string(msg.Portal.ID), msg.ReadUpTo)
+	return oc.Connector.OfficerRead(ctx, string(msg.Portal.ID), msg.EventID)
 }
 
 // HandleMatrixEdit shows the guest the new text in place of the old.

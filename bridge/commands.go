@@ -125,7 +125,8 @@ func (sc *Connector) cmdReissue(ce *commands.Event) {
 	text := lang.T(msgReissued, created.GuestName, created.URL, created.Code, formatTime(conv.InviteExpiresAt, lang))
 	content := renderNotice(text)
 	content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(ce.EventID)
-	_, err = sc.Bridge.Bot.SendMessage(ce.Ctx, ce.RoomID, event.EventMessage, &event.Content{
+	quietCtx := ce.Log.Level(max(zerolog.InfoLevel, ce.Log.GetLevel())).WithContext(ce.Ctx)
+	_, err = sc.Bridge.Bot.SendMessage(quietCtx, ce.RoomID, event.EventMessage, &event.Content{
 		Parsed: content,
 		Raw:    map[string]any{"no.sikkerchat.invite": created.InviteField()},
 	}, nil)

@@ -114,8 +114,9 @@ func (c *Config) validate() error {
 	if exit, err := url.Parse(c.Guest.ExitURL); err != nil || exit.Scheme != "https" || exit.Host == "" {
 		return fmt.Errorf("network.guest.exit_url must be an https URL, got %q", c.Guest.ExitURL)
 	}
-	if c.Guest.MaxMessageLength < 1 || c.Guest.MaxMessageLength > 60000 {
-		return errors.New("network.guest.max_message_length must be between 1 and 60000")
+	// 16,000 characters of 3-byte UTF-8 still encrypt to an event under Matrix's 64 KiB.
+	if c.Guest.MaxMessageLength < 1 || c.Guest.MaxMessageLength > 16000 {
+		return errors.New("network.guest.max_message_length must be between 1 and 16000")
 	}
 	if c.Guest.MaxFileBytes < 1024 || c.Guest.MaxFileBytes > 1<<30 {
 		return errors.New("network.guest.max_file_bytes must be between 1 KiB and 1 GiB")

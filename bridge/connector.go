@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
@@ -23,6 +24,7 @@ var (
 	_ bridgev2.NetworkConnector        = (*Connector)(nil)
 	_ bridgev2.ConfigValidatingNetwork = (*Connector)(nil)
 	_ bridgev2.StoppableNetwork        = (*Connector)(nil)
+	_ bridgev2.MaxFileSizeingNetwork   = (*Connector)(nil)
 )
 
 // Connector is the sikkerchat network connector.
@@ -42,7 +44,9 @@ type Connector struct {
 	services []Service
 
 	outboxWake chan struct{}
-	stop       context.CancelFunc
+	// homeserverMaxFile is the homeserver's upload limit (0: not known yet).
+	homeserverMaxFile atomic.Int64
+	stop              context.CancelFunc
 }
 
 // Service is something the connector runs beside bridgev2.
@@ -236,4 +240,24 @@ func (sc *Connector) commandPrefix() string {
 		return sc.GetName().DefaultCommandPrefix
 	}
 	return sc.Bridge.Config.CommandPrefix
+}
+
+// SetMaxFileSize learns the homeserver's upload limit: a guest file above it
+// is refused at upload instead of failing later in the outbox.
+func (sc *Connector) SetMaxFileSize(maxSize int64) {
+	sc.homeserverMaxFile.Store(maxSize)
+	if maxSize > 0 && maxSize < sc.Config.Guest.MaxFileBytes {
+		sc.Bridge.Log.Warn().Int64("homeserver_limit", maxSize).Int64("max_file_bytes", sc.Config.Guest.MaxFileBytes).
+			Msg("network.guest.max_file_bytes is above the homeserver's upload limit; guests get the lower limit")
+	}
+}
+
+// MaxGuestFileBytes is the largest file a guest can send now.
+func (sc *Connector) MaxGuestFileBytes() int64 {
+	limit := sc.Config.Guest.MaxFileBytes
+	// Encryption adds nothing to the size, but leave room for the request.
+	if hs := sc.homeserverMaxFile.Load(); hs > 0 && hs < limit {
+		limit = hs
+	}
+	return limit
 }

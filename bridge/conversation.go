@@ -276,6 +276,13 @@ func formatTime(t time.Time, lang Language) string {
 // sendInviteReply answers the officer with the link and code word, as text and
 // as the machine-readable `no.sikkerchat.invite` field.
 func (sc *Connector) sendInviteReply(ctx context.Context, roomID id.RoomID, replyTo id.EventID, cc *CreatedConversation) (*mautrix.RespSendEvent, error) {
+	if mc, ok := sc.Bridge.Matrix.(*matrix.Connector); ok {
+		if encrypted, err := mc.StateStore.IsEncrypted(ctx, roomID); err != nil || !encrypted {
+			return nil, fmt.Errorf("refusing to send an invite link into a room that is not encrypted")
+		}
+	}
+	// The link and code word must not reach debug logs with the request body.
+	ctx = zerolog.Ctx(ctx).Level(max(zerolog.InfoLevel, zerolog.Ctx(ctx).GetLevel())).WithContext(ctx)
 	lang := sc.Config.validatedLanguage
 	text := lang.T(msgCreated, cc.GuestName, cc.URL, cc.Code, formatTime(cc.Conversation.InviteExpiresAt, lang))
 	content := renderNotice(text)

@@ -24,8 +24,7 @@ var (
 )
 
 const (
-	insertFileQuery = `INSERT INTO sikkerchat_file (conversation_id, file_id, created_at, sealed) VALUES ($1, $2, $3, $4)
-		ON CONFLICT DO NOTHING`
+	insertFileQuery = `INSERT INTO sikkerchat_file (conversation_id, file_id, created_at, sealed) VALUES ($1, $2, $3, $4)`
 	getFileQuery    = `SELECT sealed FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
 	deleteFileQuery = `DELETE FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
 )
@@ -39,7 +38,8 @@ type FileInfo struct {
 	SHA256 string
 }
 
-func (f FileInfo) extras() EntryExtras {
+// Extras is how a file is described inside a sealed transcript entry.
+func (f FileInfo) Extras() EntryExtras {
 	return EntryExtras{"file_id": f.ID, "name": f.Name, "mime": f.Mime, "size": strconv.Itoa(f.Size), "sha256": f.SHA256}
 }
 
@@ -133,7 +133,7 @@ func (sc *Connector) QueueGuestFile(ctx context.Context, conv *Conversation, cli
 	}
 	if len(data) == 0 {
 		return nil, false, ErrFileEmpty
-	} else if int64(len(data)) > sc.Config.Guest.MaxFileBytes {
+	} else if int64(len(data)) > sc.MaxGuestFileBytes() {
 		return nil, false, ErrFileTooLarge
 	}
 	detected := DetectFileType(data[:min(len(data), 512)])
@@ -143,7 +143,7 @@ func (sc *Connector) QueueGuestFile(ctx context.Context, conv *Conversation, cli
 		return nil, false, ErrFileTypeClaim
 	}
 	sum := sha256.Sum256(data)
-	info := FileInfo{ID: "g" + clientID, Name: SafeFileName(name, detected), Mime: detected, Size: len(data), SHA256: hex.EncodeToString(sum[:])}
+	info := FileInfo{ID: "g" + randomID(16), Name: SafeFileName(name, detected), Mime: detected, Size: len(data), SHA256: hex.EncodeToString(sum[:])}
 	if existing, err := sc.Transcript.ByClientID(ctx, conv.ID, clientID); err != nil {
 		return nil, false, err
 	} else if existing != nil {
@@ -161,16 +161,33 @@ func (sc *Connector) QueueGuestFile(ctx context.Context, conv *Conversation, cli
 		Status:    EntryStored,
 		CreatedAt: time.Now(),
 		Kind:      "file",
-		Extra:     info.extras(),
+		Extra:     info.Extras(),
 	}
 	isNew, err := sc.Transcript.Append(ctx, conv.ID, entry)
+	if err != nil || !isNew {
+		// A concurrent upload with the same client_id won: drop our copy of the bytes.
+		_, _ = sc.Store.Exec(ctx, deleteFileQuery, conv.ID, info.ID)
+	}
 	if err != nil {
 		return nil, false, err
 	} else if !isNew {
 		existing, err := sc.Transcript.ByClientID(ctx, conv.ID, clientID)
+		if err == nil && existing != nil {
+			if prev, ok := FileInfoOf(existing); !ok || prev.SHA256 != info.SHA256 {
+				return nil, false, ErrClientIDReused
+			}
+		}
 		return existing, false, err
 	}
 	sc.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventMessage, Entry: entry})
 	sc.wakeOutbox()
 	return entry, true, nil
+}
+
+// StoreFileForGuest keeps a file an officer sent, sealed, for the guest to download.
+func (sc *Connector) StoreFileForGuest(ctx context.Context, conversationID, name string, data []byte) (FileInfo, error) {
+	mimeType := DetectFileType(data[:min(len(data), 512)])
+	sum := sha256.Sum256(data)
+	info := FileInfo{ID: "o" + randomID(16), Name: SafeFileName(name, mimeType), Mime: mimeType, Size: len(data), SHA256: hex.EncodeToString(sum[:])}
+	return info, sc.Transcript.storeFile(ctx, conversationID, info.ID, data)
 }

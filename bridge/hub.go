@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"slices"
 	"sync"
 )
 
@@ -25,16 +26,18 @@ type GuestEvent struct {
 }
 
 // Hub fans out guest events to the SSE streams of a conversation. A slow
-// reader loses live events rather than blocking the bridge; it gets them back
-// from the transcript when it reconnects (the stream is closed on overflow).
+// reader loses its stream rather than blocking the bridge; the page reconnects
+// and gets everything back from the transcript.
 type Hub struct {
 	lock sync.Mutex
-	subs map[string]map[*Subscription]struct{}
+	subs map[string][]*Subscription // per conversation, oldest first
 }
 
+// Subscription is one open stream.
 type Subscription struct {
 	C chan GuestEvent
-	// Done is closed when the subscription ends (Close, or the reader fell behind).
+	// Done is closed when the subscription ends (Close, a newer stream took its
+	// place, or the reader fell behind).
 	Done   chan struct{}
 	hub    *Hub
 	convID string
@@ -43,42 +46,54 @@ type Subscription struct {
 
 const subscriptionBuffer = 64
 
+// maxStreamsPerConversation bounds the open pages of one conversation; a new
+// one ends the oldest (a reload must never be refused).
+const maxStreamsPerConversation = 3
+
 func NewHub() *Hub {
-	return &Hub{subs: make(map[string]map[*Subscription]struct{})}
+	return &Hub{subs: make(map[string][]*Subscription)}
 }
 
 func (h *Hub) Subscribe(conversationID string) *Subscription {
 	sub := &Subscription{C: make(chan GuestEvent, subscriptionBuffer), Done: make(chan struct{}), hub: h, convID: conversationID}
 	h.lock.Lock()
-	defer h.lock.Unlock()
-	if h.subs[conversationID] == nil {
-		h.subs[conversationID] = make(map[*Subscription]struct{})
+	list := append(h.subs[conversationID], sub)
+	var evicted []*Subscription
+	if len(list) > maxStreamsPerConversation {
+		evicted = slices.Clone(list[:len(list)-maxStreamsPerConversation])
+		list = slices.Clone(list[len(list)-maxStreamsPerConversation:])
 	}
-	h.subs[conversationID][sub] = struct{}{}
+	h.subs[conversationID] = list
+	h.lock.Unlock()
+	for _, old := range evicted {
+		old.end()
+	}
 	return sub
+}
+
+func (s *Subscription) end() {
+	s.once.Do(func() { close(s.Done) })
 }
 
 // Close unsubscribes; it is safe to call more than once.
 func (s *Subscription) Close() {
-	s.once.Do(func() {
-		s.hub.lock.Lock()
-		defer s.hub.lock.Unlock()
-		if set := s.hub.subs[s.convID]; set != nil {
-			delete(set, s)
-			if len(set) == 0 {
-				delete(s.hub.subs, s.convID)
-			}
+	s.hub.lock.Lock()
+	list := s.hub.subs[s.convID]
+	if i := slices.Index(list, s); i >= 0 {
+		list = slices.Delete(slices.Clone(list), i, i+1)
+		if len(list) == 0 {
+			delete(s.hub.subs, s.convID)
+		} else {
+			s.hub.subs[s.convID] = list
 		}
-		close(s.Done)
-	})
+	}
+	s.hub.lock.Unlock()
+	s.end()
 }
 
 func (h *Hub) Publish(conversationID string, evt GuestEvent) {
 	h.lock.Lock()
-	subs := make([]*Subscription, 0, len(h.subs[conversationID]))
-	for sub := range h.subs[conversationID] {
-		subs = append(subs, sub)
-	}
+	subs := h.subs[conversationID] // never mutated in place
 	h.lock.Unlock()
 	for _, sub := range subs {
 		select {

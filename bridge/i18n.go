@@ -49,6 +49,7 @@ const (
 	msgGuestJoined         messageKey = "guest_joined"
 	msgReissued            messageKey = "reissued"
 	msgReissueClosed       messageKey = "reissue_closed"
+	msgUndeliverable       messageKey = "undeliverable"
 )
 
 var catalog = map[Language]map[messageKey]string{
@@ -86,6 +87,8 @@ var catalog = map[Language]map[messageKey]string{
 		msgReissued: "**Ny lenke til %s**\n\nDen gamle lenken og alle åpne økter virker ikke lenger.\n\n%s\n\n" +
 			"Kodeord (send det i en egen melding): **%s**\n\nLenken virker én gang og går ut %s.",
 		msgReissueClosed: "Samtalen er avsluttet, så det kan ikke lages en ny lenke.",
+		msgUndeliverable: "⚠️ En melding eller fil fra gjesten kunne ikke leveres hit (for eksempel fordi filen er for stor for hjemmeserveren). " +
+			"Gjesten ser at den ikke kom fram.",
 	},
 	LangEnglish: {
 		msgNotOfficer: "Sorry, you don't have access to sikkerchat. " +
@@ -121,6 +124,8 @@ var catalog = map[Language]map[messageKey]string{
 		msgReissued: "**New link for %s**\n\nThe old link and any open sessions no longer work.\n\n%s\n\n" +
 			"Code word (send it in a separate message): **%s**\n\nThe link works once and expires %s.",
 		msgReissueClosed: "The conversation is closed, so no new link can be made.",
+		msgUndeliverable: "⚠️ A message or file from the guest could not be delivered here (for example a file too large for the homeserver). " +
+			"The guest sees that it did not arrive.",
 	},
 }
 

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/id"
 )
@@ -134,7 +137,15 @@ func (sc *Connector) deliverPending(ctx context.Context) (failed bool) {
 		if blocked[p.conv] || ctx.Err() != nil {
 			continue
 		}
-		if err := sc.deliver(ctx, p.conv, p.seq); err != nil {
+		err := sc.deliver(ctx, p.conv, p.seq)
+		switch {
+		case err == nil:
+		case isPermanent(err):
+			// Retrying cannot help (too large for the homeserver, refused): give up on
+			// this one, tell the guest and the officers, and let the next ones through.
+			log.Err(err).Str("conversation_id", p.conv).Int64("seq", p.seq).Msg("Guest message can never be delivered")
+			sc.markUndeliverable(ctx, p.conv, p.seq)
+		default:
 			log.Warn().Err(err).Str("conversation_id", p.conv).Int64("seq", p.seq).Msg("Guest message not delivered yet, will retry")
 			blocked[p.conv] = true
 			failed = true
@@ -173,10 +184,42 @@ func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int
 	if _, err = sc.Transcript.MarkDelivered(ctx, conversationID, seq, eventID); err != nil {
 		return err
 	}
+	if info, isFile := FileInfoOf(entry); isFile {
+		// The room has the file now; the bridge keeps no copy it does not need.
+		if _, err = sc.Store.Exec(ctx, deleteFileQuery, conversationID, info.ID); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to drop delivered guest file")
+		}
+	}
 	entry.MatrixEventID, entry.Status = eventID, EntryDelivered
 	sc.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
 	zerolog.Ctx(ctx).Debug().Str("conversation_id", conversationID).Int64("seq", seq).Stringer("event_id", eventID).Msg("Guest message delivered")
 	return nil
+}
+
+// isPermanent tells errors that no retry can fix from outages.
+func isPermanent(err error) bool {
+	if errors.Is(err, bridgev2.ErrMediaTooLarge) || errors.Is(err, ErrConversationNotOpen) {
+		return true
+	}
+	var httpErr mautrix.HTTPError
+	if errors.As(err, &httpErr) && httpErr.Response != nil {
+		code := httpErr.Response.StatusCode
+		return code >= 400 && code < 500 && code != http.StatusTooManyRequests && code != http.StatusRequestTimeout
+	}
+	return false
+}
+
+func (sc *Connector) markUndeliverable(ctx context.Context, conversationID string, seq int64) {
+	if _, err := sc.Store.Exec(ctx, markUndeliverableQuery, conversationID, seq); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to mark guest message undeliverable")
+		return
+	}
+	if entry, err := sc.Transcript.BySeq(ctx, conversationID, seq); err == nil && entry != nil {
+		sc.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
+	}
+	if conv, err := sc.Store.GetConversation(ctx, conversationID); err == nil && conv != nil {
+		sc.Matrix.Notice(ctx, conv, sc.Config.validatedLanguage.T(msgUndeliverable))
+	}
 }
 
 // guestTxnID is unique per conversation and guest message, so that no two

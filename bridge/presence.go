@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -25,28 +26,31 @@ func (sc *Connector) GuestTyping(ctx context.Context, conv *Conversation, typing
 	sc.Matrix.GuestTyping(ctx, conv, typing, timeout)
 }
 
+const (
+	maxSeqQuery        = `SELECT COALESCE(MAX(seq), 0) FROM sikkerchat_transcript WHERE conversation_id=$1`
+	latestToGuestQuery = `SELECT matrix_event_id FROM sikkerchat_transcript
+		WHERE conversation_id=$1 AND direction='to_guest' AND matrix_event_id IS NOT NULL AND seq<=$2 ORDER BY seq DESC LIMIT 1`
+	seqOfEventQuery = `SELECT seq FROM sikkerchat_transcript WHERE conversation_id=$1 AND matrix_event_id=$2`
+)
+
 // GuestRead sends the guest's read receipt for the newest officer message up
-// to seq, so officers see that the guest has read it.
+// to seq, so officers see that the guest has read it. It reads only the
+// plain columns it needs, nothing sealed.
 func (sc *Connector) GuestRead(ctx context.Context, conv *Conversation, seq int64) error {
-	entries, err := sc.Transcript.Since(ctx, conv.ID, 0)
-	if err != nil {
+	var maxSeq int64
+	if err := sc.Store.QueryRow(ctx, maxSeqQuery, conv.ID).Scan(&maxSeq); err != nil {
+		return err
+	} else if seq > maxSeq {
+		return ErrUnknownSeq
+	}
+	var eventID id.EventID
+	err := sc.Store.QueryRow(ctx, latestToGuestQuery, conv.ID, seq).Scan(&eventID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	} else if err != nil {
 		return err
 	}
-	var target *TranscriptEntry
-	for _, e := range entries {
-		if e.Seq > seq {
-			break
-		}
-		if e.Direction == ToGuest && e.MatrixEventID != "" {
-			target = e
-		}
-	}
-	if len(entries) == 0 || entries[len(entries)-1].Seq < seq {
-		return ErrUnknownSeq
-	} else if target == nil {
-		return nil
-	}
-	if err = sc.Matrix.GuestRead(ctx, conv, target.MatrixEventID); err != nil {
+	if err = sc.Matrix.GuestRead(ctx, conv, eventID); err != nil {
 		return fmt.Errorf("failed to send guest read receipt: %w", err)
 	}
 	return nil
@@ -54,18 +58,26 @@ func (sc *Connector) GuestRead(ctx context.Context, conv *Conversation, seq int6
 
 const (
 	getDeliveredFromGuestQuery = `SELECT seq FROM sikkerchat_transcript
-		WHERE conversation_id=$1 AND direction='from_guest' AND status='delivered' AND seq>$2 AND created_at<=$3 ORDER BY seq`
+		WHERE conversation_id=$1 AND direction='from_guest' AND status='delivered' AND seq>$2 AND seq<=$3 ORDER BY seq`
 	setOfficerReadQuery = `UPDATE sikkerchat_conversation SET officer_read_seq=$2 WHERE id=$1 AND officer_read_seq<$2`
 )
 
-// OfficerRead notes that an officer has read the room up to a point in time:
-// every guest message delivered before it shows as read on the page.
-func (sc *Connector) OfficerRead(ctx context.Context, conversationID string, upTo time.Time) error {
+// OfficerRead notes that an officer has read the room up to an event: every
+// guest message delivered at or before that event's place shows as read. A
+// receipt for an event the transcript does not know (a bot notice) moves nothing.
+func (sc *Connector) OfficerRead(ctx context.Context, conversationID string, eventID id.EventID) error {
 	conv, err := sc.Store.GetConversation(ctx, conversationID)
 	if err != nil || conv == nil {
 		return err
 	}
-	rows, err := sc.Store.Query(ctx, getDeliveredFromGuestQuery, conv.ID, conv.OfficerReadSeq, upTo.UnixMilli())
+	var upTo int64
+	err = sc.Store.QueryRow(ctx, seqOfEventQuery, conv.ID, eventID).Scan(&upTo)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	rows, err := sc.Store.Query(ctx, getDeliveredFromGuestQuery, conv.ID, conv.OfficerReadSeq, upTo)
 	if err != nil {
 		return fmt.Errorf("failed to find read guest messages: %w", err)
 	}

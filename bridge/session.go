@@ -112,25 +112,33 @@ func (sc *Connector) Join(ctx context.Context, token, code string) (sessionToken
 	if !CheckCode(token, code, inv.CodeMAC) {
 		return "", nil, sc.countFailedCode(ctx, conv, tokenHash)
 	}
-	res, err := sc.Store.Exec(ctx, consumeInviteQuery, tokenHash, now.UnixMilli())
-	if err != nil {
-		return "", nil, fmt.Errorf("failed to consume invite: %w", err)
-	} else if n, _ := res.RowsAffected(); n != 1 {
-		// Another browser won the race for the same link.
-		return "", nil, ErrInviteUsed
-	}
 	raw := make([]byte, 32)
 	if _, err = rand.Read(raw); err != nil {
 		return "", nil, err
 	}
 	sessionToken = base64.RawURLEncoding.EncodeToString(raw)
-	if _, err = sc.Store.Exec(ctx, insertSessionQuery, hashSessionToken(sessionToken), conv.ID, now.UnixMilli()); err != nil {
-		return "", nil, fmt.Errorf("failed to store guest session: %w", err)
+	// Consume, session and activation together: a crash or a concurrent
+	// reissue can never leave a used link without its session, or a session
+	// that outlived the reissue.
+	err = sc.Store.DoTxn(ctx, nil, func(ctx context.Context) error {
+		res, err := sc.Store.Exec(ctx, consumeInviteQuery, tokenHash, now.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("failed to consume invite: %w", err)
+		} else if n, _ := res.RowsAffected(); n != 1 {
+			return ErrInviteUsed // another browser won the race for the same link
+		}
+		if _, err = sc.Store.Exec(ctx, insertSessionQuery, hashSessionToken(sessionToken), conv.ID, now.UnixMilli()); err != nil {
+			return fmt.Errorf("failed to store guest session: %w", err)
+		}
+		if _, err = sc.Store.Exec(ctx, activateQuery, conv.ID, now.UnixMilli()); err != nil {
+			return fmt.Errorf("failed to activate conversation: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", nil, err
 	}
 	firstJoin := conv.Status == StatusCreated
-	if _, err = sc.Store.Exec(ctx, activateQuery, conv.ID, now.UnixMilli()); err != nil {
-		return "", nil, fmt.Errorf("failed to activate conversation: %w", err)
-	}
 	conv.Status = StatusActive
 	if conv.JoinedAt.IsZero() {
 		conv.JoinedAt = now

@@ -34,8 +34,9 @@ const (
 	getByEventQuery    = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript WHERE conversation_id=$1 AND matrix_event_id=$2`
 	markDeliveredQuery = `UPDATE sikkerchat_transcript SET matrix_event_id=$3, status='delivered'
 		WHERE conversation_id=$1 AND seq=$2 AND status='stored'`
-	resealQuery      = `UPDATE sikkerchat_transcript SET sealed=$3 WHERE conversation_id=$1 AND seq=$2`
-	undeliveredQuery = `SELECT conversation_id, seq FROM sikkerchat_transcript WHERE status='stored' ORDER BY conversation_id, seq`
+	markUndeliverableQuery = `UPDATE sikkerchat_transcript SET status='failed' WHERE conversation_id=$1 AND seq=$2 AND status='stored'`
+	resealQuery            = `UPDATE sikkerchat_transcript SET sealed=$3 WHERE conversation_id=$1 AND seq=$2`
+	undeliveredQuery       = `SELECT conversation_id, seq FROM sikkerchat_transcript WHERE status='stored' ORDER BY conversation_id, seq`
 )
 
 // Direction tells who wrote a transcript entry.
@@ -69,6 +70,8 @@ type EntryStatus string
 const (
 	EntryStored    EntryStatus = "stored"
 	EntryDelivered EntryStatus = "delivered"
+	// EntryFailed: the homeserver refused it for good (e.g. too large).
+	EntryFailed EntryStatus = "failed"
 	// EntryRead is derived from the officers' read receipts, never stored.
 	EntryRead EntryStatus = "read"
 )

@@ -313,14 +313,12 @@ func (s *Server) messageFrame(conv *bridge.Conversation, e *bridge.TranscriptEnt
 	return msg
 }
 
-const sseHeartbeat = 20 * time.Second
+const (
+	sseHeartbeat    = 20 * time.Second
+	sseWriteTimeout = 30 * time.Second
+)
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, errUnknown, "Streaming unsupported")
-		return
-	}
 	ctx := r.Context()
 	conv := conversationOf(r)
 	var after int64
@@ -335,7 +333,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// Subscribe before reading history, so nothing falls between the two.
 	sub := s.Connector.Hub.Subscribe(conv.ID)
 	defer sub.Close()
-	history, err := s.Connector.Transcript.Since(ctx, conv.ID, after)
+	history, err := s.Connector.Transcript.Since(ctx, conv.ID, 0)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to read transcript for guest")
 		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
@@ -345,12 +343,27 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	sent := after
+	rc := http.NewResponseController(w)
+	// A reader that stops reading must not hold the handler forever.
+	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout)) }
+	deadline()
+	var historyMax int64
 	for _, e := range history {
-		writeFrame(w, "message", e.Seq, s.messageFrame(conv, e))
-		sent = max(sent, e.Seq)
+		frame := s.messageFrame(conv, e)
+		switch {
+		case e.Seq > after:
+			writeFrame(w, "message", e.Seq, frame)
+		case e.Direction == bridge.FromGuest:
+			// Already shown: only its delivery state may have moved on meanwhile.
+			writeFrame(w, "status", 0, map[string]any{"seq": frame.Seq, "client_id": frame.ClientID, "status": frame.Status})
+		case e.Edited || e.Deleted:
+			writeFrame(w, "message", 0, frame)
+		}
+		historyMax = max(historyMax, e.Seq)
 	}
-	flusher.Flush()
+	if err = rc.Flush(); err != nil {
+		return
+	}
 	heartbeat := time.NewTicker(sseHeartbeat)
 	defer heartbeat.Stop()
 	cookie, _ := r.Cookie(s.cookieName())
@@ -361,29 +374,33 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-s.closing:
 			return
 		case <-sub.Done:
-			// Fell behind or the conversation moved on: the page reconnects and
-			// catches up from the transcript.
+			// Fell behind, or too many streams for this conversation: the page
+			// reconnects and catches up from the transcript.
 			return
 		case <-heartbeat.C:
 			// The open page counts as presence; a revoked session ends the stream.
 			if _, _, err := s.Connector.CheckSession(ctx, cookie.Value); err != nil {
+				deadline()
 				s.writeEnd(w, err)
-				flusher.Flush()
+				_ = rc.Flush()
 				return
 			}
+			deadline()
 			_, _ = io.WriteString(w, ": keep-alive\n\n")
 		case evt := <-sub.C:
+			deadline()
 			switch evt.Kind {
 			case bridge.GuestEventMessage:
-				if evt.Entry.Seq <= sent && !evt.Revision {
+				// Only what the history already carried is skipped; live events may
+				// come in any order (the page places them by seq).
+				if evt.Entry.Seq <= historyMax && !evt.Revision {
 					continue
 				}
 				id := evt.Entry.Seq
 				if evt.Revision {
-					id = 0 // the resume position never moves back; a reconnect gets the revised entry anyway
+					id = 0 // the resume position never moves back; a reconnect re-sends revisions
 				}
 				writeFrame(w, "message", id, s.messageFrame(conv, evt.Entry))
-				sent = max(sent, evt.Entry.Seq)
 			case bridge.GuestEventStatus:
 				frame := s.messageFrame(conv, evt.Entry)
 				writeFrame(w, "status", 0, map[string]any{"seq": frame.Seq, "client_id": frame.ClientID, "status": frame.Status})
@@ -391,11 +408,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 				writeFrame(w, "typing", 0, map[string]bool{"typing": evt.Typing})
 			case bridge.GuestEventClosed:
 				writeFrame(w, "closed", 0, map[string]string{"reason": evt.Reason})
-				flusher.Flush()
+				_ = rc.Flush()
 				return
 			}
 		}
-		flusher.Flush()
+		if err := rc.Flush(); err != nil {
+			return
+		}
 	}
 }
 

@@ -460,3 +460,31 @@ func TestOfficerEditAndDeleteReplaceInPlace(t *testing.T) {
 	require.NotContains(t, body, "skrivefeil")
 	require.NotContains(t, body, "feil mottaker")
 }
+
+func TestLimitKeyGroupsIPv6Networks(t *testing.T) {
+	require.Equal(t, "203.0.113.7", limitKey("203.0.113.7"))
+	require.Equal(t, limitKey("2001:db8:1:2::1"), limitKey("2001:db8:1:2:ffff::9"))
+	require.NotEqual(t, limitKey("2001:db8:1:2::1"), limitKey("2001:db8:1:3::1"))
+}
+
+func TestUndeliverableMessageDoesNotBlockTheRest(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	inv := ts.newInvite(time.Hour)
+	cookie := ts.join(inv)
+	ts.matrix.lock.Lock()
+	ts.matrix.refuse = "MARKER-altfor-stor"
+	ts.matrix.lock.Unlock()
+	for i, text := range []string{"før", "MARKER-altfor-stor", "etter"} {
+		res := ts.request("POST", "/api/messages", map[string]string{"client_id": strings.Repeat("u", 16) + string(rune('a'+i)), "text": text}, nil, cookie)
+		require.Equal(t, http.StatusAccepted, res.Code)
+	}
+	require.Eventually(t, func() bool { sent, _ := ts.matrix.snapshot(); return len(sent) == 2 }, 5*time.Second, 10*time.Millisecond)
+	sent, notices := ts.matrix.snapshot()
+	require.Equal(t, []string{"før", "etter"}, sent)
+	require.Eventually(t, func() bool { _, notices = ts.matrix.snapshot(); return len(notices) == 2 }, 5*time.Second, 10*time.Millisecond,
+		"the officers are told (after the join notice)")
+	require.NotContains(t, notices[1], "MARKER", "the notice carries no content")
+	entry, err := ts.sc.Transcript.ByClientID(context.Background(), inv.conv.ID, strings.Repeat("u", 16)+"b")
+	require.NoError(t, err)
+	require.Equal(t, bridge.EntryFailed, entry.Status)
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mau.fi/util/dbutil"
 	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sikkerchat/sikkerchat/appservice"
@@ -37,6 +38,8 @@ type fakeMatrix struct {
 	typing  []bool
 	reads   []id.EventID
 	failing bool
+	// refuse makes the homeserver refuse this text for good (e.g. too large).
+	refuse string
 }
 
 func (f *fakeMatrix) SendGuestText(ctx context.Context, conv *bridge.Conversation, txnID, text string) (id.EventID, error) {
@@ -44,6 +47,9 @@ func (f *fakeMatrix) SendGuestText(ctx context.Context, conv *bridge.Conversatio
 	defer f.lock.Unlock()
 	if f.failing {
 		return "", fmt.Errorf("homeserver down")
+	}
+	if f.refuse != "" && text == f.refuse {
+		return "", mautrix.HTTPError{Response: &http.Response{StatusCode: http.StatusRequestEntityTooLarge}}
 	}
 	if f.txnIDs == nil {
 		f.txnIDs = map[string]id.EventID{}

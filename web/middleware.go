@@ -154,7 +154,7 @@ func conversationOf(r *http.Request) *bridge.Conversation {
 // limited applies a rate limit per IP (and per session where there is one).
 func (s *Server) limited(l *limiter, bySession bool, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		key := "ip:" + s.clientIP(r)
+		key := "ip:" + limitKey(s.clientIP(r))
 		if bySession {
 			if conv, ok := r.Context().Value(ctxKeyConversation).(*bridge.Conversation); ok {
 				key = "conv:" + conv.ID
@@ -167,4 +167,14 @@ func (s *Server) limited(l *limiter, bySession bool, next http.HandlerFunc) http
 		}
 		next(w, r)
 	}
+}
+
+// limitKey groups IPv6 clients by /64: one home or phone network holds a
+// whole /64 and could otherwise rotate addresses past the limits.
+func limitKey(ip string) string {
+	parsed := net.ParseIP(ip)
+	if parsed == nil || parsed.To4() != nil {
+		return ip
+	}
+	return parsed.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }

@@ -78,7 +78,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /api/files", s.stateChanging(false, s.withSession(s.limited(s.fileLimit, true, s.handleFile))))
 	s.mux.HandleFunc("GET /api/files/{id}", s.withSession(s.handleFileDownload))
 	s.mux.HandleFunc("POST /api/typing", s.stateChanging(false, s.withSession(s.limited(s.messageLimit, true, s.handleTyping))))
-	s.mux.HandleFunc("POST /api/read", s.stateChanging(false, s.withSession(s.handleRead)))
+	s.mux.HandleFunc("POST /api/read", s.stateChanging(false, s.withSession(s.limited(s.messageLimit, true, s.handleRead))))
 	s.mux.HandleFunc("POST /api/leave", s.stateChanging(true, s.handleLeave))
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errNotFound, "Not found")

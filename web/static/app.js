@@ -445,6 +445,7 @@
   }
 
   function bump(m, status) {
+    if (status === 'failed') { m.state = 'failed'; renderMeta(m); return; }
     if (RANK[status] == null || (m.state !== 'failed' && RANK[status] <= RANK[m.state])) return;
     m.state = status;
     renderMeta(m);
