@@ -129,7 +129,7 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
 		StaffedHours:    cfg.Guest.StaffedHours,
 		Emergency:       map[string]string{"police": "112", "non_emergency": "02800"},
 		MaxMessageChars: cfg.Guest.MaxMessageLength,
-		MaxFileBytes:    cfg.Guest.MaxFileBytes,
+		MaxFileBytes:    s.Connector.MaxGuestFileBytes(),
 		Languages:       []string{"nb", "nn", "en"},
 		DefaultLanguage: "nb",
 	})

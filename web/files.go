@@ -15,8 +15,20 @@ import (
 // multipartOverhead is room for the form's boundaries and the client_id field.
 const multipartOverhead = 64 << 10
 
+// maxConcurrentUploads bounds the memory uploads can hold at once (each is
+// read whole, to check its type and seal it).
+const maxConcurrentUploads = 4
+
 func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
-	limit := s.config().Guest.MaxFileBytes
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusTooManyRequests, errRateLimited, "Many files are being sent right now, try again in a moment")
+		return
+	}
+	limit := s.Connector.MaxGuestFileBytes()
 	if r.ContentLength > limit+multipartOverhead {
 		writeError(w, http.StatusRequestEntityTooLarge, errFileTooLarge, "The file is too large")
 		return

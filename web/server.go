@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -30,7 +29,7 @@ type Server struct {
 	fileLimit    *limiter
 	ipLimit      *limiter
 
-	streams sync.WaitGroup
+	uploads chan struct{}
 	closing chan struct{}
 }
 
@@ -56,6 +55,7 @@ func New(sc *bridge.Connector, log zerolog.Logger) *Server {
 		// Everything from one address, joined or not.
 		ipLimit: newLimiter(600, 120),
 		closing: make(chan struct{}),
+		uploads: make(chan struct{}, maxConcurrentUploads),
 	}
 	s.routes()
 	return s
