@@ -41,6 +41,11 @@ func (sc *Connector) registerCommands(proc *commands.Processor) {
 			Name: "reissue",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Make a new link and code word"},
 		},
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.cmdClose),
+			Name: "close",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "End the conversation"},
+		},
 		// Replaces bridgev2's English help: officers get the commands they use, in their language.
 		&commands.FullHandler{
 			Func:    sc.officerOnly(sc.cmdHelp),
@@ -112,7 +117,7 @@ func (sc *Connector) cmdReissue(ce *commands.Event) {
 		sc.reply(ce, lang.T(msgNotInConversation))
 		return
 	}
-	created, err := sc.Reissue(ce.Ctx, conv)
+	created, err := sc.Reissue(ce.Ctx, conv, ce.User.MXID.String())
 	if errors.Is(err, ErrConversationNotOpen) {
 		sc.reply(ce, lang.T(msgReissueClosed))
 		return
@@ -132,6 +137,28 @@ func (sc *Connector) cmdReissue(ce *commands.Event) {
 	}, nil)
 	if err != nil {
 		ce.Log.Err(err).Str("conversation_id", conv.ID).Msg("Failed to send reissued invite")
+	}
+}
+
+func (sc *Connector) cmdClose(ce *commands.Event) {
+	lang := sc.Config.validatedLanguage
+	conv, err := sc.Store.GetConversationByRoom(ce.Ctx, ce.RoomID)
+	if err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for close")
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		return
+	} else if conv == nil {
+		sc.reply(ce, lang.T(msgNotInConversation))
+		return
+	}
+	err = sc.Close(ce.Ctx, conv, ce.User.MXID.String(), CloseByOfficer)
+	if errors.Is(err, ErrAlreadyClosed) {
+		sc.reply(ce, lang.T(msgAlreadyClosed))
+	} else if err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to close conversation")
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
 	}
 }
 

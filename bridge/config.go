@@ -26,10 +26,14 @@ type Config struct {
 	GuestDisplaynameTemplate string      `yaml:"guest_displayname_template"`
 	InviteTTL                string      `yaml:"invite_ttl"`
 	MaxCodeAttempts          int         `yaml:"max_code_attempts"`
+	IdleClose                string      `yaml:"idle_close"`
+	Retention                string      `yaml:"retention"`
 	Guest                    GuestConfig `yaml:"guest"`
 	MasterKey                string      `yaml:"master_key"`
 
 	inviteTTL         time.Duration
+	idleClose         time.Duration
+	retention         time.Duration
 	masterKey         []byte
 	displaynameTmpl   *template.Template
 	publicURL         *url.URL
@@ -58,6 +62,8 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "guest_displayname_template")
 	helper.Copy(up.Str, "invite_ttl")
 	helper.Copy(up.Int, "max_code_attempts")
+	helper.Copy(up.Str, "idle_close")
+	helper.Copy(up.Str, "retention")
 	helper.Copy(up.Str, "guest", "listen")
 	helper.Copy(up.Str, "guest", "public_url")
 	helper.Copy(up.Bool, "guest", "insecure_cookies")
@@ -80,6 +86,12 @@ func (c *Config) validate() error {
 	var err error
 	if c.inviteTTL, err = time.ParseDuration(c.InviteTTL); err != nil || c.inviteTTL <= 0 {
 		return fmt.Errorf("network.invite_ttl must be a positive duration like 24h, got %q", c.InviteTTL)
+	}
+	if c.idleClose, err = time.ParseDuration(c.IdleClose); err != nil || c.idleClose <= 0 {
+		return fmt.Errorf("network.idle_close must be a positive duration like 336h, got %q", c.IdleClose)
+	}
+	if c.retention, err = time.ParseDuration(c.Retention); err != nil || c.retention <= 0 {
+		return fmt.Errorf("network.retention must be a positive duration like 2160h, got %q", c.Retention)
 	}
 	if c.MaxCodeAttempts < 1 {
 		return errors.New("network.max_code_attempts must be at least 1")

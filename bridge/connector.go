@@ -33,6 +33,7 @@ type Connector struct {
 	Config     Config
 	Store      *Store
 	Transcript *Transcript
+	Audit      *AuditTrail
 
 	// Matrix does the guest's side of things in the room (bridgev2 in production).
 	Matrix MatrixSide
@@ -65,6 +66,7 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 	sc.Bridge = br
 	sc.Store = NewStore(br.DB.Database, dbutil.ZeroLogger(br.Log.With().Str("db_section", "sikkerchat").Logger()))
 	sc.Transcript = NewTranscript(sc.Store, sc.Config.masterKey)
+	sc.Audit = &AuditTrail{store: sc.Store}
 	sc.Hub = NewHub()
 	sc.outboxWake = make(chan struct{}, 1)
 	sc.Matrix = &bridgeMatrixSide{sc: sc}
@@ -91,6 +93,7 @@ func (sc *Connector) Start(ctx context.Context) error {
 	bgCtx, cancel := context.WithCancel(sc.Bridge.Log.WithContext(context.Background()))
 	sc.stop = cancel
 	go sc.runOutbox(bgCtx)
+	go sc.runLifecycle(bgCtx)
 	if err := sc.startEphemeralSync(bgCtx); err != nil {
 		return err
 	}
@@ -219,6 +222,7 @@ func NewDetached(ctx context.Context, cfg Config, db *dbutil.Database, m MatrixS
 		return nil, err
 	}
 	sc.Transcript = NewTranscript(sc.Store, sc.Config.masterKey)
+	sc.Audit = &AuditTrail{store: sc.Store}
 	sc.Hub = NewHub()
 	sc.outboxWake = make(chan struct{}, 1)
 	sc.Matrix = m

@@ -171,6 +171,9 @@ func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.U
 	}
 	created.URL = sc.Config.InviteURL(token)
 	created.Code = code
+	if err = sc.Audit.Append(ctx, officer.MXID.String(), AuditCreate, conv.ID, ""); err != nil {
+		log.Err(err).Msg("Failed to write audit row for create")
+	}
 	log.Info().Stringer("room_id", conv.RoomID).Stringer("created_by", officer.MXID).Msg("Conversation created")
 	return created, nil
 }

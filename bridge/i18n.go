@@ -50,6 +50,12 @@ const (
 	msgReissued            messageKey = "reissued"
 	msgReissueClosed       messageKey = "reissue_closed"
 	msgUndeliverable       messageKey = "undeliverable"
+	msgClosed              messageKey = "closed"
+	msgCloseByOfficer      messageKey = "close_by_officer"
+	msgCloseExpired        messageKey = "close_expired"
+	msgCloseIdle           messageKey = "close_idle"
+	msgCloseProvisioning   messageKey = "close_provisioning"
+	msgAlreadyClosed       messageKey = "already_closed"
 )
 
 var catalog = map[Language]map[messageKey]string{
@@ -69,6 +75,7 @@ var catalog = map[Language]map[messageKey]string{
 			"* `%[1]s new [merkelapp]` – opprett en ny sikker samtale og få lenke og kodeord\n" +
 			"* `%[1]s status` – vis status for samtalen i dette rommet, eller en oversikt\n" +
 			"* `%[1]s reissue` – (i et samtalerom) lag ny lenke og nytt kodeord; de gamle slutter å virke\n" +
+			"* `%[1]s close` – (i et samtalerom) avslutt samtalen; gjesten mister tilgangen med en gang\n" +
 			"* `%[1]s help` – vis denne hjelpen",
 		msgStatusConversation:  "**Samtale %s**\n\n* Status: %s\n* Opprettet: %s av %s\n* Gjest: %s\n* Lenken går ut: %s",
 		msgStatusOverview:      "sikkerchat kjører. Du har %d åpne samtaler. Skriv `%s help` for kommandoer.",
@@ -87,6 +94,13 @@ var catalog = map[Language]map[messageKey]string{
 		msgReissued: "**Ny lenke til %s**\n\nDen gamle lenken og alle åpne økter virker ikke lenger.\n\n%s\n\n" +
 			"Kodeord (send det i en egen melding): **%s**\n\nLenken virker én gang og går ut %s.",
 		msgReissueClosed: "Samtalen er avsluttet, så det kan ikke lages en ny lenke.",
+		msgClosed: "**Samtalen er avsluttet** (%s). Gjesten har ikke lenger tilgang, og det som lå hos sikkerchat på gjestens side er slettet. " +
+			"Politiet beholder dette rommet til %s; da slettes det, med mindre noen setter det på vent med `%s hold`.",
+		msgCloseByOfficer:    "avsluttet av %s",
+		msgCloseExpired:      "lenken ble ikke brukt før den gikk ut",
+		msgCloseIdle:         "ingen aktivitet på lenge",
+		msgCloseProvisioning: "avsluttet fra fagsystemet",
+		msgAlreadyClosed:     "Samtalen er allerede avsluttet.",
 		msgUndeliverable: "⚠️ En melding eller fil fra gjesten kunne ikke leveres hit (for eksempel fordi filen er for stor for hjemmeserveren). " +
 			"Gjesten ser at den ikke kom fram.",
 	},
@@ -106,6 +120,7 @@ var catalog = map[Language]map[messageKey]string{
 			"* `%[1]s new [label]` – create a new secure conversation and get a link and code word\n" +
 			"* `%[1]s status` – show the status of the conversation in this room, or an overview\n" +
 			"* `%[1]s reissue` – (in a conversation room) make a new link and code word; the old ones stop working\n" +
+			"* `%[1]s close` – (in a conversation room) end the conversation; the guest loses access at once\n" +
 			"* `%[1]s help` – show this help",
 		msgStatusConversation:  "**Conversation %s**\n\n* Status: %s\n* Created: %s by %s\n* Guest: %s\n* Link expires: %s",
 		msgStatusOverview:      "sikkerchat is running. You have %d open conversations. Type `%s help` for commands.",
@@ -124,6 +139,13 @@ var catalog = map[Language]map[messageKey]string{
 		msgReissued: "**New link for %s**\n\nThe old link and any open sessions no longer work.\n\n%s\n\n" +
 			"Code word (send it in a separate message): **%s**\n\nThe link works once and expires %s.",
 		msgReissueClosed: "The conversation is closed, so no new link can be made.",
+		msgClosed: "**The conversation has ended** (%s). The guest no longer has access, and what sikkerchat held on the guest's side is deleted. " +
+			"The police keep this room until %s; then it is purged, unless someone puts it on hold with `%s hold`.",
+		msgCloseByOfficer:    "closed by %s",
+		msgCloseExpired:      "the link was not used before it expired",
+		msgCloseIdle:         "no activity for a long time",
+		msgCloseProvisioning: "closed from the case system",
+		msgAlreadyClosed:     "The conversation is already closed.",
 		msgUndeliverable: "⚠️ A message or file from the guest could not be delivered here (for example a file too large for the homeserver). " +
 			"The guest sees that it did not arrive.",
 	},
@@ -150,5 +172,18 @@ func (l Language) statusName(s ConversationStatus) string {
 		return l.T(msgStatusExpired)
 	default:
 		return l.T(msgStatusCreated)
+	}
+}
+
+func (l Language) closeReason(reason, actor string) string {
+	switch reason {
+	case CloseInviteExpired:
+		return l.T(msgCloseExpired)
+	case CloseIdle:
+		return l.T(msgCloseIdle)
+	case CloseByProvisioning:
+		return l.T(msgCloseProvisioning)
+	default:
+		return l.T(msgCloseByOfficer, actor)
 	}
 }

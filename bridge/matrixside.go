@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -25,6 +26,9 @@ type MatrixSide interface {
 	// SendGuestFile uploads a file as an encrypted attachment and sends it as the guest ghost.
 	SendGuestFile(ctx context.Context, conv *Conversation, txnID string, info FileInfo, data []byte) (id.EventID, error)
 	Notice(ctx context.Context, conv *Conversation, markdown string)
+	// CloseRoom takes the guest ghost out of a closed conversation's room, marks
+	// the room closed (name and state event) and tells the officers.
+	CloseRoom(ctx context.Context, conv *Conversation, state *appservice.ConversationState, notice string)
 	UpdateState(ctx context.Context, conv *Conversation, state *appservice.ConversationState)
 	GuestTyping(ctx context.Context, conv *Conversation, typing bool, timeout time.Duration)
 	GuestRead(ctx context.Context, conv *Conversation, eventID id.EventID) error
@@ -120,3 +124,31 @@ func (b *bridgeMatrixSide) GuestRead(ctx context.Context, conv *Conversation, ev
 	ghost := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv))
 	return ghost.MarkRead(ctx, conv.RoomID, eventID, time.Now())
 }
+
+func (b *bridgeMatrixSide) CloseRoom(ctx context.Context, conv *Conversation, state *appservice.ConversationState, notice string) {
+	if conv.RoomID == "" {
+		return
+	}
+	log := zerolog.Ctx(ctx).With().Str("conversation_id", conv.ID).Logger()
+	ghost := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv)).(*matrix.ASIntent)
+	if _, err := ghost.Matrix.LeaveRoom(ctx, conv.RoomID); err != nil {
+		log.Err(err).Msg("Failed to take the guest out of the closed room")
+	}
+	b.UpdateState(ctx, conv, state)
+	bot := b.sc.Bridge.Bot.(*matrix.ASIntent)
+	var name event.RoomNameEventContent
+	if err := bot.Matrix.StateEvent(ctx, conv.RoomID, event.StateRoomName, "", &name); err == nil && !strings.HasPrefix(name.Name, closedMarker) {
+		// The name may carry the officer's label: keep the request out of debug logs.
+		quiet := log.Level(max(zerolog.InfoLevel, log.GetLevel())).WithContext(ctx)
+		_, err = b.sc.Bridge.Bot.SendState(quiet, conv.RoomID, event.StateRoomName, "", &event.Content{
+			Parsed: &event.RoomNameEventContent{Name: closedMarker + name.Name},
+		}, time.Time{})
+		if err != nil {
+			log.Err(err).Msg("Failed to mark the room name closed")
+		}
+	}
+	b.Notice(ctx, conv, notice)
+}
+
+// closedMarker starts the name of a closed conversation's room.
+const closedMarker = "[Avsluttet] "

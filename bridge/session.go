@@ -144,6 +144,9 @@ func (sc *Connector) Join(ctx context.Context, token, code string) (sessionToken
 		conv.JoinedAt = now
 	}
 	log.Info().Bool("first_join", firstJoin).Msg("Guest joined")
+	if err := sc.Audit.Append(ctx, "guest", AuditJoin, conv.ID, ""); err != nil {
+		log.Err(err).Msg("Failed to write audit row for join")
+	}
 	go sc.announceJoin(context.WithoutCancel(ctx), conv, firstJoin)
 	return sessionToken, conv, nil
 }
@@ -157,6 +160,9 @@ func (sc *Connector) countFailedCode(ctx context.Context, conv *Conversation, to
 		return fmt.Errorf("failed to count wrong code: %w", err)
 	}
 	zerolog.Ctx(ctx).Info().Str("conversation_id", conv.ID).Int("failed_attempts", attempts).Msg("Wrong code word for invite")
+	if err := sc.Audit.Append(ctx, "guest", AuditCodeFailed, conv.ID, fmt.Sprintf("attempt %d", attempts)); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for wrong code")
+	}
 	left := sc.Config.MaxCodeAttempts - attempts
 	if left > 0 {
 		return &CodeWrongError{AttemptsLeft: left}
@@ -165,6 +171,9 @@ func (sc *Connector) countFailedCode(ctx context.Context, conv *Conversation, to
 		return fmt.Errorf("failed to burn invite: %w", err)
 	}
 	zerolog.Ctx(ctx).Warn().Str("conversation_id", conv.ID).Msg("Invite burned after too many wrong code words")
+	if err := sc.Audit.Append(ctx, "system", AuditBurned, conv.ID, ""); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for burned invite")
+	}
 	sc.sendRoomNotice(context.WithoutCancel(ctx), conv, sc.Config.validatedLanguage.T(msgInviteBurned, sc.Config.MaxCodeAttempts, sc.commandPrefix()))
 	return ErrInviteRevoked
 }
@@ -231,7 +240,7 @@ func (sc *Connector) EndSession(ctx context.Context, sessionToken string) error 
 
 // Reissue revokes every invite and session of a conversation and makes a new
 // link and code word.
-func (sc *Connector) Reissue(ctx context.Context, conv *Conversation) (*CreatedConversation, error) {
+func (sc *Connector) Reissue(ctx context.Context, conv *Conversation, actor string) (*CreatedConversation, error) {
 	if conv.Status == StatusClosed || conv.Status == StatusExpired {
 		return nil, ErrConversationNotOpen
 	}
@@ -271,5 +280,8 @@ func (sc *Connector) Reissue(ctx context.Context, conv *Conversation) (*CreatedC
 		}
 	}
 	zerolog.Ctx(ctx).Info().Str("conversation_id", conv.ID).Msg("Invite reissued")
+	if err = sc.Audit.Append(ctx, actor, AuditReissue, conv.ID, ""); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for reissue")
+	}
 	return &CreatedConversation{Conversation: conv, GuestName: ghostName, URL: sc.Config.InviteURL(token), Code: code}, nil
 }

@@ -196,3 +196,5 @@ func (s *Store) DeleteConversation(ctx context.Context, conversationID string) e
 	_, err := s.Exec(ctx, deleteConversationQuery, conversationID)
 	return err
 }
+
+var errNoRows = sql.ErrNoRows

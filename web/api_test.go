@@ -166,7 +166,7 @@ func TestReissueRevokesOldLinkAndSessions(t *testing.T) {
 	cookie := ts.join(inv)
 	conv, err := ts.sc.Store.GetConversation(context.Background(), inv.conv.ID)
 	require.NoError(t, err)
-	created, err := ts.sc.Reissue(context.Background(), conv)
+	created, err := ts.sc.Reissue(context.Background(), conv, "@officer:example.org")
 	require.NoError(t, err)
 
 	res := ts.request("GET", "/api/session", nil, nil, cookie)

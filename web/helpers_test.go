@@ -73,6 +73,13 @@ func (f *fakeMatrix) Notice(ctx context.Context, conv *bridge.Conversation, mark
 	f.notices = append(f.notices, markdown)
 }
 
+func (f *fakeMatrix) CloseRoom(ctx context.Context, conv *bridge.Conversation, state *appservice.ConversationState, notice string) {
+	f.lock.Lock()
+	defer f.lock.Unlock()
+	f.states = append(f.states, state.Status)
+	f.notices = append(f.notices, notice)
+}
+
 func (f *fakeMatrix) UpdateState(ctx context.Context, conv *bridge.Conversation, state *appservice.ConversationState) {
 	f.lock.Lock()
 	defer f.lock.Unlock()

@@ -1,4 +1,4 @@
--- v0 -> v3: Latest revision
+-- v0 -> v4: Latest revision
 
 -- One row per conversation (a bridgev2 portal). No message content lives here.
 CREATE TABLE sikkerchat_conversation (
@@ -78,3 +78,18 @@ CREATE TABLE sikkerchat_file (
     sealed          bytea  NOT NULL,
     PRIMARY KEY (conversation_id, file_id)
 );
+
+-- The audit trail: append-only and hash-chained (each row's hash covers the
+-- previous row's hash and its own fields). No content, ever. It outlives the
+-- conversation, so it has no foreign key.
+CREATE TABLE sikkerchat_audit (
+    seq             BIGINT NOT NULL PRIMARY KEY,
+    at              BIGINT NOT NULL,
+    actor           TEXT   NOT NULL,
+    action          TEXT   NOT NULL,
+    conversation_id TEXT   NOT NULL,
+    detail          TEXT   NOT NULL DEFAULT '',
+    prev_hash       bytea  NOT NULL,
+    hash            bytea  NOT NULL
+);
+CREATE INDEX sikkerchat_audit_conversation_idx ON sikkerchat_audit (conversation_id, seq);

@@ -1,0 +1,132 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Why a conversation was closed (an audit detail and the guest's "closed" reason).
+const (
+	CloseByOfficer      = "officer"
+	CloseInviteExpired  = "expired"
+	CloseIdle           = "idle"
+	CloseByProvisioning = "provisioning"
+)
+
+// ErrAlreadyClosed is returned when closing what is no longer open.
+var ErrAlreadyClosed = errors.New("conversation is already closed")
+
+const (
+	closeConversationQuery = `UPDATE sikkerchat_conversation SET status=$2, closed_at=$3, purge_after=$4
+		WHERE id=$1 AND status IN ('created', 'active')`
+	shredKeyQuery        = `DELETE FROM sikkerchat_conversation_key WHERE conversation_id=$1`
+	shredTranscriptQuery = `DELETE FROM sikkerchat_transcript WHERE conversation_id=$1`
+	shredFilesQuery      = `DELETE FROM sikkerchat_file WHERE conversation_id=$1`
+	revokeAllInvites     = `UPDATE sikkerchat_invite SET revoked_at=$2 WHERE conversation_id=$1 AND revoked_at IS NULL`
+	expiredInvitesQuery  = `SELECT id FROM sikkerchat_conversation WHERE status='created' AND invite_expires_at<=$1`
+	idleQuery            = `SELECT c.id FROM sikkerchat_conversation c WHERE c.status='active' AND
+		COALESCE((SELECT MAX(t.created_at) FROM sikkerchat_transcript t WHERE t.conversation_id=c.id), c.joined_at, c.created_at)<=$1`
+)
+
+// Close is DESIGN.md's lifecycle step 4, whoever asks for it: the guest loses
+// every way in at once, the guest-side data is destroyed (the key first, so
+// any copy of the rows is unreadable), and the room stays with the police,
+// marked closed, until retention ends.
+func (sc *Connector) Close(ctx context.Context, conv *Conversation, actor, reason string) error {
+	now := time.UnixMilli(time.Now().UnixMilli())
+	status := StatusClosed
+	if reason == CloseInviteExpired {
+		status = StatusExpired
+	}
+	purgeAfter := now.Add(sc.Config.retention)
+	err := sc.Store.DoTxn(ctx, nil, func(ctx context.Context) error {
+		res, err := sc.Store.Exec(ctx, closeConversationQuery, conv.ID, status, now.UnixMilli(), purgeAfter.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("failed to mark conversation closed: %w", err)
+		} else if n, _ := res.RowsAffected(); n != 1 {
+			return ErrAlreadyClosed
+		}
+		for _, q := range []string{revokeAllInvites, revokeConversationSessionsQuery} {
+			if _, err = sc.Store.Exec(ctx, q, conv.ID, now.UnixMilli()); err != nil {
+				return fmt.Errorf("failed to revoke guest access: %w", err)
+			}
+		}
+		for _, q := range []string{shredKeyQuery, shredTranscriptQuery, shredFilesQuery} {
+			if _, err = sc.Store.Exec(ctx, q, conv.ID); err != nil {
+				return fmt.Errorf("failed to destroy guest-side data: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	conv.Status, conv.ClosedAt, conv.PurgeAfter = status, now, purgeAfter
+	sc.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventClosed, Reason: reason})
+	log := zerolog.Ctx(ctx)
+	log.Info().Str("conversation_id", conv.ID).Str("reason", reason).Msg("Conversation closed")
+	if err = sc.Audit.Append(ctx, actor, AuditClose, conv.ID, reason); err != nil {
+		log.Err(err).Str("conversation_id", conv.ID).Msg("Failed to write audit row for close")
+	}
+	lang := sc.Config.validatedLanguage
+	notice := lang.T(msgClosed, lang.closeReason(reason, actor), formatTime(purgeAfter, lang), sc.commandPrefix())
+	sc.Matrix.CloseRoom(ctx, conv, sc.StateOf(conv), notice)
+	return nil
+}
+
+// runLifecycle closes conversations whose invite ran out unused, and open
+// ones that have been quiet too long, until ctx ends.
+func (sc *Connector) runLifecycle(ctx context.Context) {
+	tick := min(sc.Config.inviteTTL, sc.Config.idleClose) / 10
+	tick = max(time.Second, min(tick, 30*time.Second))
+	for {
+		sc.CloseDue(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(tick):
+		}
+	}
+}
+
+// CloseDue runs the automatic closes that are due now.
+func (sc *Connector) CloseDue(ctx context.Context) {
+	now := time.Now()
+	for _, due := range []struct {
+		query  string
+		cutoff time.Time
+		reason string
+	}{
+		{expiredInvitesQuery, now, CloseInviteExpired},
+		{idleQuery, now.Add(-sc.Config.idleClose), CloseIdle},
+	} {
+		var ids []string
+		rows, err := sc.Store.Query(ctx, due.query, due.cutoff.UnixMilli())
+		if err == nil {
+			for rows.Next() {
+				var id string
+				if rows.Scan(&id) == nil {
+					ids = append(ids, id)
+				}
+			}
+			err = rows.Close()
+		}
+		if err != nil {
+			zerolog.Ctx(ctx).Err(err).Str("reason", due.reason).Msg("Failed to find conversations to close")
+			continue
+		}
+		for _, id := range ids {
+			conv, err := sc.Store.GetConversation(ctx, id)
+			if err != nil || conv == nil {
+				continue
+			}
+			if err = sc.Close(ctx, conv, "system", due.reason); err != nil && !errors.Is(err, ErrAlreadyClosed) {
+				zerolog.Ctx(ctx).Err(err).Str("conversation_id", id).Msg("Failed to close conversation")
+			}
+		}
+	}
+}

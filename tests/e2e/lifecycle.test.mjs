@@ -1,0 +1,82 @@
+// A conversation's whole life in the browser: create, join, talk, close.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { Officer } from './lib/officer.mjs';
+import { startStack, eventually } from './lib/localstack.mjs';
+import { launchBrowser, newPhone } from './lib/browser.mjs';
+
+let stack;
+let officer;
+let browser;
+
+before(async () => {
+  stack = await startStack({ basePort: 28808 });
+  officer = await Officer.login(stack.HS_URL, stack.OFFICER_MXID, stack.OFFICER_PASSWORD);
+  await officer.start();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await officer?.stop();
+  await stack?.stop();
+});
+
+test('create, join, talk, close: the page ends at once and the police keep the room', async () => {
+  const dm = await officer.createEncryptedDM(stack.BOT_MXID);
+  const cmd = await officer.sendText(dm, '!sc new');
+  const reply = await officer.waitForMessage(dm, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === cmd && c['no.sikkerchat.invite'], { timeoutMs: 60000 });
+  const invite = reply.content['no.sikkerchat.invite'];
+  const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
+  await officer.joinRoom(roomId);
+
+  const context = await newPhone(browser);
+  const page = await context.newPage();
+  await page.goto(invite.url);
+  await page.locator('#code').fill(invite.code);
+  await page.locator('#join-btn').click();
+  await page.locator('#v-chat').waitFor({ state: 'visible' });
+  const guestText = `Før lukking ${randomUUID().slice(0, 8)}`;
+  await page.locator('#text').fill(guestText);
+  await page.locator('#send').click();
+  await officer.waitForMessage(roomId, (c) => c.body === guestText);
+  const officerText = `Svar ${randomUUID().slice(0, 8)}`;
+  await officer.sendText(roomId, officerText);
+  await page.locator('.msg.them', { hasText: officerText }).waitFor();
+
+  const closeId = await officer.sendText(roomId, '!sc close');
+  const closedAt = Date.now();
+  await page.locator('#v-ended').waitFor({ state: 'visible' });
+  const flipMs = Date.now() - closedAt;
+  console.log(`# page showed the ended state ${flipMs} ms after the officer sent !sc close`);
+  assert.equal(await page.locator('#log .msg').count(), 0, 'nothing of the conversation is left on the page');
+
+  // Reload shows nothing; every API call is refused.
+  await page.reload();
+  await eventually(async () => (await page.locator('#v-none').isVisible()) || (await page.locator('#v-ended').isVisible()), { what: 'an empty page after reload' });
+  assert.equal(await page.locator('#log .msg').count(), 0);
+  const statuses = await page.evaluate(async () => {
+    const out = {};
+    for (const [method, path] of [['GET', '/api/session'], ['GET', '/api/events'], ['POST', '/api/messages']]) {
+      const res = await fetch(path, { method, headers: { 'X-Sikkerchat': '1', 'Content-Type': 'application/json' }, body: method === 'POST' ? JSON.stringify({ client_id: 'abcdefghijklmnopq', text: 'x' }) : undefined });
+      out[path] = res.status;
+    }
+    return out;
+  });
+  for (const [path, status] of Object.entries(statuses)) {
+    assert.ok([401, 410].includes(status), `${path} answered ${status}`);
+  }
+
+  // The room is marked closed, the ghost has left, and the officer still reads everything.
+  await officer.waitForMessage(roomId, (c) => c.msgtype === 'm.notice' && /Samtalen er avsluttet/.test(c.body));
+  const state = await officer.getState(roomId, 'no.sikkerchat.conversation');
+  assert.equal(state.status, 'closed');
+  assert.ok(state.closed_at > 0 && state.purge_after > state.closed_at);
+  assert.match((await officer.getState(roomId, 'm.room.name')).name, /^\[Avsluttet\] /);
+  assert.equal((await officer.getState(roomId, 'm.room.member', state.guest)).membership, 'leave');
+  await officer.waitForMessage(roomId, (c) => c.body === guestText);
+  await officer.waitForMessage(roomId, (c) => c.body === officerText);
+  assert.ok(closeId);
+  await context.close();
+});
