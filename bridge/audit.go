@@ -19,6 +19,10 @@ const (
 	AuditBurned     = "invite_burned"
 	AuditReissue    = "reissue"
 	AuditClose      = "close"
+	AuditHold       = "hold"
+	AuditUnhold     = "unhold"
+	AuditPurge      = "purge"
+	AuditAddOfficer = "add_officer"
 )
 
 // AuditRow is one entry of the trail.

@@ -2,12 +2,15 @@ package bridge
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/random"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
+	"maunium.net/go/mautrix/id"
 )
 
 var helpSectionSikkerchat = commands.HelpSection{Name: "sikkerchat", Order: 5}
@@ -45,6 +48,31 @@ func (sc *Connector) registerCommands(proc *commands.Processor) {
 			Func: sc.officerOnly(sc.cmdClose),
 			Name: "close",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "End the conversation"},
+		},
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.inConversation(func(ce *commands.Event, conv *Conversation) { sc.cmdHold(ce, conv, true) })),
+			Name: "hold",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Place a legal hold"},
+		},
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.inConversation(func(ce *commands.Event, conv *Conversation) { sc.cmdHold(ce, conv, false) })),
+			Name: "unhold",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Lift a legal hold"},
+		},
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.inConversation(sc.cmdAudit)),
+			Name: "audit",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Show the audit trail"},
+		},
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.cmdList),
+			Name: "list",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "List open conversations"},
+		},
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.inConversation(sc.cmdAdd)),
+			Name: "add",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Bring a colleague in", Args: "<@officer:domain>"},
 		},
 		// Replaces bridgev2's English help: officers get the commands they use, in their language.
 		&commands.FullHandler{
@@ -160,6 +188,127 @@ func (sc *Connector) cmdClose(ce *commands.Event) {
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to close conversation")
 		sc.reply(ce, lang.T(msgCreateFailed, traceID))
 	}
+}
+
+// inConversation runs a command that only makes sense in a conversation room.
+func (sc *Connector) inConversation(fn func(*commands.Event, *Conversation)) func(*commands.Event) {
+	return func(ce *commands.Event) {
+		lang := sc.Config.validatedLanguage
+		conv, err := sc.Store.GetConversationByRoom(ce.Ctx, ce.RoomID)
+		if err != nil {
+			traceID := random.String(8)
+			ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for command")
+			sc.reply(ce, lang.T(msgCreateFailed, traceID))
+			return
+		} else if conv == nil {
+			sc.reply(ce, lang.T(msgNotInConversation))
+			return
+		}
+		fn(ce, conv)
+	}
+}
+
+func (sc *Connector) cmdHold(ce *commands.Event, conv *Conversation, hold bool) {
+	lang := sc.Config.validatedLanguage
+	if err := sc.SetHold(ce.Ctx, conv, ce.User.MXID.String(), hold); err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to set hold")
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		return
+	}
+	if hold {
+		sc.reply(ce, lang.T(msgHoldOn))
+	} else {
+		sc.reply(ce, lang.T(msgHoldOff, formatTime(conv.PurgeAfter, lang)))
+	}
+}
+
+func (sc *Connector) cmdAudit(ce *commands.Event, conv *Conversation) {
+	lang := sc.Config.validatedLanguage
+	rows, err := sc.Audit.ForConversation(ce.Ctx, conv.ID)
+	if err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to read audit trail")
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		return
+	}
+	var sb strings.Builder
+	sb.WriteString(lang.T(msgAuditHeader, conv.ID))
+	for _, r := range rows {
+		fmt.Fprintf(&sb, "\n%d. %s · `%s` · %s", r.Seq, formatTime(r.At, lang), r.Action, r.Actor)
+		if r.Detail != "" {
+			fmt.Fprintf(&sb, " (%s)", r.Detail)
+		}
+	}
+	if err = sc.Audit.Verify(ce.Ctx); err != nil {
+		sb.WriteString("\n\n⚠️ " + lang.T(msgAuditBroken, err.Error()))
+	} else {
+		sb.WriteString("\n\n" + lang.T(msgAuditOK))
+	}
+	sc.reply(ce, sb.String())
+}
+
+const listOpenQuery = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation
+	WHERE status IN ('created', 'active') AND created_by=$1 ORDER BY created_at`
+
+func (sc *Connector) cmdList(ce *commands.Event) {
+	lang := sc.Config.validatedLanguage
+	convs, err := sc.Store.Conversation.QueryMany(ce.Ctx, listOpenQuery, ce.User.MXID)
+	if err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to list conversations")
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		return
+	}
+	if len(convs) == 0 {
+		sc.reply(ce, lang.T(msgListEmpty))
+		return
+	}
+	var sb strings.Builder
+	sb.WriteString(lang.T(msgListHeader))
+	for _, c := range convs {
+		fmt.Fprintf(&sb, "\n* [%s](https://matrix.to/#/%s) – %s, %s", c.ID, c.RoomID, lang.statusName(c.Status), formatTime(c.CreatedAt, lang))
+	}
+	sc.reply(ce, sb.String())
+}
+
+func (sc *Connector) cmdAdd(ce *commands.Event, conv *Conversation) {
+	lang := sc.Config.validatedLanguage
+	if len(ce.Args) != 1 {
+		sc.reply(ce, lang.T(msgAddUsage, sc.commandPrefix()))
+		return
+	}
+	colleague := id.UserID(ce.Args[0])
+	if _, _, err := colleague.Parse(); err != nil {
+		sc.reply(ce, lang.T(msgAddUsage, sc.commandPrefix()))
+		return
+	}
+	if !sc.Bridge.Config.Permissions.Get(colleague).Login {
+		sc.reply(ce, lang.T(msgAddNotOfficer, colleague))
+		return
+	}
+	if conv.Status == StatusClosed || conv.Status == StatusExpired {
+		// Closed rooms stay with whoever is in them; a colleague joins an open one.
+		sc.reply(ce, lang.T(msgReissueClosed))
+		return
+	}
+	user, err := sc.Bridge.GetUserByMXID(ce.Ctx, colleague)
+	if err == nil {
+		_, err = sc.ensureOfficerLogin(ce.Ctx, user)
+	}
+	if err == nil {
+		err = sc.Matrix.InviteOfficer(ce.Ctx, conv, colleague)
+	}
+	if err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to add officer")
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		return
+	}
+	if err = sc.Audit.Append(ce.Ctx, ce.User.MXID.String(), AuditAddOfficer, conv.ID, colleague.String()); err != nil {
+		ce.Log.Err(err).Msg("Failed to write audit row for add officer")
+	}
+	sc.reply(ce, lang.T(msgAdded, colleague))
 }
 
 func (sc *Connector) cmdStatus(ce *commands.Event) {

@@ -28,6 +28,7 @@ type Config struct {
 	MaxCodeAttempts          int         `yaml:"max_code_attempts"`
 	IdleClose                string      `yaml:"idle_close"`
 	Retention                string      `yaml:"retention"`
+	Purge                    PurgeConfig `yaml:"purge"`
 	Guest                    GuestConfig `yaml:"guest"`
 	MasterKey                string      `yaml:"master_key"`
 
@@ -38,6 +39,11 @@ type Config struct {
 	displaynameTmpl   *template.Template
 	publicURL         *url.URL
 	validatedLanguage Language
+}
+
+type PurgeConfig struct {
+	Homeserver string `yaml:"homeserver"`
+	AdminToken string `yaml:"admin_token"`
 }
 
 type GuestConfig struct {
@@ -64,6 +70,8 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Int, "max_code_attempts")
 	helper.Copy(up.Str, "idle_close")
 	helper.Copy(up.Str, "retention")
+	helper.Copy(up.Str, "purge", "homeserver")
+	helper.Copy(up.Str, "purge", "admin_token")
 	helper.Copy(up.Str, "guest", "listen")
 	helper.Copy(up.Str, "guest", "public_url")
 	helper.Copy(up.Bool, "guest", "insecure_cookies")
@@ -92,6 +100,9 @@ func (c *Config) validate() error {
 	}
 	if c.retention, err = time.ParseDuration(c.Retention); err != nil || c.retention <= 0 {
 		return fmt.Errorf("network.retention must be a positive duration like 2160h, got %q", c.Retention)
+	}
+	if c.Purge.Homeserver != "synapse" && c.Purge.Homeserver != "dendrite" {
+		return fmt.Errorf("network.purge.homeserver must be synapse or dendrite, got %q", c.Purge.Homeserver)
 	}
 	if c.MaxCodeAttempts < 1 {
 		return errors.New("network.max_code_attempts must be at least 1")
@@ -174,7 +185,7 @@ func (c *Config) guestDisplayname(number int) string {
 func (sc *Connector) GetConfig() (example string, data any, upgrader up.Upgrader) {
 	return ExampleConfig, &sc.Config, &up.StructUpgrader{
 		SimpleUpgrader: upgradeConfig,
-		Blocks:         [][]string{{"invite_ttl"}, {"guest"}, {"master_key"}},
+		Blocks:         [][]string{{"invite_ttl"}, {"purge"}, {"guest"}, {"master_key"}},
 		Base:           ExampleConfig,
 	}
 }

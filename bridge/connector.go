@@ -38,6 +38,9 @@ type Connector struct {
 	// Matrix does the guest's side of things in the room (bridgev2 in production).
 	Matrix MatrixSide
 
+	// Purger deletes rooms from the homeserver when retention ends (nil: none configured).
+	Purger appservice.RoomPurger
+
 	// Hub pushes what happens in a conversation to its open guest pages.
 	Hub *Hub
 
@@ -93,6 +96,7 @@ func (sc *Connector) Start(ctx context.Context) error {
 	bgCtx, cancel := context.WithCancel(sc.Bridge.Log.WithContext(context.Background()))
 	sc.stop = cancel
 	go sc.runOutbox(bgCtx)
+	sc.setupPurger()
 	go sc.runLifecycle(bgCtx)
 	if err := sc.startEphemeralSync(bgCtx); err != nil {
 		return err
@@ -264,4 +268,22 @@ func (sc *Connector) MaxGuestFileBytes() int64 {
 		limit = hs
 	}
 	return limit
+}
+
+func (sc *Connector) setupPurger() {
+	token := sc.Config.Purge.AdminToken
+	if token == "" {
+		sc.Bridge.Log.Error().Msg("network.purge.admin_token is empty: closed rooms will not be purged when retention ends")
+		return
+	}
+	mc, ok := sc.Bridge.Matrix.(*matrix.Connector)
+	if !ok {
+		return
+	}
+	api := appservice.AdminAPI{BaseURL: mc.Config.Homeserver.Address, Token: token, HTTP: mc.AS.HTTPClient}
+	if sc.Config.Purge.Homeserver == "dendrite" {
+		sc.Purger = &appservice.DendriteAdmin{AdminAPI: api}
+	} else {
+		sc.Purger = &appservice.SynapseAdmin{AdminAPI: api}
+	}
 }

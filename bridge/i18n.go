@@ -56,6 +56,16 @@ const (
 	msgCloseIdle           messageKey = "close_idle"
 	msgCloseProvisioning   messageKey = "close_provisioning"
 	msgAlreadyClosed       messageKey = "already_closed"
+	msgHoldOn              messageKey = "hold_on"
+	msgHoldOff             messageKey = "hold_off"
+	msgAuditHeader         messageKey = "audit_header"
+	msgAuditOK             messageKey = "audit_ok"
+	msgAuditBroken         messageKey = "audit_broken"
+	msgListEmpty           messageKey = "list_empty"
+	msgListHeader          messageKey = "list_header"
+	msgAddUsage            messageKey = "add_usage"
+	msgAddNotOfficer       messageKey = "add_not_officer"
+	msgAdded               messageKey = "added"
 )
 
 var catalog = map[Language]map[messageKey]string{
@@ -101,6 +111,16 @@ var catalog = map[Language]map[messageKey]string{
 		msgCloseIdle:         "ingen aktivitet på lenge",
 		msgCloseProvisioning: "avsluttet fra fagsystemet",
 		msgAlreadyClosed:     "Samtalen er allerede avsluttet.",
+		msgHoldOn:            "Rommet er satt på vent (rettslig hold). Det slettes ikke før noen skriver `unhold`.",
+		msgHoldOff:           "Ventingen er opphevet. Et avsluttet rom slettes når oppbevaringstiden er ute (%s).",
+		msgAuditHeader:       "**Revisjonslogg for samtale %s**\n",
+		msgAuditOK:           "Kjeden er hel: ingen rader er endret eller fjernet.",
+		msgAuditBroken:       "Kjeden er brutt: %s",
+		msgListEmpty:         "Du har ingen åpne samtaler.",
+		msgListHeader:        "**Dine åpne samtaler**\n",
+		msgAddUsage:          "Bruk: `%s add @kollega:domene`",
+		msgAddNotOfficer:     "%s har ikke tilgang til sikkerchat og kan ikke legges til.",
+		msgAdded:             "%s er invitert til samtalen.",
 		msgUndeliverable: "⚠️ En melding eller fil fra gjesten kunne ikke leveres hit (for eksempel fordi filen er for stor for hjemmeserveren). " +
 			"Gjesten ser at den ikke kom fram.",
 	},
@@ -146,6 +166,16 @@ var catalog = map[Language]map[messageKey]string{
 		msgCloseIdle:         "no activity for a long time",
 		msgCloseProvisioning: "closed from the case system",
 		msgAlreadyClosed:     "The conversation is already closed.",
+		msgHoldOn:            "The room is on legal hold. It will not be purged until someone sends `unhold`.",
+		msgHoldOff:           "The hold is lifted. A closed room is purged when retention ends (%s).",
+		msgAuditHeader:       "**Audit trail of conversation %s**\n",
+		msgAuditOK:           "The chain is whole: no row was changed or removed.",
+		msgAuditBroken:       "The chain is broken: %s",
+		msgListEmpty:         "You have no open conversations.",
+		msgListHeader:        "**Your open conversations**\n",
+		msgAddUsage:          "Usage: `%s add @colleague:domain`",
+		msgAddNotOfficer:     "%s has no access to sikkerchat and cannot be added.",
+		msgAdded:             "%s has been invited to the conversation.",
 		msgUndeliverable: "⚠️ A message or file from the guest could not be delivered here (for example a file too large for the homeserver). " +
 			"The guest sees that it did not arrive.",
 	},

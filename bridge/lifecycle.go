@@ -27,6 +27,8 @@ const (
 	shredTranscriptQuery = `DELETE FROM sikkerchat_transcript WHERE conversation_id=$1`
 	shredFilesQuery      = `DELETE FROM sikkerchat_file WHERE conversation_id=$1`
 	revokeAllInvites     = `UPDATE sikkerchat_invite SET revoked_at=$2 WHERE conversation_id=$1 AND revoked_at IS NULL`
+	duePurgeQuery        = `SELECT id FROM sikkerchat_conversation WHERE status IN ('closed', 'expired') AND NOT hold AND purge_after<=$1`
+	setHoldQuery         = `UPDATE sikkerchat_conversation SET hold=$2 WHERE id=$1`
 	expiredInvitesQuery  = `SELECT id FROM sikkerchat_conversation WHERE status='created' AND invite_expires_at<=$1`
 	idleQuery            = `SELECT c.id FROM sikkerchat_conversation c WHERE c.status='active' AND
 		COALESCE((SELECT MAX(t.created_at) FROM sikkerchat_transcript t WHERE t.conversation_id=c.id), c.joined_at, c.created_at)<=$1`
@@ -81,16 +83,95 @@ func (sc *Connector) Close(ctx context.Context, conv *Conversation, actor, reaso
 // runLifecycle closes conversations whose invite ran out unused, and open
 // ones that have been quiet too long, until ctx ends.
 func (sc *Connector) runLifecycle(ctx context.Context) {
-	tick := min(sc.Config.inviteTTL, sc.Config.idleClose) / 10
+	tick := min(sc.Config.inviteTTL, sc.Config.idleClose, sc.Config.retention) / 10
 	tick = max(time.Second, min(tick, 30*time.Second))
 	for {
 		sc.CloseDue(ctx)
+		sc.PurgeDue(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(tick):
 		}
 	}
+}
+
+// PurgeDue purges every closed room whose retention has run out and that
+// has no hold. It also runs at start, for rooms that fell due while the
+// bridge was down.
+func (sc *Connector) PurgeDue(ctx context.Context) {
+	rows, err := sc.Store.Query(ctx, duePurgeQuery, time.Now().UnixMilli())
+	var ids []string
+	if err == nil {
+		for rows.Next() {
+			var id string
+			if rows.Scan(&id) == nil {
+				ids = append(ids, id)
+			}
+		}
+		err = rows.Close()
+	}
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to find rooms due for purge")
+		return
+	}
+	for _, id := range ids {
+		conv, err := sc.Store.GetConversation(ctx, id)
+		if err != nil || conv == nil || conv.Hold {
+			continue
+		}
+		if err = sc.Purge(ctx, conv); err != nil {
+			zerolog.Ctx(ctx).Err(err).Str("conversation_id", id).Msg("Failed to purge room, will try again")
+		}
+	}
+}
+
+// ErrNoPurger means no admin access to the homeserver is configured.
+var ErrNoPurger = errors.New("no homeserver admin token configured (network.purge.admin_token)")
+
+// Purge is DESIGN.md's lifecycle step 5: the room goes from the homeserver,
+// then the bridge drops what it still holds of it. The audit trail stays.
+func (sc *Connector) Purge(ctx context.Context, conv *Conversation) error {
+	if conv.Hold {
+		return ErrOnHold
+	}
+	if sc.Purger == nil {
+		return ErrNoPurger
+	}
+	if conv.RoomID != "" {
+		if err := sc.Purger.PurgeRoom(ctx, conv.RoomID); err != nil {
+			return err
+		}
+		sc.Matrix.ForgetRoom(ctx, conv)
+	}
+	if err := sc.Store.DeleteConversation(ctx, conv.ID); err != nil {
+		return fmt.Errorf("failed to drop conversation rows: %w", err)
+	}
+	if err := sc.Audit.Append(ctx, "system", AuditPurge, conv.ID, ""); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for purge")
+	}
+	zerolog.Ctx(ctx).Info().Str("conversation_id", conv.ID).Msg("Conversation room purged")
+	return nil
+}
+
+// ErrOnHold: a legal hold keeps the room from being purged.
+var ErrOnHold = errors.New("conversation is on legal hold")
+
+// SetHold places or lifts a legal hold, shown in the state event.
+func (sc *Connector) SetHold(ctx context.Context, conv *Conversation, actor string, hold bool) error {
+	if _, err := sc.Store.Exec(ctx, setHoldQuery, conv.ID, hold); err != nil {
+		return fmt.Errorf("failed to set hold: %w", err)
+	}
+	conv.Hold = hold
+	action := AuditUnhold
+	if hold {
+		action = AuditHold
+	}
+	if err := sc.Audit.Append(ctx, actor, action, conv.ID, ""); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for hold")
+	}
+	sc.Matrix.UpdateState(ctx, conv, sc.StateOf(conv))
+	return nil
 }
 
 // CloseDue runs the automatic closes that are due now.

@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -29,6 +30,11 @@ type MatrixSide interface {
 	// CloseRoom takes the guest ghost out of a closed conversation's room, marks
 	// the room closed (name and state event) and tells the officers.
 	CloseRoom(ctx context.Context, conv *Conversation, state *appservice.ConversationState, notice string)
+	// ForgetRoom drops what the bridge holds of a purged room: the portal, its
+	// message mappings, Megolm sessions and cached room state.
+	ForgetRoom(ctx context.Context, conv *Conversation)
+	// InviteOfficer brings a permitted colleague into the room at officer power.
+	InviteOfficer(ctx context.Context, conv *Conversation, officer id.UserID) error
 	UpdateState(ctx context.Context, conv *Conversation, state *appservice.ConversationState)
 	GuestTyping(ctx context.Context, conv *Conversation, typing bool, timeout time.Duration)
 	GuestRead(ctx context.Context, conv *Conversation, eventID id.EventID) error
@@ -152,3 +158,41 @@ func (b *bridgeMatrixSide) CloseRoom(ctx context.Context, conv *Conversation, st
 
 // closedMarker starts the name of a closed conversation's room.
 const closedMarker = "[Avsluttet] "
+
+func (b *bridgeMatrixSide) ForgetRoom(ctx context.Context, conv *Conversation) {
+	log := zerolog.Ctx(ctx).With().Str("conversation_id", conv.ID).Logger()
+	portal, err := b.sc.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(conv.ID)})
+	if err == nil && portal != nil {
+		if err = portal.Delete(ctx); err != nil {
+			log.Err(err).Msg("Failed to delete portal of purged room")
+		}
+	}
+	for _, q := range []string{
+		`DELETE FROM crypto_megolm_inbound_session WHERE room_id=$1`,
+		`DELETE FROM crypto_megolm_outbound_session WHERE room_id=$1`,
+		`DELETE FROM mx_room_state WHERE room_id=$1`,
+		`DELETE FROM mx_user_profile WHERE room_id=$1`,
+	} {
+		if _, err = b.sc.Bridge.DB.Exec(ctx, q, conv.RoomID); err != nil {
+			log.Err(err).Msg("Failed to drop bridge data of purged room")
+		}
+	}
+}
+
+func (b *bridgeMatrixSide) InviteOfficer(ctx context.Context, conv *Conversation, officer id.UserID) error {
+	bot := b.sc.Bridge.Bot.(*matrix.ASIntent)
+	var pl event.PowerLevelsEventContent
+	if err := bot.Matrix.StateEvent(ctx, conv.RoomID, event.StatePowerLevels, "", &pl); err != nil {
+		return fmt.Errorf("failed to read power levels: %w", err)
+	}
+	if pl.GetUserLevel(officer) < appservice.PowerOfficer {
+		pl.SetUserLevel(officer, appservice.PowerOfficer)
+		if _, err := bot.Matrix.SetPowerLevels(ctx, conv.RoomID, &pl); err != nil {
+			return fmt.Errorf("failed to raise officer power level: %w", err)
+		}
+	}
+	if err := b.sc.Bridge.Bot.EnsureInvited(ctx, conv.RoomID, officer); err != nil {
+		return fmt.Errorf("failed to invite officer: %w", err)
+	}
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/sikkerchat/sikkerchat/bridge"
 )
@@ -121,4 +122,47 @@ func readAll(r interface{ Read([]byte) (int, error) }, buf []byte) (int, error) 
 		}
 	}
 	return total, nil
+}
+
+type fakePurger struct{ purged []id.RoomID }
+
+func (f *fakePurger) PurgeRoom(ctx context.Context, roomID id.RoomID) error {
+	f.purged = append(f.purged, roomID)
+	return nil
+}
+
+func TestPurgeAfterRetentionUnlessHeld(t *testing.T) {
+	cfg := newTestConfig(t)
+	cfg.Retention = "50ms"
+	ts := newTestServer(t, cfg)
+	purger := &fakePurger{}
+	ts.sc.Purger = purger
+	ctx := context.Background()
+	held, free := ts.newInvite(time.Hour), ts.newInvite(time.Hour)
+	for _, inv := range []createdInvite{held, free} {
+		conv, err := ts.sc.Store.GetConversation(ctx, inv.conv.ID)
+		require.NoError(t, err)
+		require.NoError(t, ts.sc.Close(ctx, conv, "@officer:example.org", bridge.CloseByOfficer))
+	}
+	heldConv, err := ts.sc.Store.GetConversation(ctx, held.conv.ID)
+	require.NoError(t, err)
+	require.NoError(t, ts.sc.SetHold(ctx, heldConv, "@lead:example.org", true))
+
+	ts.sc.PurgeDue(ctx)
+	require.Empty(t, purger.purged, "nothing is due before retention ends")
+	time.Sleep(80 * time.Millisecond)
+	ts.sc.PurgeDue(ctx)
+	require.Equal(t, []id.RoomID{free.conv.RoomID}, purger.purged, "the held room survives")
+
+	gone, err := ts.sc.Store.GetConversation(ctx, free.conv.ID)
+	require.NoError(t, err)
+	require.Nil(t, gone, "the bridge keeps no rows of a purged conversation")
+	rows, err := ts.sc.Audit.ForConversation(ctx, free.conv.ID)
+	require.NoError(t, err)
+	require.Equal(t, bridge.AuditPurge, rows[len(rows)-1].Action, "the audit trail outlives the purge")
+	require.NoError(t, ts.sc.Audit.Verify(ctx))
+
+	require.NoError(t, ts.sc.SetHold(ctx, heldConv, "@lead:example.org", false))
+	ts.sc.PurgeDue(ctx)
+	require.Len(t, purger.purged, 2, "unhold lets the purge happen")
 }

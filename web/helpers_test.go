@@ -80,6 +80,12 @@ func (f *fakeMatrix) CloseRoom(ctx context.Context, conv *bridge.Conversation, s
 	f.notices = append(f.notices, notice)
 }
 
+func (f *fakeMatrix) ForgetRoom(ctx context.Context, conv *bridge.Conversation) {}
+
+func (f *fakeMatrix) InviteOfficer(ctx context.Context, conv *bridge.Conversation, officer id.UserID) error {
+	return nil
+}
+
 func (f *fakeMatrix) UpdateState(ctx context.Context, conv *bridge.Conversation, state *appservice.ConversationState) {
 	f.lock.Lock()
 	defer f.lock.Unlock()
