@@ -16,6 +16,8 @@
 #   SIKKERCHAT_BUILD_TAGS  extra Go build tags (the tests use sikkerchat_testhooks)
 #   SIKKERCHAT_ENCRYPTION  "false" writes a config with encryption off (for the
 #                          test that proves the suite notices)
+#   SIKKERCHAT_RETENTION   how long closed rooms are kept before purge (default 2160h)
+#   SIKKERCHAT_INVITE_TTL  how long an unused link lives (default 24h)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,6 +53,11 @@ write_bridge_config() {
 	# generates the registration.
 	cat >"$BRIDGE_DIR/config.yaml" <<EOF
 network:
+    invite_ttl: ${SIKKERCHAT_INVITE_TTL:-24h}
+    retention: ${SIKKERCHAT_RETENTION:-2160h}
+    purge:
+        homeserver: dendrite
+        admin_token: ""
     guest:
         listen: 127.0.0.1:$GUEST_PORT
         public_url: http://127.0.0.1:$GUEST_PORT
@@ -190,6 +197,8 @@ up() {
 	officer_token=$(account officer)
 	account officer2 >/dev/null
 	admin_token=$(account admin admin)
+	# The bridge purges rooms with the local admin account (network.purge).
+	sed -i -E "s|^(        admin_token: ).*$|\1\"$admin_token\"|" "$BRIDGE_DIR/config.yaml"
 	start_bridge
 	local bot
 	bot=$(sed -nE '/^appservice:/,/^[a-z]/s/^        username: *(.*)$/\1/p' "$BRIDGE_DIR/config.yaml" | head -n1)

@@ -48,6 +48,23 @@ func registerTestHooks(s *Server) {
 		}
 		writeError(w, http.StatusGatewayTimeout, "NO.SIKKERCHAT.SEND_FAILED", "not delivered in 30 s")
 	})
+	s.mux.HandleFunc("GET /_test/conversations/{id}/rows", func(w http.ResponseWriter, r *http.Request) {
+		counts := map[string]int{}
+		for _, table := range []string{"sikkerchat_conversation", "sikkerchat_invite", "sikkerchat_guest_session",
+			"sikkerchat_conversation_key", "sikkerchat_transcript", "sikkerchat_file", "sikkerchat_audit"} {
+			column := "conversation_id"
+			if table == "sikkerchat_conversation" {
+				column = "id"
+			}
+			var n int
+			if err := s.Connector.Store.QueryRow(r.Context(), "SELECT COUNT(*) FROM "+table+" WHERE "+column+"=$1", r.PathValue("id")).Scan(&n); err != nil {
+				writeError(w, http.StatusInternalServerError, "NO.SIKKERCHAT.UNKNOWN", err.Error())
+				return
+			}
+			counts[table] = n
+		}
+		writeJSON(w, http.StatusOK, counts)
+	})
 	s.mux.HandleFunc("GET /_test/conversations/{id}/transcript", func(w http.ResponseWriter, r *http.Request) {
 		entries, err := s.Connector.Transcript.Since(r.Context(), r.PathValue("id"), 0)
 		if err != nil {

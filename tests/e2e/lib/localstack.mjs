@@ -19,7 +19,7 @@ const stackScript = join(repoRoot, 'scripts', 'stack.sh');
  * @param {boolean} [opts.encryption=true]
  * @returns {Promise<object>} the stack.env facts plus stop(), bridgeLog()
  */
-export async function startStack({ basePort, encryption = true }) {
+export async function startStack({ basePort, encryption = true, extraEnv = {} }) {
   const dir = mkdtempSync(join(tmpdir(), 'sikkerchat-e2e-'));
   const env = {
     ...process.env,
@@ -29,6 +29,7 @@ export async function startStack({ basePort, encryption = true }) {
     GUEST_PORT: String(basePort + 2),
     SIKKERCHAT_BUILD_TAGS: 'sikkerchat_testhooks',
     SIKKERCHAT_ENCRYPTION: encryption ? 'true' : 'false',
+    ...extraEnv,
   };
   try {
     await run('bash', [stackScript, 'up'], { env, maxBuffer: 16 << 20 });
@@ -43,6 +44,14 @@ export async function startStack({ basePort, encryption = true }) {
     dir,
     env,
     bridgeLog: () => (existsSync(facts.BRIDGE_LOG) ? readFileSync(facts.BRIDGE_LOG, 'utf8') : ''),
+    /** Stops the bridge alone. */
+    async stopBridge() {
+      await run('bash', [stackScript, 'stop-bridge'], { env });
+    },
+    /** Starts the bridge again after stopBridge. */
+    async startBridge() {
+      await run('bash', [stackScript, 'start-bridge'], { env });
+    },
     /** Stops and starts the bridge alone (Dendrite keeps running). */
     async restartBridge() {
       await run('bash', [stackScript, 'stop-bridge'], { env });
