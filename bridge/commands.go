@@ -126,6 +126,7 @@ func (sc *Connector) cmdNew(ce *commands.Event) {
 		// (and with it the invite) rather than leave a live link nobody knows.
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Str("conversation_id", created.Conversation.ID).Msg("Failed to send invite reply")
+		_ = sc.Transcript.DestroyKey(created.Conversation.ID)
 		if delErr := sc.Store.DeleteConversation(ce.Ctx, created.Conversation.ID); delErr != nil {
 			ce.Log.Err(delErr).Str("conversation_id", created.Conversation.ID).Msg("Failed to delete conversation whose invite was never delivered")
 		}

@@ -30,6 +30,7 @@ type Config struct {
 	Retention                string      `yaml:"retention"`
 	Purge                    PurgeConfig `yaml:"purge"`
 	Guest                    GuestConfig `yaml:"guest"`
+	KeyDir                   string      `yaml:"key_dir"`
 	MasterKey                string      `yaml:"master_key"`
 
 	inviteTTL         time.Duration
@@ -81,6 +82,7 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Map, "guest", "staffed_hours")
 	helper.Copy(up.Int, "guest", "max_message_length")
 	helper.Copy(up.Int, "guest", "max_file_bytes")
+	helper.Copy(up.Str, "key_dir")
 	if key, ok := helper.Get(up.Str, "master_key"); !ok || key == "generate" {
 		helper.Set(up.Str, base64.StdEncoding.EncodeToString(random.Bytes(32)), "master_key")
 	} else {
@@ -112,6 +114,9 @@ func (c *Config) validate() error {
 	}
 	if c.displaynameTmpl, err = template.New("displayname").Parse(c.GuestDisplaynameTemplate); err != nil {
 		return fmt.Errorf("network.guest_displayname_template: %w", err)
+	}
+	if strings.TrimSpace(c.KeyDir) == "" {
+		return errors.New("network.key_dir must name a folder")
 	}
 	if c.masterKey, err = base64.StdEncoding.DecodeString(c.MasterKey); err != nil || len(c.masterKey) != 32 {
 		return errors.New("network.master_key must be 32 bytes in base64 (set it to \"generate\" to make one)")
@@ -185,7 +190,7 @@ func (c *Config) guestDisplayname(number int) string {
 func (sc *Connector) GetConfig() (example string, data any, upgrader up.Upgrader) {
 	return ExampleConfig, &sc.Config, &up.StructUpgrader{
 		SimpleUpgrader: upgradeConfig,
-		Blocks:         [][]string{{"invite_ttl"}, {"purge"}, {"guest"}, {"master_key"}},
+		Blocks:         [][]string{{"invite_ttl"}, {"purge"}, {"guest"}, {"key_dir"}, {"master_key"}},
 		Base:           ExampleConfig,
 	}
 }

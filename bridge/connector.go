@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 
+	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
@@ -68,7 +70,12 @@ func (sc *Connector) AddService(s Service) {
 func (sc *Connector) Init(br *bridgev2.Bridge) {
 	sc.Bridge = br
 	sc.Store = NewStore(br.DB.Database, dbutil.ZeroLogger(br.Log.With().Str("db_section", "sikkerchat").Logger()))
-	sc.Transcript = NewTranscript(sc.Store, sc.Config.masterKey)
+	keys, err := NewKeyStore(sc.Config.KeyDir)
+	if err != nil {
+		br.Log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Failed to open the conversation key folder")
+		os.Exit(15)
+	}
+	sc.Transcript = NewTranscript(sc.Store, keys, sc.Config.masterKey)
 	sc.Audit = &AuditTrail{store: sc.Store}
 	sc.Hub = NewHub()
 	sc.outboxWake = make(chan struct{}, 1)
@@ -225,7 +232,11 @@ func NewDetached(ctx context.Context, cfg Config, db *dbutil.Database, m MatrixS
 	if err := sc.Store.Upgrade(ctx); err != nil {
 		return nil, err
 	}
-	sc.Transcript = NewTranscript(sc.Store, sc.Config.masterKey)
+	keys, err := NewKeyStore(sc.Config.KeyDir)
+	if err != nil {
+		return nil, err
+	}
+	sc.Transcript = NewTranscript(sc.Store, keys, sc.Config.masterKey)
 	sc.Audit = &AuditTrail{store: sc.Store}
 	sc.Hub = NewHub()
 	sc.outboxWake = make(chan struct{}, 1)

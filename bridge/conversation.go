@@ -147,8 +147,7 @@ func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.U
 	if err != nil {
 		return nil, fmt.Errorf("failed to make code word: %w", err)
 	}
-	wrappedKey, err := sc.Transcript.NewWrappedKey(conv.ID)
-	if err != nil {
+	if err = sc.Transcript.CreateKey(conv.ID); err != nil {
 		return nil, fmt.Errorf("failed to make transcript key: %w", err)
 	}
 	invite := &Invite{
@@ -158,7 +157,8 @@ func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.U
 		CreatedAt:      now,
 		ExpiresAt:      conv.InviteExpiresAt,
 	}
-	if err = sc.Store.InsertConversation(ctx, conv, invite, wrappedKey); err != nil {
+	if err = sc.Store.InsertConversation(ctx, conv, invite); err != nil {
+		_ = sc.Transcript.DestroyKey(conv.ID)
 		return nil, err
 	}
 	created, err := sc.createConversationRoom(ctx, conv, login, label)
@@ -167,6 +167,7 @@ func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.U
 		if delErr := sc.Store.DeleteConversation(context.WithoutCancel(ctx), conv.ID); delErr != nil {
 			log.Err(delErr).Msg("Failed to delete conversation after room creation failed")
 		}
+		_ = sc.Transcript.DestroyKey(conv.ID)
 		return nil, err
 	}
 	created.URL = sc.Config.InviteURL(token)

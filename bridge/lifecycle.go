@@ -23,7 +23,6 @@ var ErrAlreadyClosed = errors.New("conversation is already closed")
 const (
 	closeConversationQuery = `UPDATE sikkerchat_conversation SET status=$2, closed_at=$3, purge_after=$4
 		WHERE id=$1 AND status IN ('created', 'active')`
-	shredKeyQuery        = `DELETE FROM sikkerchat_conversation_key WHERE conversation_id=$1`
 	shredTranscriptQuery = `DELETE FROM sikkerchat_transcript WHERE conversation_id=$1`
 	shredFilesQuery      = `DELETE FROM sikkerchat_file WHERE conversation_id=$1`
 	revokeAllInvites     = `UPDATE sikkerchat_invite SET revoked_at=$2 WHERE conversation_id=$1 AND revoked_at IS NULL`
@@ -57,7 +56,11 @@ func (sc *Connector) Close(ctx context.Context, conv *Conversation, actor, reaso
 				return fmt.Errorf("failed to revoke guest access: %w", err)
 			}
 		}
-		for _, q := range []string{shredKeyQuery, shredTranscriptQuery, shredFilesQuery} {
+		// The key goes first: from that moment every copy of the rows is noise.
+		if err = sc.Transcript.DestroyKey(conv.ID); err != nil {
+			return err
+		}
+		for _, q := range []string{shredTranscriptQuery, shredFilesQuery} {
 			if _, err = sc.Store.Exec(ctx, q, conv.ID); err != nil {
 				return fmt.Errorf("failed to destroy guest-side data: %w", err)
 			}

@@ -167,9 +167,10 @@ func (s *Store) GetInvite(ctx context.Context, tokenHash []byte) (*Invite, error
 	return s.Invite.QueryOne(ctx, getInviteQuery, tokenHash)
 }
 
-// InsertConversation stores a new conversation with its first invite and its
-// wrapped transcript key in one transaction, so that a crash leaves all or nothing.
-func (s *Store) InsertConversation(ctx context.Context, conv *Conversation, inv *Invite, wrappedKey []byte) error {
+// InsertConversation stores a new conversation with its first invite in one
+// transaction, so that a crash leaves all or nothing. The transcript key is
+// written to the key store first (see Transcript.CreateKey).
+func (s *Store) InsertConversation(ctx context.Context, conv *Conversation, inv *Invite) error {
 	if inv.ConversationID != conv.ID {
 		return errors.New("invite belongs to another conversation")
 	}
@@ -181,9 +182,6 @@ func (s *Store) InsertConversation(ctx context.Context, conv *Conversation, inv 
 			inv.CreatedAt.UnixMilli(), inv.ExpiresAt.UnixMilli(), nullFromTime(inv.UsedAt), nullFromTime(inv.RevokedAt), inv.FailedAttempts)
 		if err != nil {
 			return fmt.Errorf("failed to insert invite: %w", err)
-		}
-		if _, err = s.Exec(ctx, insertKeyQuery, conv.ID, wrappedKey); err != nil {
-			return fmt.Errorf("failed to insert conversation key: %w", err)
 		}
 		return nil
 	})

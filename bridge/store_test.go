@@ -3,7 +3,6 @@ package bridge
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,6 +11,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mau.fi/util/dbutil"
 )
+
+func newTestKeys(t *testing.T) *KeyStore {
+	t.Helper()
+	keys, err := NewKeyStore(t.TempDir())
+	require.NoError(t, err)
+	return keys
+}
 
 func newTestStore(t *testing.T) (*Store, string) {
 	t.Helper()
@@ -33,17 +39,17 @@ func newTestConversation(t *testing.T, store *Store, transcript *Transcript) (*C
 	}
 	token, hash, err := NewInviteToken()
 	require.NoError(t, err)
-	wrapped, err := transcript.NewWrappedKey(conv.ID)
-	require.NoError(t, err)
+	require.NoError(t, transcript.CreateKey(conv.ID))
 	inv := &Invite{TokenHash: hash, ConversationID: conv.ID, CodeMAC: CodeMAC(token, "tiger 47"), CreatedAt: now, ExpiresAt: conv.InviteExpiresAt}
-	require.NoError(t, store.InsertConversation(context.Background(), conv, inv, wrapped))
+	require.NoError(t, store.InsertConversation(context.Background(), conv, inv))
 	return conv, token, "tiger 47"
 }
 
 func TestConversationRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	store, _ := newTestStore(t)
-	transcript := NewTranscript(store, bytes.Repeat([]byte{7}, 32))
+	keys := newTestKeys(t)
+	transcript := NewTranscript(store, keys, bytes.Repeat([]byte{7}, 32))
 	conv, token, code := newTestConversation(t, store, transcript)
 
 	got, err := store.GetConversation(ctx, conv.ID)
@@ -69,7 +75,8 @@ func TestConversationRoundTrip(t *testing.T) {
 func TestTranscriptIsSealedAndDeduplicated(t *testing.T) {
 	ctx := context.Background()
 	store, path := newTestStore(t)
-	transcript := NewTranscript(store, bytes.Repeat([]byte{9}, 32))
+	keys := newTestKeys(t)
+	transcript := NewTranscript(store, keys, bytes.Repeat([]byte{9}, 32))
 	conv, _, _ := newTestConversation(t, store, transcript)
 
 	const secret = "MARKER-hemmelig-melding-42"
@@ -111,23 +118,26 @@ func TestTranscriptIsSealedAndDeduplicated(t *testing.T) {
 func TestWrongMasterKeyCannotOpenTranscript(t *testing.T) {
 	ctx := context.Background()
 	store, _ := newTestStore(t)
-	transcript := NewTranscript(store, bytes.Repeat([]byte{1}, 32))
+	keys := newTestKeys(t)
+	transcript := NewTranscript(store, keys, bytes.Repeat([]byte{1}, 32))
 	conv, _, _ := newTestConversation(t, store, transcript)
 	_, err := transcript.Append(ctx, conv.ID, &TranscriptEntry{Direction: ToGuest, MatrixEventID: "$e", CreatedAt: time.Now(), Kind: "text", Text: "x"})
 	require.NoError(t, err)
-	_, err = NewTranscript(store, bytes.Repeat([]byte{2}, 32)).Since(ctx, conv.ID, 0)
+	_, err = NewTranscript(store, keys, bytes.Repeat([]byte{2}, 32)).Since(ctx, conv.ID, 0)
 	require.ErrorContains(t, err, "unwrap")
 }
 
 func TestDeleteConversationCascades(t *testing.T) {
 	ctx := context.Background()
 	store, _ := newTestStore(t)
-	transcript := NewTranscript(store, bytes.Repeat([]byte{3}, 32))
+	keys := newTestKeys(t)
+	transcript := NewTranscript(store, keys, bytes.Repeat([]byte{3}, 32))
 	conv, token, _ := newTestConversation(t, store, transcript)
 	_, err := transcript.Append(ctx, conv.ID, &TranscriptEntry{Direction: ToGuest, MatrixEventID: "$e", CreatedAt: time.Now(), Kind: "text", Text: "x"})
 	require.NoError(t, err)
 	require.NoError(t, store.DeleteConversation(ctx, conv.ID))
-	for _, table := range []string{"sikkerchat_invite", "sikkerchat_conversation_key", "sikkerchat_transcript"} {
+	require.NoError(t, transcript.DestroyKey(conv.ID))
+	for _, table := range []string{"sikkerchat_invite", "sikkerchat_transcript"} {
 		var n int
 		require.NoError(t, store.QueryRow(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n))
 		require.Zero(t, n, table)
@@ -136,7 +146,7 @@ func TestDeleteConversationCascades(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, inv)
 	_, err = transcript.Since(ctx, conv.ID, 0)
-	require.ErrorIs(t, err, sql.ErrNoRows)
+	require.ErrorIs(t, err, errNoKey)
 }
 
 func requireFileLacks(t *testing.T, path, needle string) {

@@ -21,8 +21,6 @@ import (
 // that the master key wraps; deleting the key row crypto-shreds the transcript.
 
 const (
-	insertKeyQuery        = `INSERT INTO sikkerchat_conversation_key (conversation_id, wrapped_key) VALUES ($1, $2)`
-	getKeyQuery           = `SELECT wrapped_key FROM sikkerchat_conversation_key WHERE conversation_id=$1`
 	maxTranscriptSeqQuery = `SELECT COALESCE(MAX(seq), 0) FROM sikkerchat_transcript WHERE conversation_id=$1`
 	insertTranscriptQuery = `INSERT INTO sikkerchat_transcript (conversation_id, seq, direction, matrix_event_id, client_id, status, created_at, sealed)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
@@ -115,6 +113,7 @@ func open(key, sealed, aad []byte) ([]byte, error) {
 // Transcript reads and writes the sealed guest-side transcript.
 type Transcript struct {
 	store     *Store
+	keys      *KeyStore
 	masterKey []byte
 
 	// Sequence numbers are allocated under a per-conversation lock; the bridge
@@ -122,22 +121,35 @@ type Transcript struct {
 	locks sync.Map
 }
 
-func NewTranscript(store *Store, masterKey []byte) *Transcript {
-	return &Transcript{store: store, masterKey: masterKey}
+func NewTranscript(store *Store, keys *KeyStore, masterKey []byte) *Transcript {
+	return &Transcript{store: store, keys: keys, masterKey: masterKey}
 }
 
-// NewWrappedKey makes a fresh conversation key and returns it wrapped by the master key.
-func (t *Transcript) NewWrappedKey(conversationID string) ([]byte, error) {
+// CreateKey makes a fresh conversation key and stores it wrapped by the master key.
+func (t *Transcript) CreateKey(conversationID string) error {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
-		return nil, err
+		return err
 	}
-	return seal(t.masterKey, key, []byte("key:"+conversationID))
+	wrapped, err := seal(t.masterKey, key, []byte("key:"+conversationID))
+	if err != nil {
+		return err
+	}
+	return t.keys.Put(conversationID, wrapped)
+}
+
+// Keys is the key store the transcript opens its entries with.
+func (t *Transcript) Keys() *KeyStore {
+	return t.keys
+}
+
+// DestroyKey crypto-shreds a conversation's transcript.
+func (t *Transcript) DestroyKey(conversationID string) error {
+	return t.keys.Destroy(conversationID)
 }
 
 func (t *Transcript) conversationKey(ctx context.Context, conversationID string) ([]byte, error) {
-	var wrapped []byte
-	err := t.store.QueryRow(ctx, getKeyQuery, conversationID).Scan(&wrapped)
+	wrapped, err := t.keys.Get(conversationID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load conversation key: %w", err)
 	}

@@ -1,14 +1,18 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sikkerchat/sikkerchat/bridge"
@@ -53,7 +57,9 @@ func TestCloseRevokesEverythingAndShredsGuestData(t *testing.T) {
 	require.Equal(t, http.StatusGone, res.Code)
 
 	// The guest side is gone: key, transcript, files.
-	for _, table := range []string{"sikkerchat_conversation_key", "sikkerchat_transcript", "sikkerchat_file"} {
+	_, err = ts.sc.Transcript.Since(ctx, inv.conv.ID, 0)
+	require.ErrorContains(t, err, "conversation key not found")
+	for _, table := range []string{"sikkerchat_transcript", "sikkerchat_file"} {
 		var count int
 		require.NoError(t, ts.sc.Store.QueryRow(ctx, "SELECT COUNT(*) FROM "+table+" WHERE conversation_id=$1", inv.conv.ID).Scan(&count))
 		require.Zero(t, count, table)
@@ -165,4 +171,40 @@ func TestPurgeAfterRetentionUnlessHeld(t *testing.T) {
 	require.NoError(t, ts.sc.SetHold(ctx, heldConv, "@lead:example.org", false))
 	ts.sc.PurgeDue(ctx)
 	require.Len(t, purger.purged, 2, "unhold lets the purge happen")
+}
+
+// A copy of the database taken before close, read after close, yields nothing:
+// the rows were always sealed, and the only key is destroyed outside the database.
+func TestDatabaseCopyIsUnreadableAfterClose(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	inv := ts.newInvite(time.Hour)
+	cookie := ts.join(inv)
+	ctx := context.Background()
+	const marker = "MARKER-kopi-av-databasen"
+	res := ts.request("POST", "/api/messages", map[string]string{"client_id": strings.Repeat("k", 16), "text": marker}, nil, cookie)
+	require.Equal(t, http.StatusAccepted, res.Code)
+	entry := &bridge.TranscriptEntry{Direction: bridge.ToGuest, MatrixEventID: "$o", CreatedAt: time.Now(), Kind: "text", Text: marker + "-svar"}
+	_, err := ts.sc.Transcript.Append(ctx, inv.conv.ID, entry)
+	require.NoError(t, err)
+
+	copyPath := filepath.Join(t.TempDir(), "copy.db")
+	_, err = ts.sc.Store.Exec(ctx, "VACUUM INTO '"+copyPath+"'")
+	require.NoError(t, err)
+
+	conv, err := ts.sc.Store.GetConversation(ctx, inv.conv.ID)
+	require.NoError(t, err)
+	require.NoError(t, ts.sc.Close(ctx, conv, "@officer:example.org", bridge.CloseByOfficer))
+
+	data, err := os.ReadFile(copyPath)
+	require.NoError(t, err)
+	require.False(t, bytes.Contains(data, []byte(marker)), "no plaintext in the copy")
+	raw, err := dbutil.NewWithDialect("file:"+copyPath+"?mode=ro", "sqlite3")
+	require.NoError(t, err)
+	defer raw.Close()
+	var sealedRows int
+	require.NoError(t, raw.QueryRow(ctx, "SELECT COUNT(*) FROM sikkerchat_transcript WHERE conversation_id=$1", inv.conv.ID).Scan(&sealedRows))
+	require.Equal(t, 2, sealedRows, "the copy still has the sealed rows")
+	copied := bridge.NewTranscript(&bridge.Store{Database: raw}, ts.sc.Transcript.Keys(), []byte(strings.Repeat("\x00", 32)))
+	_, err = copied.Since(ctx, inv.conv.ID, 0)
+	require.ErrorContains(t, err, "conversation key not found", "with the bridge's own keys and master key, nothing opens")
 }

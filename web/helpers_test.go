@@ -142,6 +142,7 @@ func newTestConfig(t *testing.T) bridge.Config {
 	var cfg bridge.Config
 	require.NoError(t, yaml.Unmarshal([]byte(bridge.ExampleConfig), &cfg))
 	cfg.MasterKey = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	cfg.KeyDir = t.TempDir()
 	return cfg
 }
 
@@ -180,10 +181,9 @@ func (ts *testServer) newInvite(ttl time.Duration) createdInvite {
 	require.NoError(ts.t, err)
 	code, err := bridge.NewCodeWord()
 	require.NoError(ts.t, err)
-	wrapped, err := ts.sc.Transcript.NewWrappedKey(conv.ID)
-	require.NoError(ts.t, err)
+	require.NoError(ts.t, ts.sc.Transcript.CreateKey(conv.ID))
 	inv := &bridge.Invite{TokenHash: hash, ConversationID: conv.ID, CodeMAC: bridge.CodeMAC(token, code), CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	require.NoError(ts.t, ts.sc.Store.InsertConversation(context.Background(), conv, inv, wrapped))
+	require.NoError(ts.t, ts.sc.Store.InsertConversation(context.Background(), conv, inv))
 	return createdInvite{conv: conv, token: token, code: code}
 }
 

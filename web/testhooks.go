@@ -51,7 +51,7 @@ func registerTestHooks(s *Server) {
 	s.mux.HandleFunc("GET /_test/conversations/{id}/rows", func(w http.ResponseWriter, r *http.Request) {
 		counts := map[string]int{}
 		for _, table := range []string{"sikkerchat_conversation", "sikkerchat_invite", "sikkerchat_guest_session",
-			"sikkerchat_conversation_key", "sikkerchat_transcript", "sikkerchat_file", "sikkerchat_audit"} {
+			"sikkerchat_transcript", "sikkerchat_file", "sikkerchat_audit"} {
 			column := "conversation_id"
 			if table == "sikkerchat_conversation" {
 				column = "id"

@@ -1,4 +1,4 @@
--- v0 -> v4: Latest revision
+-- v0 -> v5: Latest revision
 
 -- One row per conversation (a bridgev2 portal). No message content lives here.
 CREATE TABLE sikkerchat_conversation (
@@ -32,13 +32,6 @@ CREATE TABLE sikkerchat_invite (
     failed_attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX sikkerchat_invite_conversation_idx ON sikkerchat_invite (conversation_id);
-
--- The per-conversation transcript key, wrapped by the master key. Deleting the
--- row crypto-shreds the conversation's guest-side transcript.
-CREATE TABLE sikkerchat_conversation_key (
-    conversation_id TEXT  NOT NULL PRIMARY KEY REFERENCES sikkerchat_conversation (id) ON DELETE CASCADE,
-    wrapped_key     bytea NOT NULL
-);
 
 -- What the guest page shows: sealed with the conversation key (AES-256-GCM).
 CREATE TABLE sikkerchat_transcript (

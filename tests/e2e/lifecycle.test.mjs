@@ -2,6 +2,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Officer } from './lib/officer.mjs';
 import { startStack, eventually } from './lib/localstack.mjs';
 import { launchBrowser, newPhone } from './lib/browser.mjs';
@@ -45,12 +48,31 @@ test('create, join, talk, close: the page ends at once and the police keep the r
   await officer.sendText(roomId, officerText);
   await page.locator('.msg.them', { hasText: officerText }).waitFor();
 
+  // A copy of the bridge's database (with its WAL) taken before close.
+  const copyDir = mkdtempSync(join(tmpdir(), 'sikkerchat-dbcopy-'));
+  for (const suffix of ['', '-wal']) {
+    if (existsSync(stack.BRIDGE_DB + suffix)) copyFileSync(stack.BRIDGE_DB + suffix, join(copyDir, 'copy.db' + suffix));
+  }
+  const keyFile = join(stack.STACK_DIR, 'bridge', 'keys', `${invite.conversation_id}.key`);
+  assert.ok(existsSync(keyFile), 'the open conversation has its key, outside the database');
+
   const closeId = await officer.sendText(roomId, '!sc close');
   const closedAt = Date.now();
   await page.locator('#v-ended').waitFor({ state: 'visible' });
   const flipMs = Date.now() - closedAt;
   console.log(`# page showed the ended state ${flipMs} ms after the officer sent !sc close`);
   assert.equal(await page.locator('#log .msg').count(), 0, 'nothing of the conversation is left on the page');
+
+  // Crypto-shredding: the key is gone, and the copy never held readable content.
+  await eventually(async () => !existsSync(keyFile), { what: 'the conversation key destroyed' });
+  for (const suffix of ['', '-wal']) {
+    const file = join(copyDir, 'copy.db' + suffix);
+    if (!existsSync(file)) continue;
+    const bytes = readFileSync(file);
+    for (const secret of [guestText, officerText]) {
+      assert.ok(!bytes.includes(Buffer.from(secret)), `the database copy holds no plaintext (${suffix || 'main'})`);
+    }
+  }
 
   // Reload shows nothing; every API call is refused.
   await page.reload();
