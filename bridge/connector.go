@@ -104,6 +104,7 @@ func (sc *Connector) Start(ctx context.Context) error {
 	sc.stop = cancel
 	go sc.runOutbox(bgCtx)
 	sc.setupPurger()
+	sc.registerProvisioning()
 	go sc.runLifecycle(bgCtx)
 	if err := sc.startEphemeralSync(bgCtx); err != nil {
 		return err

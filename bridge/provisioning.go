@@ -1,0 +1,160 @@
+package bridge
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/bridgev2"
+
+	"github.com/sikkerchat/sikkerchat/appservice"
+)
+
+// The provisioning API (bridgev2's, shared-secret auth; ?user_id= names the
+// officer) gains conversation endpoints for case systems. They answer with
+// the same facts as the room's state event. Documented in docs/provisioning-api.md.
+
+func (sc *Connector) registerProvisioning() {
+	mp, ok := sc.Bridge.Matrix.(bridgev2.MatrixConnectorWithProvisioning)
+	if !ok || mp.GetProvisioning() == nil {
+		return
+	}
+	prov := mp.GetProvisioning()
+	router := prov.GetRouter()
+	if router == nil {
+		return
+	}
+	officer := func(fn func(http.ResponseWriter, *http.Request, *bridgev2.User)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			user := prov.GetUser(r)
+			if user == nil || !user.Permissions.Login {
+				mautrix.MForbidden.WithMessage("Only officers (bridge permission level user or above) can use sikkerchat").Write(w)
+				return
+			}
+			fn(w, r, user)
+		}
+	}
+	router.HandleFunc("POST /v3/sikkerchat/conversations", officer(sc.provCreate))
+	router.HandleFunc("GET /v3/sikkerchat/conversations", officer(sc.provList))
+	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}", officer(sc.provConversation(sc.provGet)))
+	router.HandleFunc("POST /v3/sikkerchat/conversations/{id}/close", officer(sc.provConversation(sc.provClose)))
+	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}/audit", officer(sc.provConversation(sc.provAudit)))
+}
+
+type provConversationResponse struct {
+	*appservice.ConversationState
+	RoomID string       `json:"room_id"`
+	Label  string       `json:"label,omitempty"`
+	Invite *InviteField `json:"no.sikkerchat.invite,omitempty"`
+}
+
+func writeProvJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (sc *Connector) provResponse(conv *Conversation) provConversationResponse {
+	return provConversationResponse{ConversationState: sc.StateOf(conv), RoomID: conv.RoomID.String(), Label: conv.Label}
+}
+
+func (sc *Connector) provCreate(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
+	var req struct {
+		Label string `json:"label"`
+	}
+	if r.ContentLength != 0 {
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			mautrix.MNotJSON.WithMessage("Body must be {\"label\": \"…\"}").Write(w)
+			return
+		}
+	}
+	created, err := sc.CreateConversation(r.Context(), user, req.Label)
+	switch {
+	case errors.Is(err, ErrLabelTooLong):
+		mautrix.MInvalidParam.WithMessage(err.Error()).Write(w)
+		return
+	case err != nil:
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to create conversation from provisioning")
+		mautrix.MUnknown.WithMessage("Failed to create the conversation").Write(w)
+		return
+	}
+	resp := sc.provResponse(created.Conversation)
+	invite := created.InviteField()
+	resp.Invite = &invite
+	writeProvJSON(w, http.StatusCreated, resp)
+}
+
+const provListQuery = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE created_by=$1 ORDER BY created_at`
+
+func (sc *Connector) provList(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
+	convs, err := sc.Store.Conversation.QueryMany(r.Context(), provListQuery, user.MXID)
+	if err != nil {
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to list conversations for provisioning")
+		mautrix.MUnknown.WithMessage("Failed to list conversations").Write(w)
+		return
+	}
+	out := make([]provConversationResponse, 0, len(convs))
+	for _, c := range convs {
+		out = append(out, sc.provResponse(c))
+	}
+	writeProvJSON(w, http.StatusOK, map[string]any{"conversations": out})
+}
+
+// provConversation loads the conversation of the path; officers see the ones
+// they created, admins all.
+func (sc *Connector) provConversation(fn func(http.ResponseWriter, *http.Request, *bridgev2.User, *Conversation)) func(http.ResponseWriter, *http.Request, *bridgev2.User) {
+	return func(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
+		id := r.PathValue("id")
+		if id == "" || len(id) > 64 || strings.ContainsAny(id, "/\\") {
+			mautrix.MNotFound.WithMessage("No such conversation").Write(w)
+			return
+		}
+		conv, err := sc.Store.GetConversation(r.Context(), id)
+		if err != nil {
+			zerolog.Ctx(r.Context()).Err(err).Msg("Failed to get conversation for provisioning")
+			mautrix.MUnknown.WithMessage("Failed to get the conversation").Write(w)
+			return
+		} else if conv == nil || (conv.CreatedBy != user.MXID && !user.Permissions.Admin) {
+			mautrix.MNotFound.WithMessage("No such conversation").Write(w)
+			return
+		}
+		fn(w, r, user, conv)
+	}
+}
+
+func (sc *Connector) provGet(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
+	writeProvJSON(w, http.StatusOK, sc.provResponse(conv))
+}
+
+func (sc *Connector) provClose(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
+	err := sc.Close(r.Context(), conv, user.MXID.String(), CloseByProvisioning)
+	if errors.Is(err, ErrAlreadyClosed) {
+		mautrix.RespError{ErrCode: "NO.SIKKERCHAT.ALREADY_CLOSED", Err: "The conversation is already closed", StatusCode: http.StatusConflict}.Write(w)
+		return
+	} else if err != nil {
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to close conversation from provisioning")
+		mautrix.MUnknown.WithMessage("Failed to close the conversation").Write(w)
+		return
+	}
+	writeProvJSON(w, http.StatusOK, sc.provResponse(conv))
+}
+
+func (sc *Connector) provAudit(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
+	rows, err := sc.Audit.ForConversation(r.Context(), conv.ID)
+	if err != nil {
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to read audit trail for provisioning")
+		mautrix.MUnknown.WithMessage("Failed to read the audit trail").Write(w)
+		return
+	}
+	chainErr := sc.Audit.Verify(r.Context())
+	resp := map[string]any{"conversation_id": conv.ID, "rows": rows, "chain_ok": chainErr == nil}
+	if chainErr != nil {
+		resp["chain_error"] = chainErr.Error()
+	}
+	writeProvJSON(w, http.StatusOK, resp)
+}
