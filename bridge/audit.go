@@ -23,6 +23,7 @@ const (
 	AuditUnhold     = "unhold"
 	AuditPurge      = "purge"
 	AuditAddOfficer = "add_officer"
+	AuditExport     = "export"
 )
 
 // AuditRow is one entry of the trail.

@@ -74,6 +74,11 @@ func (sc *Connector) registerCommands(proc *commands.Processor) {
 			Name: "add",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Bring a colleague in", Args: "<@officer:domain>"},
 		},
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.inConversation(sc.cmdExport)),
+			Name: "export",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Make an evidence package"},
+		},
 		// Replaces bridgev2's English help: officers get the commands they use, in their language.
 		&commands.FullHandler{
 			Func:    sc.officerOnly(sc.cmdHelp),
@@ -310,6 +315,18 @@ func (sc *Connector) cmdAdd(ce *commands.Event, conv *Conversation) {
 		ce.Log.Err(err).Msg("Failed to write audit row for add officer")
 	}
 	sc.reply(ce, lang.T(msgAdded, colleague))
+}
+
+func (sc *Connector) cmdExport(ce *commands.Event, conv *Conversation) {
+	lang := sc.Config.validatedLanguage
+	name, err := sc.Export(ce.Ctx, conv, ce.User.MXID.String())
+	if err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to export conversation")
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		return
+	}
+	sc.reply(ce, lang.T(msgExported, name))
 }
 
 func (sc *Connector) cmdStatus(ce *commands.Event) {

@@ -31,6 +31,7 @@ type Config struct {
 	Purge                    PurgeConfig `yaml:"purge"`
 	Guest                    GuestConfig `yaml:"guest"`
 	KeyDir                   string      `yaml:"key_dir"`
+	EvidenceDir              string      `yaml:"evidence_dir"`
 	MasterKey                string      `yaml:"master_key"`
 
 	inviteTTL         time.Duration
@@ -83,6 +84,7 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Int, "guest", "max_message_length")
 	helper.Copy(up.Int, "guest", "max_file_bytes")
 	helper.Copy(up.Str, "key_dir")
+	helper.Copy(up.Str|up.Null, "evidence_dir")
 	if key, ok := helper.Get(up.Str, "master_key"); !ok || key == "generate" {
 		helper.Set(up.Str, base64.StdEncoding.EncodeToString(random.Bytes(32)), "master_key")
 	} else {

@@ -66,6 +66,7 @@ const (
 	msgAddUsage            messageKey = "add_usage"
 	msgAddNotOfficer       messageKey = "add_not_officer"
 	msgAdded               messageKey = "added"
+	msgExported            messageKey = "exported"
 )
 
 var catalog = map[Language]map[messageKey]string{
@@ -86,6 +87,8 @@ var catalog = map[Language]map[messageKey]string{
 			"* `%[1]s status` – vis status for samtalen i dette rommet, eller en oversikt\n" +
 			"* `%[1]s reissue` – (i et samtalerom) lag ny lenke og nytt kodeord; de gamle slutter å virke\n" +
 			"* `%[1]s close` – (i et samtalerom) avslutt samtalen; gjesten mister tilgangen med en gang\n" +
+			"* `%[1]s export` – (i et samtalerom) lag en bevispakke av hele samtalen\n" +
+			"* `%[1]s add @kollega` · `%[1]s list` · `%[1]s hold` · `%[1]s unhold` · `%[1]s audit`\n" +
 			"* `%[1]s help` – vis denne hjelpen",
 		msgStatusConversation:  "**Samtale %s**\n\n* Status: %s\n* Opprettet: %s av %s\n* Gjest: %s\n* Lenken går ut: %s",
 		msgStatusOverview:      "sikkerchat kjører. Du har %d åpne samtaler. Skriv `%s help` for kommandoer.",
@@ -121,6 +124,7 @@ var catalog = map[Language]map[messageKey]string{
 		msgAddUsage:          "Bruk: `%s add @kollega:domene`",
 		msgAddNotOfficer:     "%s har ikke tilgang til sikkerchat og kan ikke legges til.",
 		msgAdded:             "%s er invitert til samtalen.",
+		msgExported:          "Bevispakken %s er lagt i rommet (kryptert). Kontroller den med `sikkerchat verify-export FIL.zip`.",
 		msgUndeliverable: "⚠️ En melding eller fil fra gjesten kunne ikke leveres hit (for eksempel fordi filen er for stor for hjemmeserveren). " +
 			"Gjesten ser at den ikke kom fram.",
 	},
@@ -141,6 +145,8 @@ var catalog = map[Language]map[messageKey]string{
 			"* `%[1]s status` – show the status of the conversation in this room, or an overview\n" +
 			"* `%[1]s reissue` – (in a conversation room) make a new link and code word; the old ones stop working\n" +
 			"* `%[1]s close` – (in a conversation room) end the conversation; the guest loses access at once\n" +
+			"* `%[1]s export` – (in a conversation room) make an evidence package of the whole conversation\n" +
+			"* `%[1]s add @colleague` · `%[1]s list` · `%[1]s hold` · `%[1]s unhold` · `%[1]s audit`\n" +
 			"* `%[1]s help` – show this help",
 		msgStatusConversation:  "**Conversation %s**\n\n* Status: %s\n* Created: %s by %s\n* Guest: %s\n* Link expires: %s",
 		msgStatusOverview:      "sikkerchat is running. You have %d open conversations. Type `%s help` for commands.",
@@ -176,6 +182,7 @@ var catalog = map[Language]map[messageKey]string{
 		msgAddUsage:          "Usage: `%s add @colleague:domain`",
 		msgAddNotOfficer:     "%s has no access to sikkerchat and cannot be added.",
 		msgAdded:             "%s has been invited to the conversation.",
+		msgExported:          "The evidence package %s is in the room (encrypted). Check it with `sikkerchat verify-export FILE.zip`.",
 		msgUndeliverable: "⚠️ A message or file from the guest could not be delivered here (for example a file too large for the homeserver). " +
 			"The guest sees that it did not arrive.",
 	},

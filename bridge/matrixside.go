@@ -3,6 +3,8 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -33,6 +35,8 @@ type MatrixSide interface {
 	// ForgetRoom drops what the bridge holds of a purged room: the portal, its
 	// message mappings, Megolm sessions and cached room state.
 	ForgetRoom(ctx context.Context, conv *Conversation)
+	// SendExport uploads an evidence package into the room as the bot, encrypted.
+	SendExport(ctx context.Context, conv *Conversation, name string, data []byte) error
 	// InviteOfficer brings a permitted colleague into the room at officer power.
 	InviteOfficer(ctx context.Context, conv *Conversation, officer id.UserID) error
 	UpdateState(ctx context.Context, conv *Conversation, state *appservice.ConversationState)
@@ -195,4 +199,27 @@ func (b *bridgeMatrixSide) InviteOfficer(ctx context.Context, conv *Conversation
 		return fmt.Errorf("failed to invite officer: %w", err)
 	}
 	return nil
+}
+
+func (b *bridgeMatrixSide) SendExport(ctx context.Context, conv *Conversation, name string, data []byte) error {
+	url, file, err := b.sc.Bridge.Bot.UploadMedia(ctx, conv.RoomID, bytes.Clone(data), name, "application/zip")
+	if err != nil {
+		return fmt.Errorf("failed to upload export: %w", err)
+	}
+	msg := &event.MessageEventContent{MsgType: event.MsgFile, Body: name, FileName: name,
+		Info: &event.FileInfo{MimeType: "application/zip", Size: len(data)}}
+	if file != nil {
+		if url != "" {
+			file.URL = url
+		}
+		msg.File = file
+	} else {
+		msg.URL = url
+	}
+	sum := sha256.Sum256(data)
+	_, err = b.sc.Bridge.Bot.SendMessage(ctx, conv.RoomID, event.EventMessage, &event.Content{
+		Parsed: msg,
+		Raw:    map[string]any{"no.sikkerchat.sha256": hex.EncodeToString(sum[:])},
+	}, nil)
+	return err
 }

@@ -80,6 +80,10 @@ func (f *fakeMatrix) CloseRoom(ctx context.Context, conv *bridge.Conversation, s
 	f.notices = append(f.notices, notice)
 }
 
+func (f *fakeMatrix) SendExport(ctx context.Context, conv *bridge.Conversation, name string, data []byte) error {
+	return nil
+}
+
 func (f *fakeMatrix) ForgetRoom(ctx context.Context, conv *bridge.Conversation) {}
 
 func (f *fakeMatrix) InviteOfficer(ctx context.Context, conv *bridge.Conversation, officer id.UserID) error {

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	_ "time/tzdata"
 
 	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
@@ -19,6 +21,9 @@ var (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "verify-export" {
+		os.Exit(verifyExport(os.Args[2:]))
+	}
 	connector := &bridge.Connector{}
 	m := mxmain.BridgeMain{
 		Name:        "sikkerchat",
@@ -30,4 +35,28 @@ func main() {
 	}
 	m.InitVersion(Tag, Commit, BuildTime)
 	m.Run()
+}
+
+// verifyExport is `sikkerchat verify-export FILE.zip`: exit 0 when the package
+// is intact, 1 with every problem listed when it is not, 2 on misuse.
+func verifyExport(args []string) int {
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: sikkerchat verify-export FILE.zip")
+		return 2
+	}
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot read the file:", err)
+		return 2
+	}
+	problems := bridge.VerifyExportBytes(data)
+	if len(problems) == 0 {
+		fmt.Println("OK: every file and message matches the manifest, and the message chain is whole.")
+		return 0
+	}
+	fmt.Println("NOT OK: the package was changed after export:")
+	for _, p := range problems {
+		fmt.Println(" -", p)
+	}
+	return 1
 }
