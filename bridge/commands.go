@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/random"
@@ -78,6 +79,11 @@ func (sc *Connector) registerCommands(proc *commands.Processor) {
 			Func: sc.officerOnly(sc.inConversation(sc.cmdExport)),
 			Name: "export",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Make an evidence package"},
+		},
+		&commands.FullHandler{
+			Func: sc.officerOnly(sc.cmdStats),
+			Name: "stats",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Anonymous statistics", Args: "[days]"},
 		},
 		// Replaces bridgev2's English help: officers get the commands they use, in their language.
 		&commands.FullHandler{
@@ -327,6 +333,33 @@ func (sc *Connector) cmdExport(ce *commands.Event, conv *Conversation) {
 		return
 	}
 	sc.reply(ce, lang.T(msgExported, name))
+}
+
+func (sc *Connector) cmdStats(ce *commands.Event) {
+	lang := sc.Config.validatedLanguage
+	days := 30
+	if len(ce.Args) > 0 {
+		if _, err := fmt.Sscanf(ce.Args[0], "%d", &days); err != nil || days < 1 || days > 3660 {
+			sc.reply(ce, lang.T(msgStatsUsage, sc.commandPrefix()))
+			return
+		}
+	}
+	st, err := sc.Statistics(ce.Ctx, days)
+	if err != nil {
+		traceID := random.String(8)
+		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to compute statistics")
+		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		return
+	}
+	dur := func(s *float64) string {
+		if s == nil {
+			return "–"
+		}
+		return (time.Duration(*s) * time.Second).Round(time.Second).String()
+	}
+	sc.reply(ce, lang.T(msgStats, st.Days, st.Created, st.Opened, st.Closed, st.Expired,
+		dur(st.MedianSecondsToOpen), dur(st.MedianSecondsToClose),
+		st.Messages[string(FromGuest)], st.Messages[string(ToGuest)], st.Files[string(FromGuest)], st.Files[string(ToGuest)]))
 }
 
 func (sc *Connector) cmdStatus(ce *commands.Event) {

@@ -67,6 +67,8 @@ const (
 	msgAddNotOfficer       messageKey = "add_not_officer"
 	msgAdded               messageKey = "added"
 	msgExported            messageKey = "exported"
+	msgStats               messageKey = "stats"
+	msgStatsUsage          messageKey = "stats_usage"
 )
 
 var catalog = map[Language]map[messageKey]string{
@@ -124,7 +126,10 @@ var catalog = map[Language]map[messageKey]string{
 		msgAddUsage:          "Bruk: `%s add @kollega:domene`",
 		msgAddNotOfficer:     "%s har ikke tilgang til sikkerchat og kan ikke legges til.",
 		msgAdded:             "%s er invitert til samtalen.",
-		msgExported:          "Bevispakken %s er lagt i rommet (kryptert). Kontroller den med `sikkerchat verify-export FIL.zip`.",
+		msgStats: "**Statistikk, siste %d dager** (anonym)\n\n* Opprettet: %d · åpnet av gjesten: %d · avsluttet: %d · utløpt: %d\n" +
+			"* Median tid til åpnet: %s · til avsluttet: %s\n* Meldinger fra gjester: %d · til gjester: %d\n* Filer fra gjester: %d · til gjester: %d",
+		msgStatsUsage: "Bruk: `%s stats [dager]` (1–3660)",
+		msgExported:   "Bevispakken %s er lagt i rommet (kryptert). Kontroller den med `sikkerchat verify-export FIL.zip`.",
 		msgUndeliverable: "⚠️ En melding eller fil fra gjesten kunne ikke leveres hit (for eksempel fordi filen er for stor for hjemmeserveren). " +
 			"Gjesten ser at den ikke kom fram.",
 	},
@@ -182,7 +187,10 @@ var catalog = map[Language]map[messageKey]string{
 		msgAddUsage:          "Usage: `%s add @colleague:domain`",
 		msgAddNotOfficer:     "%s has no access to sikkerchat and cannot be added.",
 		msgAdded:             "%s has been invited to the conversation.",
-		msgExported:          "The evidence package %s is in the room (encrypted). Check it with `sikkerchat verify-export FILE.zip`.",
+		msgStats: "**Statistics, last %d days** (anonymous)\n\n* Created: %d · opened by the guest: %d · closed: %d · expired: %d\n" +
+			"* Median time to open: %s · to close: %s\n* Messages from guests: %d · to guests: %d\n* Files from guests: %d · to guests: %d",
+		msgStatsUsage: "Usage: `%s stats [days]` (1–3660)",
+		msgExported:   "The evidence package %s is in the room (encrypted). Check it with `sikkerchat verify-export FILE.zip`.",
 		msgUndeliverable: "⚠️ A message or file from the guest could not be delivered here (for example a file too large for the homeserver). " +
 			"The guest sees that it did not arrive.",
 	},

@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -42,6 +43,8 @@ func (sc *Connector) registerProvisioning() {
 	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}", officer(sc.provConversation(sc.provGet)))
 	router.HandleFunc("POST /v3/sikkerchat/conversations/{id}/close", officer(sc.provConversation(sc.provClose)))
 	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}/audit", officer(sc.provConversation(sc.provAudit)))
+	router.HandleFunc("POST /v3/sikkerchat/conversations/{id}/export", officer(sc.provConversation(sc.provExport)))
+	router.HandleFunc("GET /v3/sikkerchat/stats", officer(sc.provStats))
 }
 
 type provConversationResponse struct {
@@ -157,4 +160,36 @@ func (sc *Connector) provAudit(w http.ResponseWriter, r *http.Request, user *bri
 		resp["chain_error"] = chainErr.Error()
 	}
 	writeProvJSON(w, http.StatusOK, resp)
+}
+
+func (sc *Connector) provExport(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
+	data, err := sc.BuildExport(r.Context(), conv, user.MXID.String())
+	if err != nil {
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to export conversation from provisioning")
+		mautrix.MUnknown.WithMessage("Failed to build the export").Write(w)
+		return
+	}
+	if err = sc.Audit.Append(r.Context(), user.MXID.String(), AuditExport, conv.ID, "sha256 "+sha256Hex(data)); err != nil {
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to write audit row for export")
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", `attachment; filename="sikkerchat-`+conv.ID+`.zip"`)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
+}
+
+func (sc *Connector) provStats(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
+	days := 30
+	if q := r.URL.Query().Get("days"); q != "" {
+		if _, err := fmt.Sscanf(q, "%d", &days); err != nil {
+			mautrix.MInvalidParam.WithMessage("days must be a number from 1 to 3660").Write(w)
+			return
+		}
+	}
+	st, err := sc.Statistics(r.Context(), days)
+	if err != nil {
+		mautrix.MInvalidParam.WithMessage(err.Error()).Write(w)
+		return
+	}
+	writeProvJSON(w, http.StatusOK, st)
 }

@@ -195,6 +195,7 @@ func (t *Transcript) Append(ctx context.Context, conversationID string, entry *T
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
 		entry.Seq = seq
+		t.countMessage(ctx, entry)
 		return true, nil
 	}
 	// Nothing inserted: fine if it is a redelivery of a known event or client

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -207,4 +208,43 @@ func TestDatabaseCopyIsUnreadableAfterClose(t *testing.T) {
 	copied := bridge.NewTranscript(&bridge.Store{Database: raw}, ts.sc.Transcript.Keys(), []byte(strings.Repeat("\x00", 32)))
 	_, err = copied.Since(ctx, inv.conv.ID, 0)
 	require.ErrorContains(t, err, "conversation key not found", "with the bridge's own keys and master key, nothing opens")
+}
+
+func TestStatisticsAreAnonymousCounts(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	ctx := context.Background()
+	inv := ts.newInvite(time.Hour)
+	require.NoError(t, ts.sc.Audit.Append(ctx, "@officer:example.org", bridge.AuditCreate, inv.conv.ID, ""))
+	cookie := ts.join(inv)
+	for i := range 3 {
+		ts.request("POST", "/api/messages", map[string]string{"client_id": strings.Repeat("s", 16) + string(rune('a'+i)), "text": "MARKER-stat"}, nil, cookie)
+	}
+	ts.officerFile(inv.conv.ID, "svar.pdf", pdfBytes)
+	unused := ts.newInvite(time.Hour)
+	require.NoError(t, ts.sc.Audit.Append(ctx, "@officer:example.org", bridge.AuditCreate, unused.conv.ID, ""))
+	for _, c := range []createdInvite{inv, unused} {
+		conv, err := ts.sc.Store.GetConversation(ctx, c.conv.ID)
+		require.NoError(t, err)
+		reason := bridge.CloseByOfficer
+		if c.conv.ID == unused.conv.ID {
+			reason = bridge.CloseInviteExpired
+		}
+		require.NoError(t, ts.sc.Close(ctx, conv, "system", reason))
+	}
+	st, err := ts.sc.Statistics(ctx, 7)
+	require.NoError(t, err)
+	require.Equal(t, 2, st.Created)
+	require.Equal(t, 1, st.Opened)
+	require.Equal(t, 1, st.Closed)
+	require.Equal(t, 1, st.Expired)
+	require.Equal(t, 3, st.Messages["from_guest"], "counts survive the close that shredded the messages")
+	require.Equal(t, 1, st.Files["to_guest"])
+	require.NotNil(t, st.MedianSecondsToOpen)
+	data, err := json.Marshal(st)
+	require.NoError(t, err)
+	for _, identifying := range []string{inv.conv.ID, "@officer", "MARKER", "svar.pdf"} {
+		require.NotContains(t, string(data), identifying)
+	}
+	_, err = ts.sc.Statistics(ctx, 0)
+	require.Error(t, err)
 }

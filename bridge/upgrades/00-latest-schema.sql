@@ -1,4 +1,4 @@
--- v0 -> v5: Latest revision
+-- v0 -> v6: Latest revision
 
 -- One row per conversation (a bridgev2 portal). No message content lives here.
 CREATE TABLE sikkerchat_conversation (
@@ -86,3 +86,12 @@ CREATE TABLE sikkerchat_audit (
     hash            bytea  NOT NULL
 );
 CREATE INDEX sikkerchat_audit_conversation_idx ON sikkerchat_audit (conversation_id, seq);
+
+-- Anonymous daily counts for statistics: no identities, no content.
+CREATE TABLE sikkerchat_stats_daily (
+    day       TEXT   NOT NULL,
+    direction TEXT   NOT NULL,
+    kind      TEXT   NOT NULL,
+    count     BIGINT NOT NULL,
+    PRIMARY KEY (day, direction, kind)
+);

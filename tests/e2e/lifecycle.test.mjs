@@ -102,3 +102,40 @@ test('create, join, talk, close: the page ends at once and the police keep the r
   assert.ok(closeId);
   await context.close();
 });
+
+test('team: !sc add brings in a permitted colleague only; !sc list shows open conversations', async () => {
+  const dm = await officer.createEncryptedDM(stack.BOT_MXID);
+  const cmd = await officer.sendText(dm, '!sc new Teamsak');
+  const reply = await officer.waitForMessage(dm, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === cmd && c['no.sikkerchat.invite'], { timeoutMs: 60000 });
+  const invite = reply.content['no.sikkerchat.invite'];
+  const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
+  await officer.joinRoom(roomId);
+
+  const refuse = await officer.sendText(roomId, '!sc add @nobody:localhost');
+  const refused = await officer.waitForMessage(roomId, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === refuse);
+  assert.match(refused.content.body, /har ikke tilgang/);
+
+  const colleague = await Officer.login(stack.HS_URL, stack.OFFICER2_MXID, stack.OFFICER2_PASSWORD);
+  try {
+    await colleague.start();
+    const add = await officer.sendText(roomId, `!sc add ${stack.OFFICER2_MXID}`);
+    await officer.waitForMessage(roomId, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === add && /invitert/.test(c.body));
+    await colleague.waitForInvite({ predicate: (id) => id === roomId });
+    await colleague.joinRoom(roomId);
+    const pl = await colleague.getState(roomId, 'm.room.power_levels');
+    assert.equal(pl.users[stack.OFFICER2_MXID], 50, 'the colleague gets officer power');
+    // The colleague's messages reach the guest side too.
+    const text = `Kollega her ${randomUUID().slice(0, 8)}`;
+    const eventId = await colleague.sendText(roomId, text);
+    await eventually(async () => {
+      const res = await fetch(`${stack.GUEST_URL}/_test/conversations/${invite.conversation_id}/transcript`);
+      return (await res.json()).some((e) => e.matrix_event_id === eventId && e.text === text);
+    }, { what: "the colleague's message on the guest side" });
+  } finally {
+    await colleague.stop();
+  }
+
+  const list = await officer.sendText(dm, '!sc list');
+  const listed = await officer.waitForMessage(dm, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === list);
+  assert.ok(listed.content.body.includes(invite.conversation_id));
+});

@@ -62,6 +62,33 @@ test('a case system creates, reads, lists, closes and audits a conversation', as
   }
 });
 
+test('provisioning exports a verifiable package and gives anonymous statistics', async () => {
+  const created = await prov('POST', '/conversations', {});
+  const id = created.body.conversation_id;
+  const res = await fetch(`${stack.PROVISIONING_URL}/v3/sikkerchat/conversations/${id}/export?user_id=${encodeURIComponent(stack.OFFICER_MXID)}`, {
+    method: 'POST', headers: { Authorization: `Bearer ${stack.PROVISIONING_SECRET}` },
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'application/zip');
+  const zip = Buffer.from(await res.arrayBuffer());
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { execFile } = await import('node:child_process');
+  const file = join(mkdtempSync(join(tmpdir(), 'sikkerchat-prov-')), 'export.zip');
+  writeFileSync(file, zip);
+  const out = await new Promise((resolve, reject) => execFile(join(stack.STACK_DIR, 'bin', 'sikkerchat'), ['verify-export', file],
+    (err, stdout) => (err ? reject(err) : resolve(stdout))));
+  assert.match(out, /^OK/);
+
+  const stats = await prov('GET', '/stats?days=7');
+  assert.equal(stats.status, 200);
+  assert.ok(stats.body.created >= 1);
+  const text = JSON.stringify(stats.body);
+  assert.ok(!text.includes('@') && !text.includes(id), 'no identities in statistics');
+  assert.equal((await prov('GET', '/stats?days=0')).status, 400);
+});
+
 test('provisioning refuses bad secrets, non-officers and other officers\' conversations', async () => {
   assert.equal((await prov('GET', '/conversations', { secret: 'wrong-secret-0123456789' })).status, 401);
   const outsider = await prov('POST', '/conversations', { user: '@someone:localhost' });
