@@ -42,7 +42,7 @@ func (sc *Connector) registerProvisioning() {
 	router.HandleFunc("GET /v3/sikkerchat/conversations", officer(sc.provList))
 	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}", officer(sc.provConversation(sc.provGet)))
 	router.HandleFunc("POST /v3/sikkerchat/conversations/{id}/close", officer(sc.provConversation(sc.provClose)))
-	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}/audit", officer(sc.provConversation(sc.provAudit)))
+	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}/audit", officer(sc.provAuditRoute))
 	router.HandleFunc("POST /v3/sikkerchat/conversations/{id}/export", officer(sc.provConversation(sc.provExport)))
 	router.HandleFunc("GET /v3/sikkerchat/stats", officer(sc.provStats))
 }
@@ -147,11 +147,33 @@ func (sc *Connector) provClose(w http.ResponseWriter, r *http.Request, user *bri
 	writeProvJSON(w, http.StatusOK, sc.provResponse(conv))
 }
 
+// provAuditRoute serves the trail of a live conversation to its officer, and
+// of any conversation, purged ones too (the trail outlives the purge), to admins.
+func (sc *Connector) provAuditRoute(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
+	id := r.PathValue("id")
+	conv, err := sc.Store.GetConversation(r.Context(), id)
+	if err != nil {
+		mautrix.MUnknown.WithMessage("Failed to get the conversation").Write(w)
+		return
+	}
+	if conv == nil && user.Permissions.Admin {
+		conv = &Conversation{ID: id}
+	} else if conv == nil || (conv.CreatedBy != user.MXID && !user.Permissions.Admin) {
+		mautrix.MNotFound.WithMessage("No such conversation").Write(w)
+		return
+	}
+	sc.provAudit(w, r, user, conv)
+}
+
 func (sc *Connector) provAudit(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
 	rows, err := sc.Audit.ForConversation(r.Context(), conv.ID)
 	if err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to read audit trail for provisioning")
 		mautrix.MUnknown.WithMessage("Failed to read the audit trail").Write(w)
+		return
+	}
+	if len(rows) == 0 {
+		mautrix.MNotFound.WithMessage("No such conversation").Write(w)
 		return
 	}
 	chainErr := sc.Audit.Verify(r.Context())

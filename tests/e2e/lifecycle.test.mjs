@@ -100,6 +100,13 @@ test('create, join, talk, close: the page ends at once and the police keep the r
   await officer.waitForMessage(roomId, (c) => c.body === guestText);
   await officer.waitForMessage(roomId, (c) => c.body === officerText);
   assert.ok(closeId);
+
+  // Every action of this life is in the audit trail, in order, and the chain is whole.
+  const auditCmd = await officer.sendText(roomId, '!sc audit');
+  const auditReply = await officer.waitForMessage(roomId, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === auditCmd);
+  const actions = [...auditReply.content.body.matchAll(/`([a-z_]+)`/g)].map((m) => m[1]);
+  assert.deepEqual(actions, ['create', 'join', 'close']);
+  assert.match(auditReply.content.body, /Kjeden er hel/);
   await context.close();
 });
 

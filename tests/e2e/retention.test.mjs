@@ -73,6 +73,14 @@ test('after retention the room is purged from Dendrite; a held room survives; a 
     else assert.equal(count, 0, `${table} is empty after purge`);
   }
   await eventually(() => roomGone(free.roomId), { timeoutMs: 20000, what: 'the officer can no longer read the purged room' });
+  // The audit trail outlives the purge, for admins.
+  const res = await fetch(`${stack.PROVISIONING_URL}/v3/sikkerchat/conversations/${free.invite.conversation_id}/audit?user_id=${encodeURIComponent(stack.ADMIN_MXID)}`, {
+    headers: { Authorization: `Bearer ${stack.PROVISIONING_SECRET}` },
+  });
+  const audit = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(audit));
+  assert.deepEqual(audit.rows.map((r) => r.action), ['create', 'close', 'purge']);
+  assert.equal(audit.chain_ok, true);
 
   // The held room is still there and readable.
   assert.equal((await rows(held.invite.conversation_id)).sikkerchat_conversation, 1);
