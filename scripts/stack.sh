@@ -16,6 +16,8 @@
 #   SIKKERCHAT_BUILD_TAGS  extra Go build tags (the tests use sikkerchat_testhooks)
 #   SIKKERCHAT_ENCRYPTION  "false" writes a config with encryption off (for the
 #                          test that proves the suite notices)
+#   SIKKERCHAT_POSTGRES    a PostgreSQL DSN: the bridge gets a fresh database there
+#                          instead of SQLite (scripts/postgres.sh start prints one)
 #   SIKKERCHAT_RETENTION   how long closed rooms are kept before purge (default 2160h)
 #   SIKKERCHAT_INVITE_TTL  how long an unused link lives (default 24h)
 set -euo pipefail
@@ -48,6 +50,15 @@ write_bridge_config() {
 	mkdir -p "$BRIDGE_DIR"
 	[[ -f $BRIDGE_DIR/config.yaml ]] && return 0
 	local encryption=${SIKKERCHAT_ENCRYPTION:-true}
+	local db_type=sqlite3-fk-wal db_uri="file:$BRIDGE_DIR/sikkerchat.db?_txlock=immediate"
+	if [[ -n ${SIKKERCHAT_POSTGRES:-} ]]; then
+		local name
+		name="sikkerchat_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+		psql -q "$SIKKERCHAT_POSTGRES" -c "CREATE DATABASE $name" >/dev/null
+		db_type=postgres
+		db_uri=$(printf '%s' "$SIKKERCHAT_POSTGRES" | sed -E "s#/[^/?]*(\?|$)#/$name\1#")
+		log "using PostgreSQL database $name"
+	fi
 	log "writing bridge config to $BRIDGE_DIR/config.yaml"
 	# Only what differs from the example; the bridge fills in the rest when it
 	# generates the registration.
@@ -69,8 +80,8 @@ bridge:
         "@officer2:$SERVER_NAME": user
         "@admin:$SERVER_NAME": admin
 database:
-    type: sqlite3-fk-wal
-    uri: file:$BRIDGE_DIR/sikkerchat.db?_txlock=immediate
+    type: $db_type
+    uri: $db_uri
 homeserver:
     address: http://127.0.0.1:$HS_PORT
     domain: $SERVER_NAME
@@ -223,6 +234,7 @@ PROVISIONING_SECRET=$(sed -nE '/^provisioning:/,/^[a-z]/s/^    shared_secret: *"
 BRIDGE_CONFIG=$BRIDGE_DIR/config.yaml
 BRIDGE_LOG=$BRIDGE_DIR/bridge.log
 BRIDGE_DB=$BRIDGE_DIR/sikkerchat.db
+BRIDGE_DB_URI=$(sed -nE '/^database:/,/^[a-z]/s/^    uri: *(.*)$/\1/p' "$BRIDGE_DIR/config.yaml")
 BRIDGE_PID_FILE=$BRIDGE_DIR/bridge.pid
 STACK_DIR=$STACK_DIR
 EOF

@@ -22,6 +22,8 @@ ensure_system_packages() {
 	command -v npm >/dev/null || missing+=(npm)
 	# The end-to-end tests drive Debian's Chromium with playwright-core.
 	[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+	# Everything runs on PostgreSQL too.
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 	if ((${#missing[@]})); then
 		log "installing ${missing[*]}"
 		local sudo=""
@@ -31,18 +33,31 @@ ensure_system_packages() {
 	fi
 }
 
+postgres_dsn=""
+start_postgres() {
+	[[ -n $postgres_dsn ]] && return 0
+	postgres_dsn=$(scripts/postgres.sh start)
+	trap 'scripts/postgres.sh stop' EXIT
+}
+
 unit() {
 	log "lint"
 	scripts/lint.sh
-	log "go unit tests (-race)"
+	log "go unit tests (-race, SQLite)"
 	CGO_ENABLED=1 go test -race -count=1 -tags goolm ./...
+	start_postgres
+	log "go unit tests (-race, PostgreSQL)"
+	SIKKERCHAT_TEST_POSTGRES=$postgres_dsn CGO_ENABLED=1 go test -race -count=1 -tags goolm ./bridge/... ./web/...
 }
 
 e2e() {
-	log "integration tests: Dendrite + sikkerchat + matrix-js-sdk"
 	scripts/homeserver.sh build
 	(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+	log "integration tests (SQLite): Dendrite + sikkerchat + matrix-js-sdk + Chromium"
 	(cd tests/e2e && npm test)
+	start_postgres
+	log "integration tests (PostgreSQL)"
+	(cd tests/e2e && SIKKERCHAT_POSTGRES=$postgres_dsn npm test)
 }
 
 ensure_system_packages

@@ -8,22 +8,20 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
-	"go.mau.fi/util/dbutil"
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sikkerchat/sikkerchat/appservice"
 	"github.com/sikkerchat/sikkerchat/bridge"
+	"github.com/sikkerchat/sikkerchat/internal/testdb"
 )
 
 const testOrigin = "https://chat.example.no"
@@ -152,9 +150,7 @@ func newTestConfig(t *testing.T) bridge.Config {
 
 func newTestServer(t *testing.T, cfg bridge.Config) *testServer {
 	t.Helper()
-	raw, err := dbutil.NewWithDialect("file:"+filepath.Join(t.TempDir(), "test.db")+"?_txlock=immediate&_foreign_keys=on", "sqlite3")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = raw.Close() })
+	raw, _ := testdb.New(t)
 	fm := &fakeMatrix{}
 	sc, err := bridge.NewDetached(context.Background(), cfg, raw, fm)
 	require.NoError(t, err)

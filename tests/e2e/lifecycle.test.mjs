@@ -2,7 +2,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Officer } from './lib/officer.mjs';
@@ -50,9 +52,15 @@ test('create, join, talk, close: the page ends at once and the police keep the r
 
   // A copy of the bridge's database (with its WAL) taken before close.
   const copyDir = mkdtempSync(join(tmpdir(), 'sikkerchat-dbcopy-'));
-  for (const suffix of ['', '-wal']) {
-    if (existsSync(stack.BRIDGE_DB + suffix)) copyFileSync(stack.BRIDGE_DB + suffix, join(copyDir, 'copy.db' + suffix));
+  if (stack.BRIDGE_DB_URI.startsWith('postgres')) {
+    const { stdout } = await promisify(execFile)('pg_dump', [stack.BRIDGE_DB_URI], { maxBuffer: 64 << 20 });
+    writeFileSync(join(copyDir, 'copy.db'), stdout);
+  } else {
+    for (const suffix of ['', '-wal']) {
+      if (existsSync(stack.BRIDGE_DB + suffix)) copyFileSync(stack.BRIDGE_DB + suffix, join(copyDir, 'copy.db' + suffix));
+    }
   }
+  assert.ok(existsSync(join(copyDir, 'copy.db')), 'a copy of the database was taken');
   const keyFile = join(stack.STACK_DIR, 'bridge', 'keys', `${invite.conversation_id}.key`);
   assert.ok(existsSync(keyFile), 'the open conversation has its key, outside the database');
 

@@ -81,12 +81,18 @@ export async function testHook(stack, method, path, body) {
 export async function eventually(fn, { timeoutMs = 30000, intervalMs = 50, what = 'condition' } = {}) {
   const deadline = Date.now() + timeoutMs;
   let last;
+  let lastError;
   while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last;
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      // A service that is restarting answers nothing for a moment: try again.
+      lastError = err;
+    }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
-  throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}`);
+  throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)}${lastError ? `; last error: ${lastError.message}` : ''}`);
 }
 
 /** Starts a bare Dendrite (no bridge) in a temporary folder; returns {HS_URL, REGISTRATION_SHARED_SECRET, stop()}. */
