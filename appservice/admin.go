@@ -75,15 +75,15 @@ func (e *AdminError) Error() string {
 	return fmt.Sprintf("admin API answered %d: %s", e.Status, e.Body)
 }
 
-// DendriteAdmin purges with Dendrite's admin API: evacuate (every local user
-// leaves), then purge (the room's events and state are deleted).
+// DendriteAdmin purges with Dendrite's admin API (purgeRoom: the room's
+// events and state are deleted from the roomserver and the sync API).
+// Dendrite v0.15.2 panics when purgeRoom follows evacuateRoom while the
+// evacuation's leave events are still being processed, so no evacuation:
+// the purge alone takes the room away from every member.
 type DendriteAdmin struct{ AdminAPI }
 
 func (d *DendriteAdmin) PurgeRoom(ctx context.Context, roomID id.RoomID) error {
 	escaped := url.PathEscape(roomID.String())
-	if err := d.do(ctx, http.MethodPost, "/_dendrite/admin/evacuateRoom/"+escaped, nil, nil); err != nil {
-		return fmt.Errorf("failed to evacuate room: %w", err)
-	}
 	if err := d.do(ctx, http.MethodPost, "/_dendrite/admin/purgeRoom/"+escaped, nil, nil); err != nil {
 		return fmt.Errorf("failed to purge room: %w", err)
 	}

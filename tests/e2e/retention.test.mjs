@@ -66,13 +66,13 @@ test('after retention the room is purged from Dendrite; a held room survives; a 
   assert.equal((await officer.getState(held.roomId, 'no.sikkerchat.conversation')).hold, true);
 
   // The free room goes after retention (5 s); the bridge keeps only audit rows.
-  await eventually(async () => (await rows(free.invite.conversation_id)).sikkerchat_conversation === 0, { timeoutMs: 40000, what: 'the free room purged' });
+  await eventually(async () => (await rows(free.invite.conversation_id)).sikkerchat_conversation === 0, { timeoutMs: 40000, intervalMs: 500, what: 'the free room purged' });
   const left = await rows(free.invite.conversation_id);
   for (const [table, count] of Object.entries(left)) {
     if (table === 'sikkerchat_audit') assert.ok(count >= 3, 'the audit trail stays');
     else assert.equal(count, 0, `${table} is empty after purge`);
   }
-  await eventually(() => roomGone(free.roomId), { timeoutMs: 20000, what: 'the officer can no longer read the purged room' });
+  await eventually(() => roomGone(free.roomId), { timeoutMs: 20000, intervalMs: 500, what: 'the officer can no longer read the purged room' });
   // The audit trail outlives the purge, for admins.
   const res = await fetch(`${stack.PROVISIONING_URL}/v3/sikkerchat/conversations/${free.invite.conversation_id}/audit?user_id=${encodeURIComponent(stack.ADMIN_MXID)}`, {
     headers: { Authorization: `Bearer ${stack.PROVISIONING_SECRET}` },
@@ -94,5 +94,5 @@ test('after retention the room is purged from Dendrite; a held room survives; a 
   await stack.stopBridge();
   await new Promise((r) => setTimeout(r, 6000));
   await stack.startBridge();
-  await eventually(async () => (await rows(fresh.invite.conversation_id)).sikkerchat_conversation === 0, { timeoutMs: 20000, what: 'the room purged at start' });
+  await eventually(async () => (await rows(fresh.invite.conversation_id)).sikkerchat_conversation === 0, { timeoutMs: 40000, intervalMs: 500, what: 'the room purged at start' });
 });
