@@ -103,17 +103,7 @@ func (sc *Connector) runLifecycle(ctx context.Context) {
 // has no hold. It also runs at start, for rooms that fell due while the
 // bridge was down.
 func (sc *Connector) PurgeDue(ctx context.Context) {
-	rows, err := sc.Store.Query(ctx, duePurgeQuery, time.Now().UnixMilli())
-	var ids []string
-	if err == nil {
-		for rows.Next() {
-			var id string
-			if rows.Scan(&id) == nil {
-				ids = append(ids, id)
-			}
-		}
-		err = rows.Close()
-	}
+	ids, err := sc.queryIDs(ctx, duePurgeQuery, time.Now().UnixMilli())
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to find rooms due for purge")
 		return
@@ -188,17 +178,7 @@ func (sc *Connector) CloseDue(ctx context.Context) {
 		{expiredInvitesQuery, now, CloseInviteExpired},
 		{idleQuery, now.Add(-sc.Config.idleClose), CloseIdle},
 	} {
-		var ids []string
-		rows, err := sc.Store.Query(ctx, due.query, due.cutoff.UnixMilli())
-		if err == nil {
-			for rows.Next() {
-				var id string
-				if rows.Scan(&id) == nil {
-					ids = append(ids, id)
-				}
-			}
-			err = rows.Close()
-		}
+		ids, err := sc.queryIDs(ctx, due.query, due.cutoff.UnixMilli())
 		if err != nil {
 			zerolog.Ctx(ctx).Err(err).Str("reason", due.reason).Msg("Failed to find conversations to close")
 			continue
@@ -213,4 +193,22 @@ func (sc *Connector) CloseDue(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// queryIDs runs a query that selects conversation IDs.
+func (sc *Connector) queryIDs(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := sc.Store.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err = rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }

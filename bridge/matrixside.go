@@ -56,17 +56,23 @@ func (b *bridgeMatrixSide) SendGuestText(ctx context.Context, conv *Conversation
 
 func (b *bridgeMatrixSide) SendGuestFile(ctx context.Context, conv *Conversation, txnID string, info FileInfo, data []byte) (id.EventID, error) {
 	ghost := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv))
-	// UploadMedia encrypts in place: keep the stored bytes intact.
-	url, file, err := ghost.UploadMedia(ctx, conv.RoomID, bytes.Clone(data), info.Name, info.Mime)
+	content, err := uploadAttachment(ctx, ghost, conv.RoomID, event.MessageType(matrixMsgType(info.Mime)), info.Name, info.Mime, data)
 	if err != nil {
 		return "", fmt.Errorf("failed to upload guest file: %w", err)
 	}
-	msg := &event.MessageEventContent{
-		MsgType:  event.MessageType(matrixMsgType(info.Mime)),
-		Body:     info.Name,
-		FileName: info.Name,
-		Info:     &event.FileInfo{MimeType: info.Mime, Size: info.Size},
+	return b.sendAsGuest(ctx, conv, txnID, content)
+}
+
+// uploadAttachment uploads a file (encrypted in an encrypted room) and returns
+// the message that carries it, with `no.sikkerchat.sha256` of the original bytes.
+func uploadAttachment(ctx context.Context, intent bridgev2.MatrixAPI, roomID id.RoomID, msgType event.MessageType, name, mimeType string, data []byte) (*event.Content, error) {
+	// UploadMedia encrypts in place: keep the caller's bytes intact.
+	url, file, err := intent.UploadMedia(ctx, roomID, bytes.Clone(data), name, mimeType)
+	if err != nil {
+		return nil, err
 	}
+	msg := &event.MessageEventContent{MsgType: msgType, Body: name, FileName: name,
+		Info: &event.FileInfo{MimeType: mimeType, Size: len(data)}}
 	if file != nil {
 		if url != "" {
 			file.URL = url
@@ -75,10 +81,8 @@ func (b *bridgeMatrixSide) SendGuestFile(ctx context.Context, conv *Conversation
 	} else {
 		msg.URL = url
 	}
-	return b.sendAsGuest(ctx, conv, txnID, &event.Content{
-		Parsed: msg,
-		Raw:    map[string]any{"no.sikkerchat.sha256": info.SHA256},
-	})
+	sum := sha256.Sum256(data)
+	return &event.Content{Parsed: msg, Raw: map[string]any{"no.sikkerchat.sha256": hex.EncodeToString(sum[:])}}, nil
 }
 
 func (b *bridgeMatrixSide) sendAsGuest(ctx context.Context, conv *Conversation, txnID string, content *event.Content) (id.EventID, error) {
@@ -202,24 +206,10 @@ func (b *bridgeMatrixSide) InviteOfficer(ctx context.Context, conv *Conversation
 }
 
 func (b *bridgeMatrixSide) SendExport(ctx context.Context, conv *Conversation, name string, data []byte) error {
-	url, file, err := b.sc.Bridge.Bot.UploadMedia(ctx, conv.RoomID, bytes.Clone(data), name, "application/zip")
+	content, err := uploadAttachment(ctx, b.sc.Bridge.Bot, conv.RoomID, event.MsgFile, name, "application/zip", data)
 	if err != nil {
 		return fmt.Errorf("failed to upload export: %w", err)
 	}
-	msg := &event.MessageEventContent{MsgType: event.MsgFile, Body: name, FileName: name,
-		Info: &event.FileInfo{MimeType: "application/zip", Size: len(data)}}
-	if file != nil {
-		if url != "" {
-			file.URL = url
-		}
-		msg.File = file
-	} else {
-		msg.URL = url
-	}
-	sum := sha256.Sum256(data)
-	_, err = b.sc.Bridge.Bot.SendMessage(ctx, conv.RoomID, event.EventMessage, &event.Content{
-		Parsed: msg,
-		Raw:    map[string]any{"no.sikkerchat.sha256": hex.EncodeToString(sum[:])},
-	}, nil)
+	_, err = b.sc.Bridge.Bot.SendMessage(ctx, conv.RoomID, event.EventMessage, content, nil)
 	return err
 }

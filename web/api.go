@@ -199,6 +199,20 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	entry, isNew, err := s.Connector.QueueGuestText(r.Context(), conversationOf(r), req.ClientID, req.Text)
 	switch {
+	case errors.Is(err, bridge.ErrEmptyMessage):
+		writeError(w, http.StatusBadRequest, errEmptyMessage, "The message is empty")
+	case errors.Is(err, bridge.ErrMessageTooLong):
+		writeError(w, http.StatusRequestEntityTooLarge, errMessageTooLong,
+			fmt.Sprintf("The message is longer than %d characters", s.config().Guest.MaxMessageLength))
+	default:
+		writeQueued(w, r, entry, isNew, err)
+	}
+}
+
+// writeQueued answers a guest send (text or file): 202 when stored now, 200
+// when the same client_id was already stored, or the shared errors.
+func writeQueued(w http.ResponseWriter, r *http.Request, entry *bridge.TranscriptEntry, isNew bool, err error) {
+	switch {
 	case err == nil:
 		status := http.StatusAccepted
 		if !isNew {
@@ -207,11 +221,6 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, messageResponse{Seq: entry.Seq, ClientID: entry.ClientID, Status: string(entry.Status)})
 	case errors.Is(err, bridge.ErrBadClientID):
 		writeError(w, http.StatusBadRequest, errBadClientID, err.Error())
-	case errors.Is(err, bridge.ErrEmptyMessage):
-		writeError(w, http.StatusBadRequest, errEmptyMessage, "The message is empty")
-	case errors.Is(err, bridge.ErrMessageTooLong):
-		writeError(w, http.StatusRequestEntityTooLarge, errMessageTooLong,
-			fmt.Sprintf("The message is longer than %d characters", s.config().Guest.MaxMessageLength))
 	case errors.Is(err, bridge.ErrClientIDReused):
 		writeError(w, http.StatusConflict, errClientIDReused, "client_id was already used for another message")
 	default:

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
-
 	"github.com/sikkerchat/sikkerchat/bridge"
 )
 
@@ -84,14 +83,6 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 	}
 	entry, isNew, err := s.Connector.QueueGuestFile(r.Context(), conversationOf(r), clientID, name, claimed, data)
 	switch {
-	case err == nil:
-		status := http.StatusAccepted
-		if !isNew {
-			status = http.StatusOK
-		}
-		writeJSON(w, status, messageResponse{Seq: entry.Seq, ClientID: entry.ClientID, Status: string(entry.Status)})
-	case errors.Is(err, bridge.ErrBadClientID):
-		writeError(w, http.StatusBadRequest, errBadClientID, err.Error())
 	case errors.Is(err, bridge.ErrFileEmpty):
 		writeError(w, http.StatusBadRequest, errFileMissing, "The file is empty")
 	case errors.Is(err, bridge.ErrFileTooLarge):
@@ -100,11 +91,8 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnsupportedMediaType, errFileTypeRefused, "Only pictures, video, audio and PDF files can be sent")
 	case errors.Is(err, bridge.ErrFileTypeClaim):
 		writeError(w, http.StatusUnprocessableEntity, errFileTypeMismatch, "The file's contents do not match its type")
-	case errors.Is(err, bridge.ErrClientIDReused):
-		writeError(w, http.StatusConflict, errClientIDReused, "client_id was already used for another message")
 	default:
-		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to store guest file")
-		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
+		writeQueued(w, r, entry, isNew, err)
 	}
 }
 

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openConversation } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
 import { startStack, testHook } from './lib/localstack.mjs';
 
@@ -57,11 +58,7 @@ async function unzip(buf) {
 
 test('!sc export: the package matches what the officer sees, and verify-export catches one changed byte', async () => {
   const dm = await officer.createEncryptedDM(stack.BOT_MXID);
-  const cmd = await officer.sendText(dm, '!sc new');
-  const reply = await officer.waitForMessage(dm, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === cmd && c['no.sikkerchat.invite'], { timeoutMs: 60000 });
-  const invite = reply.content['no.sikkerchat.invite'];
-  const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
-  await officer.joinRoom(roomId);
+  const { invite, roomId } = await openConversation(officer, dm);
 
   const texts = [];
   for (let i = 0; i < 3; i++) {

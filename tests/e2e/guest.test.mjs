@@ -6,6 +6,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openConversation } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
 import { startStack, eventually } from './lib/localstack.mjs';
 import { launchBrowser, newPhone, seriousViolations } from './lib/browser.mjs';
@@ -29,15 +30,7 @@ after(async () => {
   await stack?.stop();
 });
 
-async function newConversation(label = '') {
-  const commandId = await officer.sendText(dmRoomId, `!sc new ${label}`.trim());
-  const reply = await officer.waitForMessage(dmRoomId, (c) =>
-    c['no.sikkerchat.invite'] && c['m.relates_to']?.['m.in_reply_to']?.event_id === commandId, { timeoutMs: 60000 });
-  const invite = reply.content['no.sikkerchat.invite'];
-  const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
-  await officer.joinRoom(roomId);
-  return { invite, roomId };
-}
+const newConversation = (label = '') => openConversation(officer, dmRoomId, label);
 
 async function joinInBrowser(page, invite) {
   await page.goto(invite.url);

@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openConversation } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
 import { startStack, eventually } from './lib/localstack.mjs';
 import { launchBrowser, newPhone } from './lib/browser.mjs';
@@ -30,11 +31,7 @@ after(async () => {
 
 test('create, join, talk, close: the page ends at once and the police keep the room', async () => {
   const dm = await officer.createEncryptedDM(stack.BOT_MXID);
-  const cmd = await officer.sendText(dm, '!sc new');
-  const reply = await officer.waitForMessage(dm, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === cmd && c['no.sikkerchat.invite'], { timeoutMs: 60000 });
-  const invite = reply.content['no.sikkerchat.invite'];
-  const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
-  await officer.joinRoom(roomId);
+  const { invite, roomId } = await openConversation(officer, dm);
 
   const context = await newPhone(browser);
   const page = await context.newPage();
@@ -120,11 +117,7 @@ test('create, join, talk, close: the page ends at once and the police keep the r
 
 test('team: !sc add brings in a permitted colleague only; !sc list shows open conversations', async () => {
   const dm = await officer.createEncryptedDM(stack.BOT_MXID);
-  const cmd = await officer.sendText(dm, '!sc new Teamsak');
-  const reply = await officer.waitForMessage(dm, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === cmd && c['no.sikkerchat.invite'], { timeoutMs: 60000 });
-  const invite = reply.content['no.sikkerchat.invite'];
-  const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
-  await officer.joinRoom(roomId);
+  const { invite, roomId } = await openConversation(officer, dm, 'Teamsak');
 
   const refuse = await officer.sendText(roomId, '!sc add @nobody:localhost');
   const refused = await officer.waitForMessage(roomId, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === refuse);

@@ -1,6 +1,7 @@
 // Retention on the real Dendrite: short invite TTL and retention (seconds).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { openConversation } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
 import { startStack, testHook, eventually } from './lib/localstack.mjs';
 
@@ -20,14 +21,7 @@ after(async () => {
   await stack?.stop();
 });
 
-async function newConversation() {
-  const cmd = await officer.sendText(dm, '!sc new');
-  const reply = await officer.waitForMessage(dm, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === cmd && c['no.sikkerchat.invite'], { timeoutMs: 60000 });
-  const invite = reply.content['no.sikkerchat.invite'];
-  const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
-  await officer.joinRoom(roomId);
-  return { invite, roomId };
-}
+const newConversation = () => openConversation(officer, dm);
 
 async function command(roomId, text) {
   const id = await officer.sendText(roomId, text);

@@ -2,6 +2,7 @@
 //
 //   cd tests/e2e && node bench/page-latency.mjs [N]
 import { randomUUID } from 'node:crypto';
+import { openConversation } from '../lib/conversation.mjs';
 import { Officer } from '../lib/officer.mjs';
 import { startStack } from '../lib/localstack.mjs';
 import { launchBrowser, newPhone } from '../lib/browser.mjs';
@@ -13,11 +14,7 @@ const browser = await launchBrowser();
 try {
   await officer.start();
   const dm = await officer.createEncryptedDM(stack.BOT_MXID);
-  const cmd = await officer.sendText(dm, '!sc new');
-  const reply = await officer.waitForMessage(dm, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === cmd && c['no.sikkerchat.invite'], { timeoutMs: 60000 });
-  const invite = reply.content['no.sikkerchat.invite'];
-  const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
-  await officer.joinRoom(roomId);
+  const { invite, roomId } = await openConversation(officer, dm);
   const page = await (await newPhone(browser)).newPage();
   await page.goto(invite.url);
   await page.locator('#code').fill(invite.code);

@@ -4,6 +4,7 @@
 //
 //   cd tests/e2e && node bench/roundtrip.mjs [N]
 import { randomUUID } from 'node:crypto';
+import { openConversation } from '../lib/conversation.mjs';
 import { Officer } from '../lib/officer.mjs';
 import { startStack, testHook, eventually } from '../lib/localstack.mjs';
 
@@ -13,11 +14,7 @@ const officer = await Officer.login(stack.HS_URL, stack.OFFICER_MXID, stack.OFFI
 try {
   await officer.start();
   const dm = await officer.createEncryptedDM(stack.BOT_MXID);
-  const cmd = await officer.sendText(dm, '!sc new Måling');
-  const reply = await officer.waitForMessage(dm, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === cmd && c['no.sikkerchat.invite'], { timeoutMs: 60000 });
-  const invite = reply.content['no.sikkerchat.invite'];
-  const roomId = await officer.waitForInvite({ predicate: (id) => id === invite.room_id });
-  await officer.joinRoom(roomId);
+  const { invite, roomId } = await openConversation(officer, dm, 'Måling');
 
   const ghostToOfficer = [];
   const officerToConnector = [];
