@@ -133,7 +133,16 @@ func (oc *OfficerClient) senderName(ctx context.Context, msg *bridgev2.MatrixMes
 var errUnsupportedMessage = bridgev2.WrapErrorInStatus(errors.New("this kind of message can't be shown to the guest yet")).
 	WithIsCertain(true).WithErrorAsMessage().WithSendNotice(true)
 
-func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (resp *bridgev2.MatrixMessageResponse, err error) {
+	defer func() {
+		// Kept, or never to be kept: either way the inbox is done with it. A
+		// failure a retry may fix (database, download) stays for the next start.
+		if err == nil || errors.Is(err, errNotConversation) || errors.Is(err, errUnsupportedMessage) {
+			oc.Connector.inboxDone(ctx, msg.Event.ID)
+		} else {
+			oc.Connector.Metrics.Error(ErrKindOfficerMessage)
+		}
+	}()
 	log := zerolog.Ctx(ctx)
 	conv, err := oc.Connector.Store.GetConversation(ctx, string(msg.Portal.ID))
 	if err != nil {
@@ -170,6 +179,11 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		return nil, fmt.Errorf("failed to keep officer message for the guest: %w", err)
 	}
 	if isNew {
+		kind := "text"
+		if entry.Kind == "file" {
+			kind = "file"
+		}
+		oc.Connector.Metrics.Messages.WithLabelValues(DirToGuest, kind).Inc()
 		oc.Connector.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventMessage, Entry: entry})
 	}
 	log.Debug().Str("conversation_id", conv.ID).Int64("seq", entry.Seq).Bool("new", isNew).Msg("Officer message kept for the guest")
@@ -195,6 +209,7 @@ func (oc *OfficerClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridg
 
 // HandleMatrixEdit shows the guest the new text in place of the old.
 func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) error {
+	defer oc.Connector.inboxDone(ctx, msg.Event.ID)
 	return oc.Connector.ReviseOfficerMessage(ctx, string(msg.Portal.ID), msg.EditTarget.MXID, func(e *TranscriptEntry) {
 		e.Text = msg.Content.Body
 		e.Edited = true
@@ -203,6 +218,7 @@ func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.Mat
 
 // HandleMatrixMessageRemove takes a deleted message away from the guest's page.
 func (oc *OfficerClient) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
+	defer oc.Connector.inboxDone(ctx, msg.Event.ID)
 	return oc.Connector.ReviseOfficerMessage(ctx, string(msg.Portal.ID), msg.TargetMessage.MXID, func(e *TranscriptEntry) {
 		e.Text, e.Extra, e.Deleted = "", nil, true
 	})

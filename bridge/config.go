@@ -20,19 +20,20 @@ var ExampleConfig string
 
 // Config is the `network` section of the bridge config.
 type Config struct {
-	UnitName                 string      `yaml:"unit_name"`
-	ShowOfficerNames         bool        `yaml:"show_officer_names"`
-	Language                 string      `yaml:"language"`
-	GuestDisplaynameTemplate string      `yaml:"guest_displayname_template"`
-	InviteTTL                string      `yaml:"invite_ttl"`
-	MaxCodeAttempts          int         `yaml:"max_code_attempts"`
-	IdleClose                string      `yaml:"idle_close"`
-	Retention                string      `yaml:"retention"`
-	Purge                    PurgeConfig `yaml:"purge"`
-	Guest                    GuestConfig `yaml:"guest"`
-	KeyDir                   string      `yaml:"key_dir"`
-	EvidenceDir              string      `yaml:"evidence_dir"`
-	MasterKey                string      `yaml:"master_key"`
+	UnitName                 string        `yaml:"unit_name"`
+	ShowOfficerNames         bool          `yaml:"show_officer_names"`
+	Language                 string        `yaml:"language"`
+	GuestDisplaynameTemplate string        `yaml:"guest_displayname_template"`
+	InviteTTL                string        `yaml:"invite_ttl"`
+	MaxCodeAttempts          int           `yaml:"max_code_attempts"`
+	IdleClose                string        `yaml:"idle_close"`
+	Retention                string        `yaml:"retention"`
+	Purge                    PurgeConfig   `yaml:"purge"`
+	Guest                    GuestConfig   `yaml:"guest"`
+	KeyDir                   string        `yaml:"key_dir"`
+	EvidenceDir              string        `yaml:"evidence_dir"`
+	MasterKey                string        `yaml:"master_key"`
+	Metrics                  MetricsConfig `yaml:"metrics"`
 
 	inviteTTL         time.Duration
 	idleClose         time.Duration
@@ -41,6 +42,11 @@ type Config struct {
 	displaynameTmpl   *template.Template
 	publicURL         *url.URL
 	validatedLanguage Language
+}
+
+// MetricsConfig turns on the Prometheus listener.
+type MetricsConfig struct {
+	Listen string `yaml:"listen"`
 }
 
 type PurgeConfig struct {
@@ -85,6 +91,7 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Int, "guest", "max_file_bytes")
 	helper.Copy(up.Str, "key_dir")
 	helper.Copy(up.Str|up.Null, "evidence_dir")
+	helper.Copy(up.Str|up.Null, "metrics", "listen")
 	if key, ok := helper.Get(up.Str, "master_key"); !ok || key == "generate" {
 		helper.Set(up.Str, base64.StdEncoding.EncodeToString(random.Bytes(32)), "master_key")
 	} else {
@@ -151,6 +158,11 @@ func (c *Config) validate() error {
 	if c.Guest.MaxFileBytes < 1024 || c.Guest.MaxFileBytes > 1<<30 {
 		return errors.New("network.guest.max_file_bytes must be between 1 KiB and 1 GiB")
 	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			return fmt.Errorf("network.metrics.listen must be host:port or empty, got %q", c.Metrics.Listen)
+		}
+	}
 	host, _, err := net.SplitHostPort(c.Guest.Listen)
 	if err != nil {
 		return fmt.Errorf("network.guest.listen must be host:port, got %q", c.Guest.Listen)
@@ -192,7 +204,7 @@ func (c *Config) guestDisplayname(number int) string {
 func (sc *Connector) GetConfig() (example string, data any, upgrader up.Upgrader) {
 	return ExampleConfig, &sc.Config, &up.StructUpgrader{
 		SimpleUpgrader: upgradeConfig,
-		Blocks:         [][]string{{"invite_ttl"}, {"purge"}, {"guest"}, {"key_dir"}, {"master_key"}},
+		Blocks:         [][]string{{"invite_ttl"}, {"purge"}, {"guest"}, {"key_dir"}, {"master_key"}, {"metrics"}},
 		Base:           ExampleConfig,
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
@@ -49,7 +50,13 @@ type Connector struct {
 	// Services started with the bridge and stopped with it (the guest web listener).
 	services []Service
 
+	// Metrics counts and times what the bridge does (served when network.metrics.listen is set).
+	Metrics *Metrics
+
 	outboxWake chan struct{}
+	outbox     *outbox
+	// startedAt is when this process began (inbox events older than it are left-overs).
+	startedAt time.Time
 	// homeserverMaxFile is the homeserver's upload limit (0: not known yet).
 	homeserverMaxFile atomic.Int64
 	stop              context.CancelFunc
@@ -68,6 +75,7 @@ func (sc *Connector) AddService(s Service) {
 }
 
 func (sc *Connector) Init(br *bridgev2.Bridge) {
+	sc.startedAt = time.Now()
 	sc.Bridge = br
 	sc.Store = NewStore(br.DB.Database, dbutil.ZeroLogger(br.Log.With().Str("db_section", "sikkerchat").Logger()))
 	keys, err := NewKeyStore(sc.Config.KeyDir)
@@ -79,8 +87,14 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 	sc.Audit = &AuditTrail{store: sc.Store}
 	sc.Hub = NewHub()
 	sc.outboxWake = make(chan struct{}, 1)
+	sc.outbox = newOutbox()
+	sc.Metrics = NewMetrics(sc.Store.ConversationsByState)
 	sc.Matrix = &bridgeMatrixSide{sc: sc}
 	sc.registerCommands(br.Commands.(*commands.Processor))
+	if mc, ok := br.Matrix.(*matrix.Connector); ok {
+		sc.interceptTransactions(mc)
+		sc.instrumentHomeserverClient(mc)
+	}
 }
 
 func (sc *Connector) ValidateConfig() error {
@@ -102,6 +116,14 @@ func (sc *Connector) Start(ctx context.Context) error {
 	// Messages stored while the bridge or the homeserver was down go out now.
 	bgCtx, cancel := context.WithCancel(sc.Bridge.Log.WithContext(context.Background()))
 	sc.stop = cancel
+	if sc.Config.Metrics.Listen != "" {
+		if err := sc.Metrics.Serve(bgCtx, sc.Config.Metrics.Listen, sc.Bridge.Log.With().Str("component", "metrics").Logger()); err != nil {
+			return fmt.Errorf("failed to start metrics listener: %w", err)
+		}
+	}
+	if err := sc.startInbox(bgCtx); err != nil {
+		return err
+	}
 	go sc.runOutbox(bgCtx)
 	sc.setupPurger()
 	sc.registerProvisioning()
@@ -241,6 +263,8 @@ func NewDetached(ctx context.Context, cfg Config, db *dbutil.Database, m MatrixS
 	sc.Audit = &AuditTrail{store: sc.Store}
 	sc.Hub = NewHub()
 	sc.outboxWake = make(chan struct{}, 1)
+	sc.outbox = newOutbox()
+	sc.Metrics = NewMetrics(sc.Store.ConversationsByState)
 	sc.Matrix = m
 	return sc, nil
 }

@@ -91,6 +91,7 @@ func (sc *Connector) runLifecycle(ctx context.Context) {
 	for {
 		sc.CloseDue(ctx)
 		sc.PurgeDue(ctx)
+		sc.Metrics.forget(time.Now().Add(-time.Hour))
 		select {
 		case <-ctx.Done():
 			return
@@ -115,6 +116,7 @@ func (sc *Connector) PurgeDue(ctx context.Context) {
 		}
 		if err = sc.Purge(ctx, conv); err != nil {
 			zerolog.Ctx(ctx).Err(err).Str("conversation_id", id).Msg("Failed to purge room, will try again")
+			sc.Metrics.Error(ErrKindPurge)
 		}
 	}
 }

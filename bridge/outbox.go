@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -72,6 +73,7 @@ func (sc *Connector) QueueGuestText(ctx context.Context, conv *Conversation, cli
 		}
 		return existing, false, nil
 	}
+	sc.Metrics.GuestPosted(guestTxnID(conv.ID, clientID), RequestStart(ctx))
 	sc.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventMessage, Entry: entry})
 	sc.wakeOutbox()
 	return entry, true, nil
@@ -84,74 +86,203 @@ func (sc *Connector) wakeOutbox() {
 	}
 }
 
-// runOutbox delivers stored guest messages, oldest first, until ctx ends. A
-// conversation whose send fails waits for the next round, so order is kept.
+// outboxWorkers bounds how many conversations send at the same time.
+const outboxWorkers = 16
+
+// outbox tracks the per-conversation senders: each conversation's messages go
+// out one after the other (order is kept), conversations go out side by side
+// (one slow upload or busy room holds up nobody else).
+type outbox struct {
+	lock    sync.Mutex
+	running map[string]bool
+	again   map[string]bool
+	slots   chan struct{}
+	failed  chan struct{}
+}
+
+func newOutbox() *outbox {
+	return &outbox{
+		running: map[string]bool{},
+		again:   map[string]bool{},
+		slots:   make(chan struct{}, outboxWorkers),
+		failed:  make(chan struct{}, 1),
+	}
+}
+
+// runOutbox delivers stored guest messages until ctx ends. After a failed
+// send the conversation is retried with backoff (1 s doubling to 30 s) or as
+// soon as the guest sends more; without failures a sweep runs every minute.
 func (sc *Connector) runOutbox(ctx context.Context) {
 	log := zerolog.Ctx(ctx).With().Str("component", "outbox").Logger()
 	ctx = log.WithContext(ctx)
 	backoff := time.Second
 	for {
-		failed := sc.deliverPending(ctx)
-		wait := time.Minute
-		if failed {
-			wait = backoff
-			backoff = min(backoff*2, 30*time.Second)
-		} else {
-			backoff = time.Second
+		convs, err := sc.pendingConversations(ctx)
+		if err != nil {
+			log.Err(err).Msg("Failed to list undelivered guest messages")
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-sc.outboxWake:
-		case <-time.After(wait):
+		for _, conv := range convs {
+			sc.startSender(ctx, conv)
+		}
+		var retry <-chan time.Time
+		if err != nil {
+			retry = time.After(backoff)
+			backoff = min(backoff*2, 30*time.Second)
+		}
+		sweep := time.After(time.Minute)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sc.outboxWake:
+				break wait
+			case <-sweep:
+				backoff = time.Second
+				break wait
+			case <-retry:
+				break wait
+			case <-sc.outbox.failed:
+				if retry == nil {
+					retry = time.After(backoff)
+					backoff = min(backoff*2, 30*time.Second)
+				}
+			}
 		}
 	}
 }
 
-func (sc *Connector) deliverPending(ctx context.Context) (failed bool) {
-	log := zerolog.Ctx(ctx)
+// startSender makes sure a sender runs for the conversation; if one already
+// does, it looks again once it is done.
+func (sc *Connector) startSender(ctx context.Context, conversationID string) {
+	ob := sc.outbox
+	ob.lock.Lock()
+	if ob.running[conversationID] {
+		ob.again[conversationID] = true
+		ob.lock.Unlock()
+		return
+	}
+	ob.running[conversationID] = true
+	ob.lock.Unlock()
+	go func() {
+		select {
+		case ob.slots <- struct{}{}:
+		case <-ctx.Done():
+			ob.lock.Lock()
+			delete(ob.running, conversationID)
+			ob.lock.Unlock()
+			return
+		}
+		defer func() { <-ob.slots }()
+		for {
+			failed := sc.deliverConversation(ctx, conversationID)
+			if failed {
+				select {
+				case ob.failed <- struct{}{}:
+				default:
+				}
+			}
+			ob.lock.Lock()
+			if ob.again[conversationID] && !failed && ctx.Err() == nil {
+				delete(ob.again, conversationID)
+				ob.lock.Unlock()
+				continue
+			}
+			delete(ob.again, conversationID)
+			delete(ob.running, conversationID)
+			ob.lock.Unlock()
+			return
+		}
+	}()
+}
+
+// pendingConversations lists conversations with stored, undelivered guest messages.
+func (sc *Connector) pendingConversations(ctx context.Context) ([]string, error) {
 	rows, err := sc.Store.Query(ctx, undeliveredQuery)
 	if err != nil {
-		log.Err(err).Msg("Failed to list undelivered guest messages")
-		return true
+		return nil, err
 	}
-	type pending struct {
-		conv string
-		seq  int64
-	}
-	var todo []pending
+	defer rows.Close()
+	var convs []string
+	pending := 0
 	for rows.Next() {
-		var p pending
-		if err = rows.Scan(&p.conv, &p.seq); err != nil {
-			break
+		var conv string
+		var seq int64
+		if err = rows.Scan(&conv, &seq); err != nil {
+			return nil, err
 		}
-		todo = append(todo, p)
+		pending++
+		if len(convs) == 0 || convs[len(convs)-1] != conv {
+			convs = append(convs, conv)
+		}
 	}
-	rows.Close()
+	sc.Metrics.OutboxPending.Set(float64(pending))
+	return convs, rows.Err()
+}
+
+// deliverPending delivers everything stored now, one conversation after the
+// other, and returns (tests and tools).
+func (sc *Connector) deliverPending(ctx context.Context) (failed bool) {
+	convs, err := sc.pendingConversations(ctx)
 	if err != nil {
-		log.Err(err).Msg("Failed to read undelivered guest messages")
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to list undelivered guest messages")
 		return true
 	}
-	blocked := map[string]bool{}
-	for _, p := range todo {
-		if blocked[p.conv] || ctx.Err() != nil {
-			continue
-		}
-		err := sc.deliver(ctx, p.conv, p.seq)
-		switch {
-		case err == nil:
-		case isPermanent(err):
-			// Retrying cannot help (too large for the homeserver, refused): give up on
-			// this one, tell the guest and the officers, and let the next ones through.
-			log.Err(err).Str("conversation_id", p.conv).Int64("seq", p.seq).Msg("Guest message can never be delivered")
-			sc.markUndeliverable(ctx, p.conv, p.seq)
-		default:
-			log.Warn().Err(err).Str("conversation_id", p.conv).Int64("seq", p.seq).Msg("Guest message not delivered yet, will retry")
-			blocked[p.conv] = true
+	for _, conv := range convs {
+		if sc.deliverConversation(ctx, conv) {
 			failed = true
 		}
 	}
 	return failed
+}
+
+// deliverConversation sends a conversation's stored messages in order. It
+// stops at the first failure that a retry may fix.
+func (sc *Connector) deliverConversation(ctx context.Context, conversationID string) (failed bool) {
+	log := zerolog.Ctx(ctx)
+	for ctx.Err() == nil {
+		seqs, err := sc.queryInt64s(ctx, undeliveredInConversationQuery, conversationID)
+		if err != nil {
+			log.Err(err).Str("conversation_id", conversationID).Msg("Failed to list undelivered guest messages")
+			return true
+		} else if len(seqs) == 0 {
+			return false
+		}
+		for _, seq := range seqs {
+			err := sc.deliver(ctx, conversationID, seq)
+			switch {
+			case err == nil:
+			case isPermanent(err):
+				// Retrying cannot help (too large for the homeserver, refused): give up on
+				// this one, tell the guest and the officers, and let the next ones through.
+				log.Err(err).Str("conversation_id", conversationID).Int64("seq", seq).Msg("Guest message can never be delivered")
+				sc.Metrics.Error(ErrKindUndeliverable)
+				sc.markUndeliverable(ctx, conversationID, seq)
+			default:
+				log.Warn().Err(err).Str("conversation_id", conversationID).Int64("seq", seq).Msg("Guest message not delivered yet, will retry")
+				sc.Metrics.Error(ErrKindHomeserverSend)
+				return true
+			}
+		}
+	}
+	return true
+}
+
+func (sc *Connector) queryInt64s(ctx context.Context, query string, args ...any) ([]int64, error) {
+	rows, err := sc.Store.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var n int64
+		if err = rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
 }
 
 func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int64) error {
@@ -191,6 +322,11 @@ func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int
 		}
 	}
 	entry.MatrixEventID, entry.Status = eventID, EntryDelivered
+	kind := "text"
+	if _, isFile := FileInfoOf(entry); isFile {
+		kind = "file"
+	}
+	sc.Metrics.Delivered(txnID, kind)
 	sc.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
 	zerolog.Ctx(ctx).Debug().Str("conversation_id", conversationID).Int64("seq", seq).Stringer("event_id", eventID).Msg("Guest message delivered")
 	return nil
@@ -230,4 +366,20 @@ func guestTxnID(conversationID, clientID string) string {
 
 func ghostIDOf(conv *Conversation) networkid.UserID {
 	return networkid.UserID(conv.GhostID)
+}
+
+type requestStartKey struct{}
+
+// WithRequestStart marks when a guest's request arrived (the guest listener
+// sets it), so the bridge's own share of the send time can be measured.
+func WithRequestStart(ctx context.Context, at time.Time) context.Context {
+	return context.WithValue(ctx, requestStartKey{}, at)
+}
+
+// RequestStart is when the request in ctx arrived, or now.
+func RequestStart(ctx context.Context) time.Time {
+	if at, ok := ctx.Value(requestStartKey{}).(time.Time); ok {
+		return at
+	}
+	return time.Now()
 }

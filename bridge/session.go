@@ -152,6 +152,7 @@ func (sc *Connector) Join(ctx context.Context, token, code string) (sessionToken
 }
 
 func (sc *Connector) countFailedCode(ctx context.Context, conv *Conversation, tokenHash []byte) error {
+	sc.Metrics.Error(ErrKindWrongCode)
 	var attempts int
 	err := sc.Store.QueryRow(ctx, failInviteQuery, tokenHash).Scan(&attempts)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -196,3 +196,24 @@ func (s *Store) DeleteConversation(ctx context.Context, conversationID string) e
 }
 
 var errNoRows = sql.ErrNoRows
+
+const conversationsByStateQuery = `SELECT status, COUNT(*) FROM sikkerchat_conversation GROUP BY status`
+
+// ConversationsByState counts conversations per lifecycle state (for metrics).
+func (s *Store) ConversationsByState(ctx context.Context) (map[string]int, error) {
+	rows, err := s.Query(ctx, conversationsByStateQuery)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var state string
+		var n int
+		if err = rows.Scan(&state, &n); err != nil {
+			return nil, err
+		}
+		out[state] = n
+	}
+	return out, rows.Err()
+}

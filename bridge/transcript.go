@@ -32,9 +32,10 @@ const (
 	getByEventQuery    = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript WHERE conversation_id=$1 AND matrix_event_id=$2`
 	markDeliveredQuery = `UPDATE sikkerchat_transcript SET matrix_event_id=$3, status='delivered'
 		WHERE conversation_id=$1 AND seq=$2 AND status='stored'`
-	markUndeliverableQuery = `UPDATE sikkerchat_transcript SET status='failed' WHERE conversation_id=$1 AND seq=$2 AND status='stored'`
-	resealQuery            = `UPDATE sikkerchat_transcript SET sealed=$3 WHERE conversation_id=$1 AND seq=$2`
-	undeliveredQuery       = `SELECT conversation_id, seq FROM sikkerchat_transcript WHERE status='stored' ORDER BY conversation_id, seq`
+	markUndeliverableQuery         = `UPDATE sikkerchat_transcript SET status='failed' WHERE conversation_id=$1 AND seq=$2 AND status='stored'`
+	resealQuery                    = `UPDATE sikkerchat_transcript SET sealed=$3 WHERE conversation_id=$1 AND seq=$2`
+	undeliveredQuery               = `SELECT conversation_id, seq FROM sikkerchat_transcript WHERE status='stored' ORDER BY conversation_id, seq`
+	undeliveredInConversationQuery = `SELECT seq FROM sikkerchat_transcript WHERE status='stored' AND conversation_id=$1 ORDER BY seq LIMIT 100`
 )
 
 // Direction tells who wrote a transcript entry.

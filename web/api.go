@@ -348,6 +348,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
 		return
 	}
+	s.Connector.Metrics.GuestStreams.Inc()
+	defer s.Connector.Metrics.GuestStreams.Dec()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("X-Accel-Buffering", "no")
@@ -410,6 +412,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 					id = 0 // the resume position never moves back; a reconnect re-sends revisions
 				}
 				writeFrame(w, "message", id, s.messageFrame(conv, evt.Entry))
+				if !evt.Revision && evt.Entry.Direction == bridge.ToGuest {
+					if err := rc.Flush(); err != nil {
+						return
+					}
+					s.Connector.Metrics.ShownToGuest(evt.Entry.MatrixEventID.String())
+				}
 			case bridge.GuestEventStatus:
 				frame := s.messageFrame(conv, evt.Entry)
 				writeFrame(w, "status", 0, map[string]any{"seq": frame.Seq, "client_id": frame.ClientID, "status": frame.Status})

@@ -31,6 +31,46 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
+// instrument notes when a request arrived (the bridge's share of a message's
+// time starts here) and counts error answers by kind for the metrics.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(bridge.WithRequestStart(r.Context(), time.Now())))
+		switch {
+		case rec.status == http.StatusTooManyRequests:
+			s.Connector.Metrics.Error(bridge.ErrKindRateLimited)
+		case rec.status >= 500:
+			s.Connector.Metrics.Error(bridge.ErrKindGuestServer)
+		case rec.status >= 400:
+			s.Connector.Metrics.Error(bridge.ErrKindGuestBadRequest)
+		}
+	})
+}
+
+// statusRecorder keeps the answer's status; Unwrap lets http.ResponseController
+// reach the connection (flushes and deadlines for the event stream).
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (sr *statusRecorder) WriteHeader(status int) {
+	if sr.status == 0 {
+		sr.status = status
+	}
+	sr.ResponseWriter.WriteHeader(status)
+}
+
+func (sr *statusRecorder) Write(b []byte) (int, error) {
+	if sr.status == 0 {
+		sr.status = http.StatusOK
+	}
+	return sr.ResponseWriter.Write(b)
+}
+
+func (sr *statusRecorder) Unwrap() http.ResponseWriter { return sr.ResponseWriter }
+
 // recoverer turns a panic into a JSON 500: the guest never sees a stack trace.
 func (s *Server) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -91,7 +91,7 @@ func (s *Server) Handler() http.Handler {
 	limited := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.limited(s.ipLimit, false, s.mux.ServeHTTP)(w, r)
 	})
-	return securityHeaders(s.recoverer(limited))
+	return securityHeaders(s.instrument(s.recoverer(limited)))
 }
 
 func (s *Server) Start(ctx context.Context) error {

@@ -9,6 +9,9 @@ package web
 import (
 	"encoding/json"
 	"net/http"
+	"runtime"
+	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/sikkerchat/sikkerchat/bridge"
@@ -47,6 +50,52 @@ func registerTestHooks(s *Server) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		writeError(w, http.StatusGatewayTimeout, "NO.SIKKERCHAT.SEND_FAILED", "not delivered in 30 s")
+	})
+	// The benchmark's view of the bridge's own share of each message's time.
+	s.Connector.Metrics.Samples = &bridge.SampleRecorder{}
+	s.mux.HandleFunc("POST /_test/timings", func(w http.ResponseWriter, r *http.Request) {
+		s.Connector.Metrics.Samples.Enable()
+		writeJSON(w, http.StatusOK, map[string]string{})
+	})
+	s.mux.HandleFunc("GET /_test/timings", func(w http.ResponseWriter, r *http.Request) {
+		out := map[string][]float64{}
+		for path, samples := range s.Connector.Metrics.Samples.Take() {
+			ms := make([]float64, len(samples))
+			for i, d := range samples {
+				ms[i] = float64(d.Microseconds()) / 1000
+			}
+			slices.Sort(ms)
+			out[path] = ms
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	// Idle guest sessions without Matrix rooms, for the memory benchmark.
+	s.mux.HandleFunc("POST /_test/bench-sessions", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Count int `json:"count"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Count < 1 || req.Count > 20000 {
+			writeError(w, http.StatusBadRequest, "NO.SIKKERCHAT.BAD_JSON", "count must be 1-20000")
+			return
+		}
+		cookies := make([]string, 0, req.Count)
+		for range req.Count {
+			token, _, err := s.Connector.BenchSession(r.Context())
+			if err != nil {
+				writeError(w, http.StatusInternalServerError, "NO.SIKKERCHAT.UNKNOWN", err.Error())
+				return
+			}
+			cookies = append(cookies, token)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"cookie_name": s.cookieName(), "sessions": cookies})
+	})
+	// Memory as the runtime sees it, after a collection (RSS comes from /proc).
+	s.mux.HandleFunc("GET /_test/memory", func(w http.ResponseWriter, r *http.Request) {
+		debug.FreeOSMemory()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		writeJSON(w, http.StatusOK, map[string]any{"heap_inuse": ms.HeapInuse, "stack_inuse": ms.StackInuse,
+			"sys": ms.Sys, "goroutines": runtime.NumGoroutine()})
 	})
 	s.mux.HandleFunc("GET /_test/conversations/{id}/rows", func(w http.ResponseWriter, r *http.Request) {
 		counts := map[string]int{}

@@ -1,4 +1,4 @@
--- v0 -> v6: Latest revision
+-- v0 -> v7: Latest revision
 
 -- One row per conversation (a bridgev2 portal). No message content lives here.
 CREATE TABLE sikkerchat_conversation (
@@ -94,4 +94,15 @@ CREATE TABLE sikkerchat_stats_daily (
     kind      TEXT   NOT NULL,
     count     BIGINT NOT NULL,
     PRIMARY KEY (day, direction, kind)
+);
+
+-- An officer's encrypted event for a conversation room, kept from the moment its
+-- appservice transaction arrives until the guest side has it. Left-overs are
+-- handled again at start-up. The event is Megolm ciphertext, as on the homeserver.
+CREATE TABLE sikkerchat_inbox (
+    event_id    TEXT   NOT NULL PRIMARY KEY,
+    room_id     TEXT   NOT NULL,
+    event       TEXT   NOT NULL,
+    received_at BIGINT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0
 );
