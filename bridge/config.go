@@ -44,6 +44,15 @@ type Config struct {
 	validatedLanguage Language
 }
 
+// RateLimitConfig bounds how fast guests can call the guest API (per minute,
+// with a burst of a fraction of it).
+type RateLimitConfig struct {
+	JoinsPerMinute      int `yaml:"joins_per_minute"`
+	MessagesPerMinute   int `yaml:"messages_per_minute"`
+	FilesPerMinute      int `yaml:"files_per_minute"`
+	PerAddressPerMinute int `yaml:"per_address_per_minute"`
+}
+
 // MetricsConfig turns on the Prometheus listener.
 type MetricsConfig struct {
 	Listen string `yaml:"listen"`
@@ -64,6 +73,7 @@ type GuestConfig struct {
 	StaffedHours       map[string]string `yaml:"staffed_hours"`
 	MaxMessageLength   int               `yaml:"max_message_length"`
 	MaxFileBytes       int64             `yaml:"max_file_bytes"`
+	RateLimits         RateLimitConfig   `yaml:"rate_limits"`
 
 	SessionIdle      time.Duration `yaml:"-"`
 	TrustedProxyNets []*net.IPNet  `yaml:"-"`
@@ -89,6 +99,10 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Map, "guest", "staffed_hours")
 	helper.Copy(up.Int, "guest", "max_message_length")
 	helper.Copy(up.Int, "guest", "max_file_bytes")
+	helper.Copy(up.Int, "guest", "rate_limits", "joins_per_minute")
+	helper.Copy(up.Int, "guest", "rate_limits", "messages_per_minute")
+	helper.Copy(up.Int, "guest", "rate_limits", "files_per_minute")
+	helper.Copy(up.Int, "guest", "rate_limits", "per_address_per_minute")
 	helper.Copy(up.Str, "key_dir")
 	helper.Copy(up.Str|up.Null, "evidence_dir")
 	helper.Copy(up.Str|up.Null, "metrics", "listen")
@@ -162,6 +176,10 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
 			return fmt.Errorf("network.metrics.listen must be host:port or empty, got %q", c.Metrics.Listen)
 		}
+	}
+	rl := c.Guest.RateLimits
+	if rl.JoinsPerMinute < 1 || rl.MessagesPerMinute < 1 || rl.FilesPerMinute < 1 || rl.PerAddressPerMinute < 1 {
+		return errors.New("network.guest.rate_limits: every limit must be at least 1 per minute")
 	}
 	host, _, err := net.SplitHostPort(c.Guest.Listen)
 	if err != nil {

@@ -5,6 +5,8 @@
 #   scripts/stack.sh up      build what is missing, start everything, print how to log in
 #   scripts/stack.sh down    stop the bridge, then Dendrite
 #   scripts/stack.sh status  print the facts of a running stack
+#   scripts/stack.sh start-bridge|stop-bridge|start-homeserver|stop-homeserver
+#                            one part alone (tests: restarts and outages)
 #
 # The facts are also written to $STACK_DIR/stack.env for tests and tools.
 #
@@ -13,6 +15,8 @@
 #   HS_PORT                Dendrite client port (default 8008)
 #   AS_PORT                bridge appservice port (default 29345)
 #   GUEST_PORT             guest listener port (default 29346)
+#   METRICS_PORT           Prometheus metrics port (default 29347)
+#   SIKKERCHAT_LOG_LEVEL   bridge log level (default debug; production: info)
 #   SIKKERCHAT_BUILD_TAGS  extra Go build tags (the tests use sikkerchat_testhooks)
 #   SIKKERCHAT_ENCRYPTION  "false" writes a config with encryption off (for the
 #                          test that proves the suite notices)
@@ -20,6 +24,8 @@
 #                          instead of SQLite (scripts/postgres.sh start prints one)
 #   SIKKERCHAT_RETENTION   how long closed rooms are kept before purge (default 2160h)
 #   SIKKERCHAT_INVITE_TTL  how long an unused link lives (default 24h)
+#   SIKKERCHAT_GUEST_RATE  one per-minute figure for every guest rate limit (the
+#                          benchmark lifts them; default: the example config's)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,6 +35,7 @@ STACK_DIR=$(cd "$STACK_DIR" && pwd)
 HS_PORT=${HS_PORT:-8008}
 AS_PORT=${AS_PORT:-29345}
 GUEST_PORT=${GUEST_PORT:-29346}
+METRICS_PORT=${METRICS_PORT:-29347}
 SERVER_NAME=localhost
 BRIDGE_DIR=$STACK_DIR/bridge
 BIN=$STACK_DIR/bin/sikkerchat
@@ -59,6 +66,11 @@ write_bridge_config() {
 		db_uri=$(printf '%s' "$SIKKERCHAT_POSTGRES" | sed -E "s#/[^/?]*(\?|$)#/$name\1#")
 		log "using PostgreSQL database $name"
 	fi
+	local rate_limits=""
+	if [[ -n ${SIKKERCHAT_GUEST_RATE:-} ]]; then
+		rate_limits=$(printf '        rate_limits:\n            joins_per_minute: %s\n            messages_per_minute: %s\n            files_per_minute: %s\n            per_address_per_minute: %s' \
+			"$SIKKERCHAT_GUEST_RATE" "$SIKKERCHAT_GUEST_RATE" "$SIKKERCHAT_GUEST_RATE" "$SIKKERCHAT_GUEST_RATE")
+	fi
 	log "writing bridge config to $BRIDGE_DIR/config.yaml"
 	# Only what differs from the example; the bridge fills in the rest when it
 	# generates the registration.
@@ -73,6 +85,9 @@ network:
         listen: 127.0.0.1:$GUEST_PORT
         public_url: http://127.0.0.1:$GUEST_PORT
         insecure_cookies: true
+$rate_limits
+    metrics:
+        listen: 127.0.0.1:$METRICS_PORT
 bridge:
     permissions:
         "$SERVER_NAME": commands
@@ -100,7 +115,7 @@ encryption:
     msc4190: false
     pickle_key: generate
 logging:
-    min_level: debug
+    min_level: ${SIKKERCHAT_LOG_LEVEL:-debug}
     writers:
         - type: file
           format: json
@@ -219,6 +234,7 @@ HS_URL=http://127.0.0.1:$HS_PORT
 HS_SERVER_NAME=$SERVER_NAME
 BOT_MXID=@$bot:$SERVER_NAME
 GUEST_URL=http://127.0.0.1:$GUEST_PORT
+METRICS_URL=http://127.0.0.1:$METRICS_PORT/metrics
 AS_URL=http://127.0.0.1:$AS_PORT
 REGISTRATION_SHARED_SECRET=$(cat "$HS_DIR/shared_secret")
 OFFICER_MXID=@officer:$SERVER_NAME
@@ -236,6 +252,10 @@ BRIDGE_LOG=$BRIDGE_DIR/bridge.log
 BRIDGE_DB=$BRIDGE_DIR/sikkerchat.db
 BRIDGE_DB_URI=$(sed -nE '/^database:/,/^[a-z]/s/^    uri: *(.*)$/\1/p' "$BRIDGE_DIR/config.yaml")
 BRIDGE_PID_FILE=$BRIDGE_DIR/bridge.pid
+HS_PID_FILE=$HS_DIR/dendrite.pid
+HS_LOG_DIR=$HS_DIR
+AS_TOKEN=$(sed -nE '/^appservice:/,/^[a-z]/s/^    as_token: *"?([^"]*)"?$/\1/p' "$BRIDGE_DIR/config.yaml")
+HS_TOKEN=$(sed -nE '/^appservice:/,/^[a-z]/s/^    hs_token: *"?([^"]*)"?$/\1/p' "$BRIDGE_DIR/config.yaml")
 STACK_DIR=$STACK_DIR
 EOF
 	chmod 600 "$ENV_FILE"
@@ -255,8 +275,10 @@ down) down ;;
 status) [[ -f $ENV_FILE ]] && print_facts ;;
 start-bridge) start_bridge ;;
 stop-bridge) stop_bridge ;;
+start-homeserver) hs start "$BRIDGE_DIR/registration.yaml" ;;
+stop-homeserver) hs stop ;;
 *)
-	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac

@@ -42,18 +42,19 @@ func Attach(sc *bridge.Connector) *Server {
 
 // New makes a guest server for a connector (tests use it without a bridge).
 func New(sc *bridge.Connector, log zerolog.Logger) *Server {
+	rl := sc.Config.Guest.RateLimits
 	s := &Server{
 		Connector: sc,
 		Log:       log,
 		mux:       http.NewServeMux(),
 		// Joining: a human types a code a few times; a guesser needs thousands.
-		joinLimit: newLimiter(20, 10),
+		joinLimit: newLimiter(rl.JoinsPerMinute, max(1, rl.JoinsPerMinute/2)),
 		// Messages and other calls per conversation: a fast typist, not a flood.
-		messageLimit: newLimiter(60, 20),
+		messageLimit: newLimiter(rl.MessagesPerMinute, max(1, rl.MessagesPerMinute/3)),
 		// Files: a handful of screenshots in a row.
-		fileLimit: newLimiter(20, 10),
+		fileLimit: newLimiter(rl.FilesPerMinute, max(1, rl.FilesPerMinute/2)),
 		// Everything from one address, joined or not.
-		ipLimit: newLimiter(600, 120),
+		ipLimit: newLimiter(rl.PerAddressPerMinute, max(1, rl.PerAddressPerMinute/5)),
 		closing: make(chan struct{}),
 		uploads: make(chan struct{}, maxConcurrentUploads),
 	}

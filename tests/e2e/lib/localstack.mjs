@@ -15,7 +15,7 @@ const stackScript = join(repoRoot, 'scripts', 'stack.sh');
 
 /**
  * @param {object} opts
- * @param {number} opts.basePort  HS on basePort, appservice +1, guest +2
+ * @param {number} opts.basePort  HS on basePort, appservice +1, guest +2, metrics +3
  * @param {boolean} [opts.encryption=true]
  * @returns {Promise<object>} the stack.env facts plus stop(), bridgeLog()
  */
@@ -27,6 +27,7 @@ export async function startStack({ basePort, encryption = true, extraEnv = {} })
     HS_PORT: String(basePort),
     AS_PORT: String(basePort + 1),
     GUEST_PORT: String(basePort + 2),
+    METRICS_PORT: String(basePort + 3),
     SIKKERCHAT_BUILD_TAGS: 'sikkerchat_testhooks',
     SIKKERCHAT_ENCRYPTION: encryption ? 'true' : 'false',
     ...extraEnv,
@@ -51,6 +52,20 @@ export async function startStack({ basePort, encryption = true, extraEnv = {} })
     /** Starts the bridge again after stopBridge. */
     async startBridge() {
       await run('bash', [stackScript, 'start-bridge'], { env });
+    },
+    /** Kills the bridge with SIGKILL: no shutdown, whatever it was doing stops there. */
+    killBridge() {
+      const pid = Number(readFileSync(facts.BRIDGE_PID_FILE, 'utf8').trim());
+      process.kill(pid, 'SIGKILL');
+      return pid;
+    },
+    /** Stops Dendrite alone (an outage); the bridge keeps running. */
+    async stopHomeserver() {
+      await run('bash', [stackScript, 'stop-homeserver'], { env });
+    },
+    /** Starts Dendrite again after stopHomeserver. */
+    async startHomeserver() {
+      await run('bash', [stackScript, 'start-homeserver'], { env });
     },
     /** Stops and starts the bridge alone (Dendrite keeps running). */
     async restartBridge() {
