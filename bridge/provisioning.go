@@ -1,11 +1,14 @@
 package bridge
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
-	"strings"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
@@ -31,6 +34,14 @@ func (sc *Connector) registerProvisioning() {
 	officer := func(fn func(http.ResponseWriter, *http.Request, *bridgev2.User)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			user := prov.GetUser(r)
+			if user != nil {
+				// bridgev2 takes any ?user_id=, a bare server name too (and then
+				// gives it that server's permissions).
+				if _, _, err := user.MXID.Parse(); err != nil {
+					mautrix.MInvalidParam.WithMessage("user_id must be a Matrix user ID").Write(w)
+					return
+				}
+			}
 			if user == nil || !user.Permissions.Login {
 				mautrix.MForbidden.WithMessage("Only officers (bridge permission level user or above) can use sikkerchat").Write(w)
 				return
@@ -64,17 +75,50 @@ func (sc *Connector) provResponse(conv *Conversation) provConversationResponse {
 	return provConversationResponse{ConversationState: sc.StateOf(conv), RoomID: conv.RoomID.String(), Label: conv.Label}
 }
 
+// maxProvBody bounds a create request; a label of MaxLabelLength characters
+// fits many times over.
+const maxProvBody = 4096
+
+// decodeProvBody reads an optional JSON object strictly: anything but one
+// object of known fields in UTF-8 is M_NOT_JSON, more than maxProvBody bytes
+// is M_TOO_LARGE. An empty body is an empty object.
+func decodeProvBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxProvBody))
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		mautrix.MTooLarge.WithMessage(fmt.Sprintf("The body must be under %d bytes", maxProvBody)).Write(w)
+		return false
+	}
+	body = bytes.TrimSpace(body)
+	if err == nil && len(body) == 0 {
+		return true
+	}
+	if err == nil && (body[0] != '{' || !utf8.Valid(body)) {
+		err = errors.New("not a JSON object in UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err == nil {
+		err = dec.Decode(v)
+	}
+	if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			err = errors.New("trailing data")
+		}
+	}
+	if err != nil {
+		mautrix.MNotJSON.WithMessage("Body must be {\"label\": \"…\"}").Write(w)
+		return false
+	}
+	return true
+}
+
 func (sc *Connector) provCreate(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
 	var req struct {
 		Label string `json:"label"`
 	}
-	if r.ContentLength != 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			mautrix.MNotJSON.WithMessage("Body must be {\"label\": \"…\"}").Write(w)
-			return
-		}
+	if !decodeProvBody(w, r, &req) {
+		return
 	}
 	created, err := sc.CreateConversation(r.Context(), user, req.Label)
 	switch {
@@ -108,12 +152,27 @@ func (sc *Connector) provList(w http.ResponseWriter, r *http.Request, user *brid
 	writeProvJSON(w, http.StatusOK, map[string]any{"conversations": out})
 }
 
+// plausibleConversationID tells whether a path segment could name a
+// conversation (IDs are short base32). Anything else names none, and must not
+// reach the database: PostgreSQL answers NUL and invalid UTF-8 with an error.
+func plausibleConversationID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c >= 0x7f || c == '/' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // provConversation loads the conversation of the path; officers see the ones
 // they created, admins all.
 func (sc *Connector) provConversation(fn func(http.ResponseWriter, *http.Request, *bridgev2.User, *Conversation)) func(http.ResponseWriter, *http.Request, *bridgev2.User) {
 	return func(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
 		id := r.PathValue("id")
-		if id == "" || len(id) > 64 || strings.ContainsAny(id, "/\\") {
+		if !plausibleConversationID(id) {
 			mautrix.MNotFound.WithMessage("No such conversation").Write(w)
 			return
 		}
@@ -151,8 +210,13 @@ func (sc *Connector) provClose(w http.ResponseWriter, r *http.Request, user *bri
 // of any conversation, purged ones too (the trail outlives the purge), to admins.
 func (sc *Connector) provAuditRoute(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
 	id := r.PathValue("id")
+	if !plausibleConversationID(id) {
+		mautrix.MNotFound.WithMessage("No such conversation").Write(w)
+		return
+	}
 	conv, err := sc.Store.GetConversation(r.Context(), id)
 	if err != nil {
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to get conversation for provisioning")
 		mautrix.MUnknown.WithMessage("Failed to get the conversation").Write(w)
 		return
 	}
@@ -203,14 +267,16 @@ func (sc *Connector) provExport(w http.ResponseWriter, r *http.Request, user *br
 func (sc *Connector) provStats(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
 	days := 30
 	if q := r.URL.Query().Get("days"); q != "" {
-		if _, err := fmt.Sscanf(q, "%d", &days); err != nil {
+		var err error
+		if days, err = strconv.Atoi(q); err != nil || days < 1 || days > 3660 {
 			mautrix.MInvalidParam.WithMessage("days must be a number from 1 to 3660").Write(w)
 			return
 		}
 	}
 	st, err := sc.Statistics(r.Context(), days)
 	if err != nil {
-		mautrix.MInvalidParam.WithMessage(err.Error()).Write(w)
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to count statistics for provisioning")
+		mautrix.MUnknown.WithMessage("Failed to count the statistics").Write(w)
 		return
 	}
 	writeProvJSON(w, http.StatusOK, st)

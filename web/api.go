@@ -1,14 +1,16 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
@@ -50,16 +52,26 @@ const (
 // characters of 4-byte UTF-8, JSON-escaped, still fits.
 const maxJSONBody = 512 << 10
 
-// decodeJSON reads a small JSON object strictly: unknown fields, trailing data
-// and wrong types are errors.
+// decodeJSON reads a small JSON object strictly: unknown fields, trailing data,
+// wrong types and bytes that are not UTF-8 are errors. (encoding/json would
+// quietly turn invalid UTF-8 into U+FFFD: the guest's words must reach the
+// police as typed, or not at all.)
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		writeError(w, http.StatusUnsupportedMediaType, errBadJSON, "Content-Type must be application/json")
-		return false
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mediaType, _, err := mime.ParseMediaType(ct); err != nil || mediaType != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, errBadJSON, "Content-Type must be application/json")
+			return false
+		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	if err == nil && !utf8.Valid(body) {
+		err = errors.New("not UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	if err == nil {
+		err = dec.Decode(v)
+	}
 	if err == nil && dec.More() {
 		err = errors.New("trailing data")
 	}

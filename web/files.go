@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"strings"
 
@@ -33,8 +34,13 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit+multipartOverhead)
-	reader, err := r.MultipartReader()
-	if err != nil {
+	// Request.MultipartReader would take multipart/mixed too.
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var reader *multipart.Reader
+	if err == nil && mediaType == "multipart/form-data" {
+		reader, err = r.MultipartReader()
+	}
+	if err != nil || reader == nil {
 		writeError(w, http.StatusBadRequest, errBadJSON, "Send the file as multipart/form-data")
 		return
 	}
@@ -42,7 +48,9 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 	var data []byte
 	for {
 		part, err := reader.NextPart()
-		if errors.Is(err, io.EOF) {
+		// Only the bare io.EOF is the closing boundary; a wrapped one is a body
+		// that ended before it (a wrong boundary, a cut-off upload).
+		if err == io.EOF {
 			break
 		} else if err != nil {
 			s.multipartError(w, err)

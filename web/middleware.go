@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -85,6 +86,25 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r.WithContext(s.Log.WithContext(r.Context())))
 	})
+}
+
+// canonicalPath answers a path with dot segments or doubled slashes with a
+// JSON 404. http.ServeMux would redirect it instead: an HTML answer, and a
+// POST that the browser re-sends elsewhere. Nothing of the guest listener
+// lives at such a path.
+func canonicalPath(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.EscapedPath()
+		clean := path.Clean(p)
+		if strings.HasSuffix(p, "/") && clean != "/" {
+			clean += "/"
+		}
+		if !strings.HasPrefix(p, "/") || clean != p {
+			notFound(w, r)
+			return
+		}
+		next(w, r)
+	}
 }
 
 // clientIP is the guest's address: the connection's, or the last hop of

@@ -81,16 +81,15 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /api/typing", s.stateChanging(false, s.withSession(s.limited(s.messageLimit, true, s.handleTyping))))
 	s.mux.HandleFunc("POST /api/read", s.stateChanging(false, s.withSession(s.limited(s.messageLimit, true, s.handleRead))))
 	s.mux.HandleFunc("POST /api/leave", s.stateChanging(true, s.handleLeave))
-	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, errNotFound, "Not found")
-	})
+	s.mux.HandleFunc("/api/", notFound)
+	s.mux.HandleFunc("/api", notFound) // else ServeMux redirects it to /api/
 	registerTestHooks(s)
 }
 
 // Handler is the whole guest listener with its security headers.
 func (s *Server) Handler() http.Handler {
 	limited := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.limited(s.ipLimit, false, s.mux.ServeHTTP)(w, r)
+		s.limited(s.ipLimit, false, canonicalPath(s.mux.ServeHTTP))(w, r)
 	})
 	return securityHeaders(s.instrument(s.recoverer(limited)))
 }
@@ -142,6 +141,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, errcode, message string) {
 	writeJSON(w, status, apiError{ErrCode: errcode, Error: message})
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, errNotFound, "Not found")
 }
 
 func errorIs(err, target error) bool {
