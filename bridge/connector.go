@@ -57,6 +57,10 @@ type Connector struct {
 	outbox     *outbox
 	// startedAt is when this process began (inbox events older than it are left-overs).
 	startedAt time.Time
+	// background sends guests' typing and read marks.
+	background *backgroundSender
+	// inboxReady is closed once the last run's left-overs are handled.
+	inboxReady chan struct{}
 	// homeserverMaxFile is the homeserver's upload limit (0: not known yet).
 	homeserverMaxFile atomic.Int64
 	stop              context.CancelFunc
@@ -88,6 +92,7 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 	sc.Hub = NewHub()
 	sc.outboxWake = make(chan struct{}, 1)
 	sc.outbox = newOutbox()
+	sc.background = newBackgroundSender()
 	sc.Metrics = NewMetrics(sc.Store.ConversationsByState)
 	sc.Matrix = &bridgeMatrixSide{sc: sc}
 	sc.registerCommands(br.Commands.(*commands.Processor))
@@ -264,6 +269,7 @@ func NewDetached(ctx context.Context, cfg Config, db *dbutil.Database, m MatrixS
 	sc.Hub = NewHub()
 	sc.outboxWake = make(chan struct{}, 1)
 	sc.outbox = newOutbox()
+	sc.background = newBackgroundSender()
 	sc.Metrics = NewMetrics(sc.Store.ConversationsByState)
 	sc.Matrix = m
 	return sc, nil

@@ -49,6 +49,7 @@ const maxTransactionBytes = 64 << 20
 // interceptTransactions puts the inbox in front of mautrix's transaction
 // handler. It must run before the appservice listener starts (Init).
 func (sc *Connector) interceptTransactions(mc *matrix.Connector) {
+	sc.inboxReady = make(chan struct{})
 	next := mc.AS.Router
 	mux := http.NewServeMux()
 	mux.Handle("PUT /_matrix/app/v1/transactions/{txnID}", sc.inboxHandler(mc, next))
@@ -84,6 +85,13 @@ func (sc *Connector) inboxHandler(mc *matrix.Connector, next http.Handler) http.
 				Msg("Failed to keep officers' events before answering the homeserver; it will retry")
 			sc.Metrics.Error(ErrKindTransactionStore)
 			mautrix.MUnknown.WithMessage("Failed to store transaction, try again").Write(w)
+			return
+		}
+		// What the last run left comes first: officers' messages reach the
+		// guest in the order they were sent.
+		select {
+		case <-sc.inboxReady:
+		case <-r.Context().Done():
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -215,7 +223,11 @@ func (sc *Connector) startInbox(ctx context.Context) error {
 		return nil
 	}
 	// Only what arrived before this process began: anything later is being
-	// handled now, and handling a command twice would be wrong.
-	go sc.replayInbox(ctx, mc, sc.startedAt)
+	// handled now, and handling a command twice would be wrong. New
+	// transactions wait until this is done (inboxReady).
+	go func() {
+		defer close(sc.inboxReady)
+		sc.replayInbox(ctx, mc, sc.startedAt)
+	}()
 	return nil
 }

@@ -37,19 +37,33 @@ func (k *KeyStore) path(conversationID string) (string, error) {
 	return filepath.Join(k.dir, conversationID+".key"), nil
 }
 
-// Put writes a wrapped key durably (temp file, fsync, rename).
+// Put writes a wrapped key durably (temp file, fsync, rename, fsync of the
+// folder): once it returns, a crash cannot leave the conversation without it.
 func (k *KeyStore) Put(conversationID string, wrapped []byte) error {
 	path, err := k.path(conversationID)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(k.dir, ".tmp-*")
-	if err != nil {
+	if err = writeFileAtomic(k.dir, path, wrapped); err != nil {
 		return fmt.Errorf("failed to write conversation key: %w", err)
+	}
+	return nil
+}
+
+// tempPrefix names files that are being written; a key file name can never
+// start with it (keyNamePattern has no dot), so a leftover is recognisable.
+const tempPrefix = ".tmp-"
+
+// writeFileAtomic replaces path (in dir) with data, mode 0600: either the old
+// content or the new one is there after a crash, never a mix or nothing.
+func writeFileAtomic(dir, path string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return err
 	}
 	defer os.Remove(tmp.Name())
 	if err = tmp.Chmod(0o600); err == nil {
-		if _, err = tmp.Write(wrapped); err == nil {
+		if _, err = tmp.Write(data); err == nil {
 			err = tmp.Sync()
 		}
 	}
@@ -59,10 +73,23 @@ func (k *KeyStore) Put(conversationID string, wrapped []byte) error {
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
-	if err != nil {
-		return fmt.Errorf("failed to write conversation key: %w", err)
+	if err == nil {
+		err = syncDir(dir)
 	}
-	return nil
+	return err
+}
+
+// syncDir makes a rename or removal in dir survive a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if closeErr := d.Close(); err == nil {
+		err = closeErr
+	}
+	return err
 }
 
 // Get reads a wrapped key.
@@ -86,21 +113,35 @@ func (k *KeyStore) Destroy(conversationID string) error {
 	if err != nil {
 		return err
 	}
+	if err = shredFile(path); err != nil {
+		return fmt.Errorf("failed to destroy conversation key: %w", err)
+	}
+	return nil
+}
+
+// shredFile overwrites a file with random bytes, removes it and syncs the
+// folder, so that the removal survives a crash. A missing file is no error.
+func shredFile(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	} else if err != nil {
-		return fmt.Errorf("failed to destroy conversation key: %w", err)
+		return err
 	}
-	if info, statErr := f.Stat(); statErr == nil {
+	overwrite(f)
+	_ = f.Close()
+	if err = os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// overwrite fills an open file with random bytes and syncs it, best effort.
+func overwrite(f *os.File) {
+	if info, err := f.Stat(); err == nil && info.Size() > 0 {
 		junk := make([]byte, info.Size())
 		_, _ = rand.Read(junk)
 		_, _ = f.WriteAt(junk, 0)
 		_ = f.Sync()
 	}
-	_ = f.Close()
-	if err = os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("failed to destroy conversation key: %w", err)
-	}
-	return nil
 }

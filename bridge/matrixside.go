@@ -28,6 +28,9 @@ type MatrixSide interface {
 	SendGuestText(ctx context.Context, conv *Conversation, txnID, text string) (id.EventID, error)
 	// SendGuestFile uploads a file as an encrypted attachment and sends it as the guest ghost.
 	SendGuestFile(ctx context.Context, conv *Conversation, txnID string, info FileInfo, data []byte) (id.EventID, error)
+	// FindSent looks in the room for a guest message that an earlier attempt,
+	// whose answer never came, may have sent; "" when it is not there.
+	FindSent(ctx context.Context, conv *Conversation, txnID string) (id.EventID, error)
 	Notice(ctx context.Context, conv *Conversation, markdown string)
 	// CloseRoom takes the guest ghost out of a closed conversation's room, marks
 	// the room closed (name and state event) and tells the officers.
@@ -97,11 +100,53 @@ func (b *bridgeMatrixSide) sendAsGuest(ctx context.Context, conv *Conversation, 
 	if err := mc.Crypto.Encrypt(ctx, conv.RoomID, event.EventMessage, content); err != nil {
 		return "", fmt.Errorf("failed to encrypt guest message: %w", err)
 	}
+	// The transaction ID rides along outside the ciphertext (it is random and
+	// says nothing): after a crash the outbox finds the event by it, because
+	// homeservers forget transaction IDs of requests whose client went away.
+	content.Raw = map[string]any{txnIDField: txnID}
 	resp, err := ghost.Matrix.SendMessageEvent(ctx, conv.RoomID, event.EventEncrypted, content, mautrix.ReqSendEvent{TransactionID: txnID})
 	if err != nil {
 		return "", fmt.Errorf("failed to send guest message: %w", err)
 	}
 	return resp.EventID, nil
+}
+
+// txnIDField carries the outbox's transaction ID in a guest message's event.
+const txnIDField = "no.sikkerchat.txn_id"
+
+// findSentPages bounds how far back FindSent looks (100 events a page): the
+// message looked for is the conversation's oldest undelivered one, so only
+// officers' messages can have come after it.
+const findSentPages = 5
+
+func (b *bridgeMatrixSide) FindSent(ctx context.Context, conv *Conversation, txnID string) (id.EventID, error) {
+	ghost, ok := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv)).(*matrix.ASIntent)
+	if !ok {
+		return "", ErrEncryptionDisabled
+	}
+	from := ""
+	for range findSentPages {
+		resp, err := ghost.Matrix.Messages(ctx, conv.RoomID, from, "", mautrix.DirectionBackward, nil, 100)
+		if err != nil {
+			return "", fmt.Errorf("failed to look for an earlier send: %w", err)
+		}
+		for _, evt := range resp.Chunk {
+			if evt.Sender != ghost.Matrix.UserID {
+				continue
+			}
+			if evt.Unsigned.TransactionID == txnID {
+				return evt.ID, nil
+			}
+			if sent, _ := evt.Content.Raw[txnIDField].(string); sent == txnID {
+				return evt.ID, nil
+			}
+		}
+		if resp.End == "" || len(resp.Chunk) == 0 {
+			break
+		}
+		from = resp.End
+	}
+	return "", nil
 }
 
 func (b *bridgeMatrixSide) Notice(ctx context.Context, conv *Conversation, markdown string) {

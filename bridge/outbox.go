@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -98,6 +99,8 @@ type outbox struct {
 	again   map[string]bool
 	slots   chan struct{}
 	failed  chan struct{}
+	// unsure: messages whose last send failed in a way that may still have reached the room.
+	unsure map[string]bool
 }
 
 func newOutbox() *outbox {
@@ -106,6 +109,7 @@ func newOutbox() *outbox {
 		again:   map[string]bool{},
 		slots:   make(chan struct{}, outboxWorkers),
 		failed:  make(chan struct{}, 1),
+		unsure:  map[string]bool{},
 	}
 }
 
@@ -300,18 +304,24 @@ func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int
 	}
 	txnID := guestTxnID(conv.ID, entry.ClientID)
 	var eventID id.EventID
-	if info, isFile := FileInfoOf(entry); isFile {
-		data, err := sc.Transcript.File(ctx, conversationID, info.ID)
-		if err != nil {
+	if sc.outbox.uncertain(txnID, entry, sc.startedAt) {
+		// An earlier attempt may have reached the room without an answer coming
+		// back (a crash, a timeout). Homeservers forget the transaction IDs of
+		// such requests, so look before sending again.
+		if eventID, err = sc.Matrix.FindSent(ctx, conv, txnID); err != nil {
 			return err
+		} else if eventID != "" {
+			zerolog.Ctx(ctx).Info().Str("conversation_id", conversationID).Int64("seq", seq).
+				Msg("Guest message was already in the room from an earlier attempt")
 		}
-		eventID, err = sc.Matrix.SendGuestFile(ctx, conv, txnID, info, data)
-		if err != nil {
-			return err
-		}
-	} else if eventID, err = sc.Matrix.SendGuestText(ctx, conv, txnID, entry.Text); err != nil {
-		return err
 	}
+	if eventID == "" {
+		if eventID, err = sc.send(ctx, conv, txnID, entry); err != nil {
+			sc.outbox.markUncertain(txnID, err)
+			return err
+		}
+	}
+	sc.outbox.settled(txnID)
 	if _, err = sc.Transcript.MarkDelivered(ctx, conversationID, seq, eventID); err != nil {
 		return err
 	}
@@ -330,6 +340,47 @@ func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int
 	sc.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
 	zerolog.Ctx(ctx).Debug().Str("conversation_id", conversationID).Int64("seq", seq).Stringer("event_id", eventID).Msg("Guest message delivered")
 	return nil
+}
+
+func (sc *Connector) send(ctx context.Context, conv *Conversation, txnID string, entry *TranscriptEntry) (id.EventID, error) {
+	if info, isFile := FileInfoOf(entry); isFile {
+		data, err := sc.Transcript.File(ctx, conv.ID, info.ID)
+		if err != nil {
+			return "", err
+		}
+		return sc.Matrix.SendGuestFile(ctx, conv, txnID, info, data)
+	}
+	return sc.Matrix.SendGuestText(ctx, conv, txnID, entry.Text)
+}
+
+// uncertain tells whether an earlier attempt to send this message may have
+// reached the room: one in an earlier run of the bridge (it may have died
+// mid-send), or one in this run that failed without a clear "not sent".
+func (ob *outbox) uncertain(txnID string, entry *TranscriptEntry, started time.Time) bool {
+	if entry.CreatedAt.Before(started) {
+		return true
+	}
+	ob.lock.Lock()
+	defer ob.lock.Unlock()
+	return ob.unsure[txnID]
+}
+
+// markUncertain notes a failed send that may have reached the homeserver
+// anyway. A refused connection certainly did not.
+func (ob *outbox) markUncertain(txnID string, err error) {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return
+	}
+	ob.lock.Lock()
+	defer ob.lock.Unlock()
+	ob.unsure[txnID] = true
+}
+
+func (ob *outbox) settled(txnID string) {
+	ob.lock.Lock()
+	defer ob.lock.Unlock()
+	delete(ob.unsure, txnID)
 }
 
 // isPermanent tells errors that no retry can fix from outages.

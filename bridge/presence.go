@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -23,7 +26,55 @@ func (sc *Connector) GuestTyping(ctx context.Context, conv *Conversation, typing
 	if typing {
 		timeout = guestTypingTimeout
 	}
-	sc.Matrix.GuestTyping(ctx, conv, typing, timeout)
+	sc.inBackground(ctx, conv.ID+"/typing", func(ctx context.Context) {
+		sc.Matrix.GuestTyping(ctx, conv, typing, timeout)
+	})
+}
+
+// presenceTimeout bounds one typing or read mark's trip to the homeserver.
+const presenceTimeout = 20 * time.Second
+
+// inBackground sends a typing or read mark without holding up the guest's
+// request: while the homeserver is slow or away, the page's calls must not
+// pile up in front of its messages. Per key only the newest mark waits; a
+// newer one replaces it.
+func (sc *Connector) inBackground(ctx context.Context, key string, fn func(ctx context.Context)) {
+	bg := sc.background
+	bg.lock.Lock()
+	bg.pending[key] = fn
+	if bg.running[key] {
+		bg.lock.Unlock()
+		return
+	}
+	bg.running[key] = true
+	bg.lock.Unlock()
+	base := context.WithoutCancel(ctx)
+	go func() {
+		for {
+			bg.lock.Lock()
+			next := bg.pending[key]
+			delete(bg.pending, key)
+			if next == nil {
+				delete(bg.running, key)
+				bg.lock.Unlock()
+				return
+			}
+			bg.lock.Unlock()
+			callCtx, cancel := context.WithTimeout(base, presenceTimeout)
+			next(callCtx)
+			cancel()
+		}
+	}()
+}
+
+type backgroundSender struct {
+	lock    sync.Mutex
+	pending map[string]func(ctx context.Context)
+	running map[string]bool
+}
+
+func newBackgroundSender() *backgroundSender {
+	return &backgroundSender{pending: map[string]func(ctx context.Context){}, running: map[string]bool{}}
 }
 
 const (
@@ -50,9 +101,11 @@ func (sc *Connector) GuestRead(ctx context.Context, conv *Conversation, seq int6
 	} else if err != nil {
 		return err
 	}
-	if err = sc.Matrix.GuestRead(ctx, conv, eventID); err != nil {
-		return fmt.Errorf("failed to send guest read receipt: %w", err)
-	}
+	sc.inBackground(ctx, conv.ID+"/read", func(ctx context.Context) {
+		if err := sc.Matrix.GuestRead(ctx, conv, eventID); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("conversation_id", conv.ID).Msg("Failed to send guest read receipt")
+		}
+	})
 	return nil
 }
 

@@ -25,6 +25,14 @@ HS_PORT=${HS_PORT:-8008}
 HS_SERVER_NAME=${HS_SERVER_NAME:-localhost}
 HS_URL=http://127.0.0.1:$HS_PORT
 
+# alive PID: the process runs (a killed process whose parent does not reap it
+# stays a zombie that kill -0 still finds).
+alive() {
+	local state
+	state=$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $state && $state != Z && $state != X ]]
+}
+
 log() { printf 'homeserver: %s\n' "$*" >&2; }
 
 build() {
@@ -163,7 +171,7 @@ start() {
 			log "up"
 			return 0
 		fi
-		if ! kill -0 "$(cat "$HS_DIR/dendrite.pid")" 2>/dev/null; then
+		if ! alive "$(cat "$HS_DIR/dendrite.pid")"; then
 			log "Dendrite exited; last lines of its output:"
 			tail -n 30 "$HS_DIR/dendrite.out" >&2 || true
 			return 1
@@ -179,11 +187,11 @@ stop() {
 	[[ -f $pidfile ]] || return 0
 	local pid
 	pid=$(cat "$pidfile")
-	if kill -0 "$pid" 2>/dev/null; then
+	if alive "$pid"; then
 		kill "$pid"
 		local i
 		for i in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
+			alive "$pid" || break
 			sleep 0.1
 		done
 		kill -9 "$pid" 2>/dev/null || true

@@ -42,6 +42,14 @@ BIN=$STACK_DIR/bin/sikkerchat
 ENV_FILE=$STACK_DIR/stack.env
 export HS_DIR=$STACK_DIR/dendrite HS_PORT HS_SERVER_NAME=$SERVER_NAME
 
+# alive PID: the process runs (a killed process whose parent does not reap it
+# stays a zombie that kill -0 still finds).
+alive() {
+	local state
+	state=$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $state && $state != Z && $state != X ]]
+}
+
 log() { printf 'stack: %s\n' "$*" >&2; }
 hs() { "$ROOT/scripts/homeserver.sh" "$@"; }
 
@@ -150,7 +158,7 @@ bridge_ready() {
 }
 
 start_bridge() {
-	if [[ -f $BRIDGE_DIR/bridge.pid ]] && kill -0 "$(cat "$BRIDGE_DIR/bridge.pid")" 2>/dev/null; then
+	if [[ -f $BRIDGE_DIR/bridge.pid ]] && alive "$(cat "$BRIDGE_DIR/bridge.pid")"; then
 		log "bridge already running"
 		return 0
 	fi
@@ -163,7 +171,7 @@ start_bridge() {
 		if bridge_ready; then
 			return 0
 		fi
-		if ! kill -0 "$(cat "$BRIDGE_DIR/bridge.pid")" 2>/dev/null; then
+		if ! alive "$(cat "$BRIDGE_DIR/bridge.pid")"; then
 			log "sikkerchat exited; last lines of its output and log:"
 			tail -n 20 "$BRIDGE_DIR/bridge.out" >&2 || true
 			tail -n 5 "$BRIDGE_DIR/bridge.log" >&2 || true
@@ -180,11 +188,11 @@ stop_bridge() {
 	[[ -f $pidfile ]] || return 0
 	local pid
 	pid=$(cat "$pidfile")
-	if kill -0 "$pid" 2>/dev/null; then
+	if alive "$pid"; then
 		kill "$pid"
 		local i
 		for i in $(seq 1 150); do
-			kill -0 "$pid" 2>/dev/null || break
+			alive "$pid" || break
 			sleep 0.1
 		done
 		kill -9 "$pid" 2>/dev/null || true

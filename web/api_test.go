@@ -275,6 +275,55 @@ func TestMessagesWaitForHomeserver(t *testing.T) {
 	require.Equal(t, []string{"en", "to", "tre"}, sent, "delivered once each, in order")
 }
 
+// A send that reached the room but whose answer was lost (the bridge died, the
+// connection broke) is found in the room on the next try, not sent again, even
+// when the homeserver has forgotten the transaction ID.
+func TestLostSendAnswerIsNotSentTwice(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	inv := ts.newInvite(time.Hour)
+	cookie := ts.join(inv)
+	ts.matrix.lock.Lock()
+	ts.matrix.loseAnswers, ts.matrix.forgetTxnIDs = 1, true
+	ts.matrix.lock.Unlock()
+	res := ts.request("POST", "/api/messages", map[string]string{"client_id": strings.Repeat("c", 16), "text": "bare én gang"}, nil, cookie)
+	require.Equal(t, http.StatusAccepted, res.Code)
+	conv := inv.conv.ID
+	require.Eventually(t, func() bool {
+		entries, err := ts.sc.Transcript.Since(context.Background(), conv, 0)
+		return err == nil && len(entries) == 1 && entries[0].Status == bridge.EntryDelivered
+	}, 20*time.Second, 20*time.Millisecond, "delivered after the lost answer")
+	sent, _ := ts.matrix.snapshot()
+	require.Equal(t, []string{"bare én gang"}, sent, "in the room once")
+}
+
+// Typing marks never hold up the guest's requests while the homeserver does
+// not answer (the browser has few connections; stuck typing calls would queue
+// the guest's messages behind them), and only the newest one waits.
+func TestTypingDoesNotWaitForHomeserver(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	cookie := ts.join(ts.newInvite(time.Hour))
+	stall := make(chan struct{})
+	ts.matrix.lock.Lock()
+	ts.matrix.stall = stall
+	ts.matrix.lock.Unlock()
+	for i := range 10 {
+		res := ts.request("POST", "/api/typing", map[string]bool{"typing": i%2 == 0}, nil, cookie)
+		require.Equal(t, http.StatusNoContent, res.Code, "answered while the homeserver hangs")
+	}
+	res := ts.request("POST", "/api/messages", map[string]string{"client_id": strings.Repeat("d", 16), "text": "hei"}, nil, cookie)
+	require.Equal(t, http.StatusAccepted, res.Code)
+	close(stall)
+	require.Eventually(t, func() bool {
+		ts.matrix.lock.Lock()
+		defer ts.matrix.lock.Unlock()
+		n := len(ts.matrix.typing)
+		return n >= 1 && !ts.matrix.typing[n-1]
+	}, 10*time.Second, 5*time.Millisecond, "the newest typing state arrives")
+	ts.matrix.lock.Lock()
+	defer ts.matrix.lock.Unlock()
+	require.LessOrEqual(t, len(ts.matrix.typing), 2, "the stale ones were dropped, not queued")
+}
+
 func TestTypingAndRead(t *testing.T) {
 	ts := newTestServer(t, newTestConfig(t))
 	cookie := ts.join(ts.newInvite(time.Hour))
@@ -284,9 +333,11 @@ func TestTypingAndRead(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, res.Code)
 	res = ts.request("POST", "/api/typing", `{}`, nil, cookie)
 	require.Equal(t, http.StatusBadRequest, res.Code)
-	ts.matrix.lock.Lock()
-	require.Equal(t, []bool{true}, ts.matrix.typing)
-	ts.matrix.lock.Unlock()
+	require.Eventually(t, func() bool {
+		ts.matrix.lock.Lock()
+		defer ts.matrix.lock.Unlock()
+		return len(ts.matrix.typing) == 1 && ts.matrix.typing[0]
+	}, 10*time.Second, 5*time.Millisecond, "typing reaches the room")
 
 	res = ts.request("POST", "/api/read", map[string]int{"seq": 0}, nil, cookie)
 	require.Equal(t, http.StatusBadRequest, res.Code)

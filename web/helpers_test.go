@@ -38,6 +38,13 @@ type fakeMatrix struct {
 	failing bool
 	// refuse makes the homeserver refuse this text for good (e.g. too large).
 	refuse string
+	// loseAnswers: this many sends reach the room but their answer is lost.
+	loseAnswers int
+	// forgetTxnIDs: the homeserver keeps no transaction IDs (as Dendrite, whose
+	// cache misses requests whose client went away mid-request).
+	forgetTxnIDs bool
+	// stall holds typing calls until it is closed.
+	stall chan struct{}
 }
 
 func (f *fakeMatrix) SendGuestText(ctx context.Context, conv *bridge.Conversation, txnID, text string) (id.EventID, error) {
@@ -52,17 +59,31 @@ func (f *fakeMatrix) SendGuestText(ctx context.Context, conv *bridge.Conversatio
 	if f.txnIDs == nil {
 		f.txnIDs = map[string]id.EventID{}
 	}
-	if evt, ok := f.txnIDs[txnID]; ok {
+	if evt, ok := f.txnIDs[txnID]; ok && !f.forgetTxnIDs {
 		return evt, nil // a homeserver answers a repeated transaction with the same event
 	}
 	evt := id.EventID(fmt.Sprintf("$event%d", len(f.sent)+1))
 	f.txnIDs[txnID] = evt
 	f.sent = append(f.sent, text)
+	if f.loseAnswers > 0 {
+		f.loseAnswers--
+		return "", fmt.Errorf("connection reset by peer")
+	}
 	return evt, nil
 }
 
 func (f *fakeMatrix) SendGuestFile(ctx context.Context, conv *bridge.Conversation, txnID string, info bridge.FileInfo, data []byte) (id.EventID, error) {
 	return f.SendGuestText(ctx, conv, txnID, "file:"+info.Name+":"+info.SHA256)
+}
+
+// FindSent answers as a homeserver's room would: the event an earlier send made.
+func (f *fakeMatrix) FindSent(ctx context.Context, conv *bridge.Conversation, txnID string) (id.EventID, error) {
+	f.lock.Lock()
+	defer f.lock.Unlock()
+	if f.failing {
+		return "", fmt.Errorf("homeserver down")
+	}
+	return f.txnIDs[txnID], nil
 }
 
 func (f *fakeMatrix) Notice(ctx context.Context, conv *bridge.Conversation, markdown string) {
@@ -95,6 +116,12 @@ func (f *fakeMatrix) UpdateState(ctx context.Context, conv *bridge.Conversation,
 }
 
 func (f *fakeMatrix) GuestTyping(ctx context.Context, conv *bridge.Conversation, typing bool, timeout time.Duration) {
+	f.lock.Lock()
+	stall := f.stall
+	f.lock.Unlock()
+	if stall != nil {
+		<-stall // a homeserver that does not answer
+	}
 	f.lock.Lock()
 	defer f.lock.Unlock()
 	f.typing = append(f.typing, typing)
