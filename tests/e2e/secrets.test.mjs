@@ -101,6 +101,8 @@ test('no message text, file name, token or code word in any log line or in the d
   }
   assert.ok(places.some((p) => /sikkerchat\.db$|pg_dump/.test(p.path)), 'the database is among the places searched');
 
+  // Control: the search does find what is meant to be there (IDs are not secrets).
+  assert.ok(places.some((p) => p.data.includes(Buffer.from(invite.conversation_id))), 'control: the conversation ID is found');
   const found = [];
   for (const [name, value] of Object.entries(markers)) {
     for (const place of places) {
