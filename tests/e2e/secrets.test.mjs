@@ -103,6 +103,16 @@ test('no message text, file name, token or code word in any log line or in the d
 
   // Control: the search does find what is meant to be there (IDs are not secrets).
   assert.ok(places.some((p) => p.data.includes(Buffer.from(invite.conversation_id))), 'control: the conversation ID is found');
+  // The metrics say how much, never who or what.
+  const metricsText = await (await fetch(stack.METRICS_URL)).text();
+  for (const name of ['sikkerchat_conversations{state="active"}', 'sikkerchat_messages_total{direction="to_room",kind="text"}',
+    'sikkerchat_messages_total{direction="to_guest",kind="file"}', 'sikkerchat_send_latency_seconds_bucket', 'sikkerchat_errors_total{kind=']) {
+    assert.ok(metricsText.includes(name), `metrics have ${name}`);
+  }
+  places.push({ path: 'metrics', data: Buffer.from(metricsText) });
+  for (const id of [invite.conversation_id, roomId, officer.userId, stack.BOT_MXID, '@sikkerchat_']) {
+    assert.ok(!metricsText.includes(id), `no identity in the metrics (${id.slice(0, 12)}…)`);
+  }
   const found = [];
   for (const [name, value] of Object.entries(markers)) {
     for (const place of places) {
