@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, Go unit tests (race detector on), then the
-# integration tests with the real Dendrite, the real bridge binary and
-# matrix-js-sdk with Rust crypto as the officer. Installs what it needs.
+# The whole test suite: lint, Go unit tests (race detector on) and short fuzzing,
+# then the integration tests with the real Dendrite, the real bridge binary,
+# matrix-js-sdk with Rust crypto as the officer and Chromium as the guest
+# (fault tests included: kill -9, homeserver outage, replayed transactions),
+# on SQLite and PostgreSQL, and the benchmark in short mode. Installs what it needs.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh unit       lint + Go tests only
@@ -55,6 +57,8 @@ e2e() {
 	(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 	log "integration tests (SQLite): Dendrite + sikkerchat + matrix-js-sdk + Chromium"
 	(cd tests/e2e && npm test)
+	log "benchmark, short mode (timings are reported, never asserted)"
+	scripts/bench.sh
 	start_postgres
 	log "integration tests (PostgreSQL)"
 	(cd tests/e2e && SIKKERCHAT_POSTGRES=$postgres_dsn npm test)
