@@ -273,6 +273,37 @@ func TestMessagesWaitForHomeserver(t *testing.T) {
 	ts.sc.RunOutboxOnce(context.Background())
 	sent, _ := ts.matrix.snapshot()
 	require.Equal(t, []string{"en", "to", "tre"}, sent, "delivered once each, in order")
+	require.Equal(t, 3.0, metricValue(t, ts.sc.Metrics, "sikkerchat_messages_total", "to_room", "text"), "counted once each")
+	require.GreaterOrEqual(t, metricValue(t, ts.sc.Metrics, "sikkerchat_errors_total", "homeserver_send"), 1.0, "the failed sends are counted")
+}
+
+// metricValue reads a counter or gauge with the given label values (in label order).
+func metricValue(t *testing.T, m *bridge.Metrics, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, metric := range f.GetMetric() {
+			if len(metric.GetLabel()) != len(labels) {
+				continue
+			}
+			for i, l := range metric.GetLabel() {
+				if l.GetValue() != labels[i] {
+					continue next
+				}
+			}
+			if c := metric.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return metric.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s%v not found", name, labels)
+	return 0
 }
 
 // A send that reached the room but whose answer was lost (the bridge died, the
