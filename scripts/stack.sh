@@ -213,6 +213,7 @@ sikkerchat is running locally.
   Password:    $OFFICER_PASSWORD
   Bridge bot:  $BOT_MXID   (start a DM with it and send: !sc new)
   Guest page:  $GUEST_URL   (invite links point here)
+  Metrics:     $METRICS_URL
 
   Machine-readable: $ENV_FILE
   Logs:             $BRIDGE_DIR/bridge.log, $HS_DIR/logs
