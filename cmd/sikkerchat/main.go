@@ -24,6 +24,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "verify-export" {
 		os.Exit(verifyExport(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "rotate-master-key" {
+		os.Exit(rotateMasterKey(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	connector := &bridge.Connector{}
 	m := mxmain.BridgeMain{
 		Name:        "sikkerchat",
