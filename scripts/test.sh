@@ -50,6 +50,8 @@ unit() {
 	start_postgres
 	log "go unit tests (-race, PostgreSQL)"
 	SIKKERCHAT_TEST_POSTGRES=$postgres_dsn CGO_ENABLED=1 go test -race -count=1 -tags goolm ./bridge/... ./web/...
+	log "fuzzing, short (every target 10 s)"
+	scripts/fuzz.sh
 }
 
 e2e() {
