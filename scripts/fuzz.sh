@@ -3,28 +3,37 @@
 # the other. Their committed seeds (testdata/fuzz/) also run in every go test.
 #
 #   scripts/fuzz.sh          10 s per target (CI)
-#   scripts/fuzz.sh 30m      30 minutes per target
+#   scripts/fuzz.sh 30m      30 minutes per target (or FUZZTIME=30m)
 #
-# Environment: FUZZ_PARALLEL (default 1: the machine also runs other things).
-# A failing input is written under the package's testdata/fuzz/<Target>/ and
-# the script stops with its path; commit it as a regression seed once fixed.
+# Environment: FUZZTIME, FUZZ_PARALLEL (default 1: the machine also runs other
+# things). Every target runs even when one fails; a failing input is written
+# under the package's testdata/fuzz/<Target>/ and its path printed at the end:
+# commit it as a regression seed once the bug is fixed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-fuzztime=${1:-10s}
+fuzztime=${1:-${FUZZTIME:-10s}}
 parallel=${FUZZ_PARALLEL:-1}
 
-mapfile -t targets < <(grep -rhoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]+)' --with-filename . |
+mapfile -t targets < <(grep -rHoE --include='*_test.go' --exclude-dir=node_modules --exclude-dir=.git \
+	'^func (Fuzz[A-Za-z0-9_]+)' . |
 	sed -E 's#^\./([^:]*)/[^/:]*:func (Fuzz[A-Za-z0-9_]+)$#\1 \2#' | sort -u)
 ((${#targets[@]})) || { echo "fuzz: no targets found" >&2; exit 1; }
+failed=()
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"
 	printf 'fuzz: %s %s for %s\n' "$pkg" "$name" "$fuzztime"
 	if ! out=$(CGO_ENABLED=1 go test -tags goolm -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -parallel "$parallel" "./$pkg" 2>&1); then
 		printf '%s\n' "$out" | tail -n 30 >&2
-		echo "fuzz: $name failed; the input is under $pkg/testdata/fuzz/$name/" >&2
-		exit 1
+		input=$(printf '%s\n' "$out" | sed -nE 's#.*Failing input written to (testdata/fuzz/[^ ]+).*#\1#p' | tail -n 1)
+		[[ -n $input ]] && input="$pkg/$input" || input="no input written (see the output above)"
+		failed+=("$name: $input")
+		continue
 	fi
 	printf '%s\n' "$out" | grep -E 'elapsed: .*execs: [0-9]+ ' | tail -n 1 || true
 done
+if ((${#failed[@]})); then
+	printf 'fuzz: FAILED %s\n' "${failed[@]}" >&2
+	exit 1
+fi
 echo "fuzz: ${#targets[@]} targets ran clean"
