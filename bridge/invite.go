@@ -85,8 +85,13 @@ func CheckCode(token, code string, stored []byte) bool {
 var errBadToken = errors.New("malformed invite token")
 
 // ParseInviteToken checks the shape of a token before any database lookup.
+// Only the exact form NewInviteToken writes passes: the decoder alone would
+// skip CR and LF and ignore stray low bits, so one token had many spellings.
 func ParseInviteToken(token string) error {
-	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if len(token) != base64.RawURLEncoding.EncodedLen(tokenBytes) {
+		return errBadToken
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil || len(raw) != tokenBytes {
 		return errBadToken
 	}
