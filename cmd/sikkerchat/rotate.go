@@ -99,6 +99,9 @@ func rotateMasterKey(args []string, stdout, stderr io.Writer) int {
 	if err != nil || network.KeyDir == "" {
 		return fail("network.key_dir in %s is not usable", configPath)
 	}
+	if err = checkKeyDirOwner(keyDir); err != nil {
+		return fail("Refused: %v.", err)
+	}
 	if !skipRunningCheck {
 		if addr := answeringListener(cfg, network); addr != "" {
 			return fail("Something answers on %s, where the bridge listens: stop the bridge first "+
@@ -131,6 +134,9 @@ func rotateMasterKey(args []string, stdout, stderr io.Writer) int {
 	}
 	var unreadable *bridge.UnreadableKeysError
 	if errors.As(err, &unreadable) {
+		if generate {
+			fmt.Fprintf(stderr, "The generated key stays in %s; to use it, run again without --generate.\n", newKeyFile)
+		}
 		return fail("Refused: %v.\nIs network.master_key in %s the key the bridge runs with, and, after an interrupted run, "+
 			"is the new key the one that run used? See docs/operations.md.", err, configPath)
 	}
