@@ -148,14 +148,15 @@ func (sc *Connector) inboxDone(ctx context.Context, eventID id.EventID) {
 // the guest leave the inbox in the handlers once kept; everything else
 // (commands, reactions, polls) leaves now.
 func (sc *Connector) inboxRouted(ctx context.Context, evt *event.Event) {
-	if evt.Mautrix.WasEncrypted && evt.Type == event.EventMessage {
+	if !evt.Mautrix.WasEncrypted {
+		return // never in the inbox
+	}
+	if evt.Type == event.EventMessage {
 		if msg := evt.Content.AsMessage(); msg != nil && !strings.HasPrefix(msg.Body, sc.commandPrefix()) {
 			return
 		}
 	}
-	if evt.Mautrix.WasEncrypted {
-		sc.inboxDone(ctx, evt.ID)
-	}
+	sc.inboxDone(ctx, evt.ID)
 }
 
 // replayInbox handles again what was left in the inbox by a bridge that

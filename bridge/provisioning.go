@@ -167,19 +167,29 @@ func plausibleConversationID(id string) bool {
 	return true
 }
 
+// provLookup reads the conversation the path names (nil if there is none).
+// When ok is false the answer has been written.
+func (sc *Connector) provLookup(w http.ResponseWriter, r *http.Request) (id string, conv *Conversation, ok bool) {
+	id = r.PathValue("id")
+	if !plausibleConversationID(id) {
+		mautrix.MNotFound.WithMessage("No such conversation").Write(w)
+		return id, nil, false
+	}
+	conv, err := sc.Store.GetConversation(r.Context(), id)
+	if err != nil {
+		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to get conversation for provisioning")
+		mautrix.MUnknown.WithMessage("Failed to get the conversation").Write(w)
+		return id, nil, false
+	}
+	return id, conv, true
+}
+
 // provConversation loads the conversation of the path; officers see the ones
 // they created, admins all.
 func (sc *Connector) provConversation(fn func(http.ResponseWriter, *http.Request, *bridgev2.User, *Conversation)) func(http.ResponseWriter, *http.Request, *bridgev2.User) {
 	return func(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
-		id := r.PathValue("id")
-		if !plausibleConversationID(id) {
-			mautrix.MNotFound.WithMessage("No such conversation").Write(w)
-			return
-		}
-		conv, err := sc.Store.GetConversation(r.Context(), id)
-		if err != nil {
-			zerolog.Ctx(r.Context()).Err(err).Msg("Failed to get conversation for provisioning")
-			mautrix.MUnknown.WithMessage("Failed to get the conversation").Write(w)
+		_, conv, ok := sc.provLookup(w, r)
+		if !ok {
 			return
 		} else if conv == nil || (conv.CreatedBy != user.MXID && !user.Permissions.Admin) {
 			mautrix.MNotFound.WithMessage("No such conversation").Write(w)
@@ -209,15 +219,8 @@ func (sc *Connector) provClose(w http.ResponseWriter, r *http.Request, user *bri
 // provAuditRoute serves the trail of a live conversation to its officer, and
 // of any conversation, purged ones too (the trail outlives the purge), to admins.
 func (sc *Connector) provAuditRoute(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
-	id := r.PathValue("id")
-	if !plausibleConversationID(id) {
-		mautrix.MNotFound.WithMessage("No such conversation").Write(w)
-		return
-	}
-	conv, err := sc.Store.GetConversation(r.Context(), id)
-	if err != nil {
-		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to get conversation for provisioning")
-		mautrix.MUnknown.WithMessage("Failed to get the conversation").Write(w)
+	id, conv, ok := sc.provLookup(w, r)
+	if !ok {
 		return
 	}
 	if conv == nil && user.Permissions.Admin {
