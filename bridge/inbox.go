@@ -52,7 +52,7 @@ func (sc *Connector) interceptTransactions(mc *matrix.Connector) {
 	sc.inboxReady = make(chan struct{})
 	next := mc.AS.Router
 	mux := http.NewServeMux()
-	mux.Handle("PUT /_matrix/app/v1/transactions/{txnID}", sc.inboxHandler(mc, next))
+	mux.Handle("PUT /_matrix/app/v1/transactions/{txnID}", sc.inboxHandler(bridgeMatrix{mc}, next))
 	mux.Handle("/", next)
 	mc.AS.Router = mux
 	// After bridgev2 has routed a decrypted event, events that never reach the
@@ -63,14 +63,42 @@ func (sc *Connector) interceptTransactions(mc *matrix.Connector) {
 	}
 }
 
-func (sc *Connector) inboxHandler(mc *matrix.Connector, next http.Handler) http.HandlerFunc {
+// inboxMatrix is what the inbox needs from the Matrix side: whose events are
+// the bridge's own, the homeserver's token, and the room keys.
+type inboxMatrix interface {
+	serverToken() string
+	isBridgeUser(id.UserID) bool
+	waitForSession(ctx context.Context, roomID id.RoomID, senderKey id.SenderKey, sessionID id.SessionID, timeout time.Duration) bool
+}
+
+// bridgeMatrix is inboxMatrix on bridgev2's Matrix connector.
+type bridgeMatrix struct{ mc *matrix.Connector }
+
+func (b bridgeMatrix) serverToken() string { return b.mc.AS.Registration.ServerToken }
+
+func (b bridgeMatrix) isBridgeUser(userID id.UserID) bool {
+	if userID == b.mc.AS.BotMXID() {
+		return true
+	}
+	_, isGhost := b.mc.ParseGhostMXID(userID)
+	return isGhost
+}
+
+func (b bridgeMatrix) waitForSession(ctx context.Context, roomID id.RoomID, senderKey id.SenderKey, sessionID id.SessionID, timeout time.Duration) bool {
+	if b.mc.Crypto == nil {
+		return true // nothing to wait for: mautrix reports the missing crypto
+	}
+	return b.mc.Crypto.WaitForSession(ctx, roomID, senderKey, sessionID, timeout)
+}
+
+func (sc *Connector) inboxHandler(mc inboxMatrix, next http.Handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		arrived := time.Now()
 		token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if token == "" {
 			token = r.URL.Query().Get("access_token")
 		}
-		if subtle.ConstantTimeCompare([]byte(token), []byte(mc.AS.Registration.ServerToken)) != 1 {
+		if subtle.ConstantTimeCompare([]byte(token), []byte(mc.serverToken())) != 1 {
 			next.ServeHTTP(w, r) // mautrix refuses it
 			return
 		}
@@ -80,7 +108,8 @@ func (sc *Connector) inboxHandler(mc *matrix.Connector, next http.Handler) http.
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if err = sc.keepTransaction(r.Context(), mc, body, arrived); err != nil {
+		kept, err := sc.keepTransaction(r.Context(), mc, body, arrived)
+		if err != nil {
 			zerolog.Ctx(r.Context()).Err(err).Str("transaction_id", r.PathValue("txnID")).
 				Msg("Failed to keep officers' events before answering the homeserver; it will retry")
 			sc.Metrics.Error(ErrKindTransactionStore)
@@ -94,47 +123,92 @@ func (sc *Connector) inboxHandler(mc *matrix.Connector, next http.Handler) http.
 		case <-r.Context().Done():
 			return
 		}
+		sc.waitForRoomKeys(r.Context(), mc, kept, transactionKeyWait)
 		next.ServeHTTP(w, r)
 	}
 }
 
 type inboxEventHead struct {
-	ID     id.EventID `json:"event_id"`
-	RoomID id.RoomID  `json:"room_id"`
-	Type   string     `json:"type"`
-	Sender id.UserID  `json:"sender"`
+	ID      id.EventID `json:"event_id"`
+	RoomID  id.RoomID  `json:"room_id"`
+	Type    string     `json:"type"`
+	Sender  id.UserID  `json:"sender"`
+	Content struct {
+		SenderKey id.SenderKey `json:"sender_key"`
+		SessionID id.SessionID `json:"session_id"`
+	} `json:"content"`
 }
 
-// keepTransaction writes the transaction's officer events for conversation rooms to the inbox.
-func (sc *Connector) keepTransaction(ctx context.Context, mc *matrix.Connector, body []byte, arrived time.Time) error {
+// transactionKeyWait bounds how long a transaction is held for the room keys
+// of its officers' events; Dendrite gives up on an unanswered transaction
+// after 30 s (and sends it again).
+const transactionKeyWait = 20 * time.Second
+
+// replayKeyWait bounds the wait for one left-over event's room key at start.
+const replayKeyWait = 10 * time.Second
+
+// waitForRoomKeys holds officers' events until the bridge has their megolm
+// sessions, so they are decrypted in the order they were sent. An officer's
+// client sends a new session's key as a to-device message, which reaches the
+// bridge through its own /sync, not through the transaction; after a restart
+// or when the officer's client starts a new session, the key can come a
+// little after the first events that use it. mautrix would then wait for the
+// key beside the event stream and let later events overtake. Whatever does
+// not come within the wait is handed on anyway (mautrix asks for the key).
+func (sc *Connector) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events []inboxEventHead, limit time.Duration) {
+	if len(events) == 0 {
+		return
+	}
+	deadline := time.Now().Add(limit)
+	for _, head := range events {
+		wait := time.Until(deadline)
+		if head.Content.SessionID == "" || wait <= 0 {
+			continue
+		}
+		started := time.Now()
+		if mc.waitForSession(ctx, head.RoomID, head.Content.SenderKey, head.Content.SessionID, wait) {
+			if waited := time.Since(started); waited > 100*time.Millisecond {
+				zerolog.Ctx(ctx).Debug().Stringer("event_id", head.ID).Dur("waited", waited).
+					Msg("Held an officer's event until its room key arrived")
+			}
+		} else if ctx.Err() == nil {
+			zerolog.Ctx(ctx).Warn().Stringer("event_id", head.ID).Stringer("session_id", head.Content.SessionID).
+				Msg("Room key for an officer's event did not arrive in time; handing it on")
+		}
+	}
+}
+
+// keepTransaction writes the transaction's officer events for conversation
+// rooms to the inbox and returns them.
+func (sc *Connector) keepTransaction(ctx context.Context, mc inboxMatrix, body []byte, arrived time.Time) ([]inboxEventHead, error) {
 	var txn struct {
 		Events []json.RawMessage `json:"events"`
 	}
 	if err := json.Unmarshal(body, &txn); err != nil {
-		return nil // not ours to judge: mautrix answers the bad JSON
+		return nil, nil // not ours to judge: mautrix answers the bad JSON
 	}
+	var kept []inboxEventHead
 	for _, raw := range txn.Events {
 		var head inboxEventHead
 		if json.Unmarshal(raw, &head) != nil || head.ID == "" || head.Type != event.EventEncrypted.Type {
 			continue
 		}
-		if head.Sender == mc.AS.BotMXID() {
-			continue
-		} else if _, isGhost := mc.ParseGhostMXID(head.Sender); isGhost {
+		if mc.isBridgeUser(head.Sender) {
 			continue
 		}
 		conv, err := sc.Store.GetConversationByRoom(ctx, head.RoomID)
 		if err != nil {
-			return err
+			return nil, err
 		} else if conv == nil {
 			continue
 		}
 		if _, err = sc.Store.Exec(ctx, insertInboxQuery, head.ID, head.RoomID, string(raw), arrived.UnixMilli()); err != nil {
-			return err
+			return nil, err
 		}
 		sc.Metrics.TransactionArrived(string(head.ID), arrived)
+		kept = append(kept, head)
 	}
-	return nil
+	return kept, nil
 }
 
 // inboxDone takes an event out of the inbox: the guest side has it (or never will).
@@ -196,6 +270,11 @@ func (sc *Connector) replayInbox(ctx context.Context, mc *matrix.Connector, befo
 		if _, err = sc.Store.Exec(ctx, bumpInboxQuery, l.id); err != nil {
 			log.Err(err).Msg("Failed to count inbox attempt")
 			return
+		}
+		var head inboxEventHead
+		if json.Unmarshal([]byte(l.raw), &head) == nil {
+			head.ID = l.id
+			sc.waitForRoomKeys(ctx, bridgeMatrix{mc}, []inboxEventHead{head}, replayKeyWait)
 		}
 		var evt event.Event
 		if err = json.Unmarshal([]byte(l.raw), &evt); err != nil {

@@ -551,6 +551,32 @@ export class Officer {
     return Object.keys(res.joined ?? {});
   }
 
+  /**
+   * The room's whole timeline from the server, oldest first, decrypted where
+   * this device has the keys: what Element shows when the officer scrolls
+   * back. The live timeline alone is not enough after an outage: when many
+   * events arrive between two syncs the sync is "limited" and the SDK starts a
+   * new live timeline after a gap.
+   * @param {string} roomId
+   * @returns {Promise<import('matrix-js-sdk').MatrixEvent[]>}
+   */
+  async roomHistory(roomId) {
+    const mapper = this.client.getEventMapper();
+    const raw = [];
+    let from;
+    for (let page = 0; page < 200; page++) {
+      const query = { dir: 'b', limit: '100' };
+      if (from) query.from = from;
+      const res = await this.client.http.authedRequest(Method.Get, `/rooms/${encodeURIComponent(roomId)}/messages`, query);
+      raw.push(...(res.chunk ?? []));
+      if (!res.end || res.end === from || !res.chunk?.length) break;
+      from = res.end;
+    }
+    const events = raw.reverse().map((ev) => mapper({ ...ev, room_id: roomId }));
+    for (const ev of events) await this.client.decryptEventIfNeeded(ev);
+    return events;
+  }
+
   /** Leaves a room. */
   async leaveRoom(roomId) {
     await this.client.leave(roomId);

@@ -1,0 +1,144 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/id"
+)
+
+// fakeKeys is the Matrix side of the inbox with room keys that arrive when the test says so.
+type fakeKeys struct {
+	mu      sync.Mutex
+	arrived map[id.SessionID]chan struct{}
+	waits   []id.SessionID
+}
+
+func (f *fakeKeys) key(s id.SessionID) chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.arrived == nil {
+		f.arrived = map[id.SessionID]chan struct{}{}
+	}
+	if f.arrived[s] == nil {
+		f.arrived[s] = make(chan struct{})
+	}
+	return f.arrived[s]
+}
+
+func (f *fakeKeys) serverToken() string           { return "hs-token" }
+func (f *fakeKeys) isBridgeUser(u id.UserID) bool { return u == "@sikkerchatbot:example.org" }
+func (f *fakeKeys) deliver(s id.SessionID)        { close(f.key(s)) }
+func (f *fakeKeys) waitForSession(ctx context.Context, _ id.RoomID, _ id.SenderKey, s id.SessionID, timeout time.Duration) bool {
+	f.mu.Lock()
+	f.waits = append(f.waits, s)
+	f.mu.Unlock()
+	select {
+	case <-f.key(s):
+		return true
+	case <-time.After(timeout):
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func encryptedEvent(eventID, roomID, sender, session string) map[string]any {
+	return map[string]any{
+		"event_id": eventID, "room_id": roomID, "sender": sender, "type": "m.room.encrypted",
+		"origin_server_ts": 1, "content": map[string]any{
+			"algorithm": "m.megolm.v1.aes-sha2", "sender_key": "key", "session_id": session, "ciphertext": "x", "device_id": "DEV",
+		},
+	}
+}
+
+// An officer's client sends a new session's key by to-device message, which
+// the bridge gets through /sync, not in the transaction. Until it is there
+// the transaction is held (and kept in the inbox), so a later event cannot
+// be decrypted and shown before it.
+func TestInboxHoldsTransactionUntilItsRoomKeyArrives(t *testing.T) {
+	ctx := context.Background()
+	store, _ := newTestStore(t)
+	transcript := NewTranscript(store, newTestKeys(t), bytes.Repeat([]byte{7}, 32))
+	conv, _, _ := newTestConversation(t, store, transcript)
+	require.NoError(t, store.SetConversationRoom(ctx, conv.ID, "!room:example.org"))
+	sc := &Connector{Store: store, Metrics: NewMetrics(nil), inboxReady: make(chan struct{})}
+	close(sc.inboxReady)
+	keys := &fakeKeys{}
+	passed := make(chan string, 4)
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		passed <- r.PathValue("txnID")
+		w.WriteHeader(http.StatusOK)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("PUT /_matrix/app/v1/transactions/{txnID}", sc.inboxHandler(keys, next))
+
+	put := func(txnID string, events ...map[string]any) *httptest.ResponseRecorder {
+		body, err := json.Marshal(map[string]any{"events": events})
+		require.NoError(t, err)
+		req := httptest.NewRequest(http.MethodPut, "/_matrix/app/v1/transactions/"+txnID, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer hs-token")
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		return rec
+	}
+	inInbox := func(eventID string) bool {
+		var n int
+		require.NoError(t, store.QueryRow(ctx, `SELECT COUNT(*) FROM sikkerchat_inbox WHERE event_id=$1`, eventID).Scan(&n))
+		return n == 1
+	}
+
+	// A session the bridge has: handed on at once.
+	keys.deliver("old")
+	require.Equal(t, http.StatusOK, put("t1", encryptedEvent("$a", "!room:example.org", "@officer:example.org", "old")).Code)
+	require.Equal(t, "t1", <-passed)
+
+	// A new session: the transaction waits for its key, its event already kept.
+	done := make(chan int, 1)
+	go func() {
+		done <- put("t2", encryptedEvent("$b", "!room:example.org", "@officer:example.org", "new")).Code
+	}()
+	require.Eventually(t, func() bool { return inInbox("$b") }, 10*time.Second, 5*time.Millisecond)
+	select {
+	case txn := <-passed:
+		t.Fatalf("transaction %s handed on before its room key arrived", txn)
+	case <-time.After(200 * time.Millisecond):
+	}
+	keys.deliver("new")
+	require.Equal(t, "t2", <-passed)
+	require.Equal(t, http.StatusOK, <-done)
+
+	// The bridge's own events and rooms that are no conversation are not held or kept.
+	require.Equal(t, http.StatusOK, put("t3",
+		encryptedEvent("$c", "!room:example.org", "@sikkerchatbot:example.org", "never"),
+		encryptedEvent("$d", "!other:example.org", "@officer:example.org", "never")).Code)
+	require.Equal(t, "t3", <-passed)
+	require.False(t, inInbox("$c"))
+	require.False(t, inInbox("$d"))
+}
+
+// A key that never comes holds the transaction only for the wait, then mautrix
+// gets it (and asks the officer's devices for the key).
+func TestWaitForRoomKeysGivesUp(t *testing.T) {
+	sc := &Connector{}
+	keys := &fakeKeys{}
+	sc.waitForRoomKeys(context.Background(), keys, []inboxEventHead{
+		{ID: "$a", Content: struct {
+			SenderKey id.SenderKey `json:"sender_key"`
+			SessionID id.SessionID `json:"session_id"`
+		}{SessionID: "missing"}},
+		{ID: "$b", Content: struct {
+			SenderKey id.SenderKey `json:"sender_key"`
+			SessionID id.SessionID `json:"session_id"`
+		}{SessionID: "missing-too"}},
+	}, 300*time.Millisecond)
+	// Both events share one deadline: the first used it up, the second is not waited for.
+	require.Equal(t, []id.SessionID{"missing"}, keys.waits)
+}
