@@ -13,7 +13,28 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 what=${1:-all}
 
-log() { printf '\n== %s ==\n' "$*"; }
+# Each stage's wall time is printed when the next begins and summed up at the
+# end, so a slow CI run shows where its minutes went.
+stage=""
+stage_start=$SECONDS
+timings=()
+log() {
+	end_stage
+	stage=$*
+	stage_start=$SECONDS
+	printf '\n== %s ==\n' "$*"
+}
+end_stage() {
+	[[ -n $stage ]] || return 0
+	timings+=("$(printf '%5ds  %s' $((SECONDS - stage_start)) "$stage")")
+	stage=""
+}
+print_timings() {
+	end_stage
+	printf '\n== time per stage (total %ds) ==\n' "$SECONDS"
+	printf '%s\n' "${timings[@]}"
+}
+trap print_timings EXIT
 
 ensure_system_packages() {
 	local missing=()
@@ -39,7 +60,7 @@ postgres_dsn=""
 start_postgres() {
 	[[ -n $postgres_dsn ]] && return 0
 	postgres_dsn=$(scripts/postgres.sh start)
-	trap 'scripts/postgres.sh stop' EXIT
+	trap 'scripts/postgres.sh stop; print_timings' EXIT
 }
 
 unit() {
@@ -55,6 +76,7 @@ unit() {
 }
 
 e2e() {
+	log "building Dendrite, installing the test clients"
 	scripts/homeserver.sh build
 	(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 	log "integration tests (SQLite): Dendrite + sikkerchat + matrix-js-sdk + Chromium"
