@@ -113,6 +113,12 @@ func (sc *Connector) Start(ctx context.Context) error {
 	if err := sc.checkEncryptionConfig(); err != nil {
 		return err
 	}
+	if checked, unreadable, err := sc.Transcript.CheckMasterKey(); err != nil {
+		return fmt.Errorf("%w (%d checked)", err, checked)
+	} else if unreadable > 0 {
+		zerolog.Ctx(ctx).Error().Int("unreadable", unreadable).Int("checked", checked).
+			Msg("Some conversation keys do not open with the master key; those conversations cannot be read")
+	}
 	for _, s := range sc.services {
 		if err := s.Start(ctx); err != nil {
 			return fmt.Errorf("failed to start service: %w", err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 )
 
 // KeyStore keeps the wrapped per-conversation transcript keys apart from the
@@ -22,12 +23,40 @@ var errNoKey = errors.New("conversation key not found")
 
 var keyNamePattern = regexp.MustCompile(`^[a-z2-7]{1,64}$|^[A-Za-z0-9_-]{1,80}$`)
 
-// NewKeyStore opens (and creates, 0700) the key folder.
+// NewKeyStore opens (and creates, 0700) the key folder. A folder that others
+// can read or enter is closed to them first.
 func NewKeyStore(dir string) (*KeyStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create key folder: %w", err)
 	}
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("failed to check key folder: %w", err)
+	} else if !info.IsDir() {
+		return nil, fmt.Errorf("key folder %s is not a folder", dir)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		if err = os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("key folder %s is open to other users and could not be closed: %w", dir, err)
+		}
+	}
 	return &KeyStore{dir: dir}, nil
+}
+
+// List names the conversations that have a key file.
+func (k *KeyStore) List() ([]string, error) {
+	entries, err := os.ReadDir(k.dir)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list key folder: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		name, isKey := strings.CutSuffix(e.Name(), ".key")
+		if isKey && e.Type().IsRegular() && keyNamePattern.MatchString(name) {
+			ids = append(ids, name)
+		}
+	}
+	return ids, nil
 }
 
 func (k *KeyStore) path(conversationID string) (string, error) {

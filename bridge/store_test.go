@@ -3,6 +3,8 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -155,4 +157,44 @@ func requireFileLacks(t *testing.T, path, needle string) {
 		require.NoError(t, err)
 		require.False(t, bytes.Contains(data, []byte(needle)), "%s contains plaintext", p)
 	}
+}
+
+func TestCheckMasterKeyAtStart(t *testing.T) {
+	store, _ := newTestStore(t)
+	keys := newTestKeys(t)
+	right := NewTranscript(store, keys, bytes.Repeat([]byte{7}, 32))
+	wrong := NewTranscript(store, keys, bytes.Repeat([]byte{8}, 32))
+
+	// No keys yet: nothing to check, nothing wrong.
+	checked, unreadable, err := wrong.CheckMasterKey()
+	require.NoError(t, err)
+	require.Equal(t, 0, checked+unreadable)
+
+	require.NoError(t, right.CreateKey("aaaa"))
+	require.NoError(t, right.CreateKey("bbbb"))
+	checked, unreadable, err = right.CheckMasterKey()
+	require.NoError(t, err)
+	require.Equal(t, [2]int{2, 0}, [2]int{checked, unreadable})
+
+	// The wrong master key opens none: the bridge must not start.
+	checked, unreadable, err = wrong.CheckMasterKey()
+	require.ErrorIs(t, err, ErrWrongMasterKey)
+	require.Equal(t, [2]int{2, 2}, [2]int{checked, unreadable})
+
+	// One key from elsewhere among good ones: reported, not fatal.
+	require.NoError(t, wrong.CreateKey("cccc"))
+	checked, unreadable, err = right.CheckMasterKey()
+	require.NoError(t, err)
+	require.Equal(t, [2]int{3, 1}, [2]int{checked, unreadable})
+}
+
+func TestKeyFolderIsClosedToOthers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.Chmod(dir, 0o755))
+	_, err := NewKeyStore(dir)
+	require.NoError(t, err)
+	info, err := os.Stat(dir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), info.Mode().Perm())
 }

@@ -149,6 +149,39 @@ func (t *Transcript) DestroyKey(conversationID string) error {
 	return t.keys.Destroy(conversationID)
 }
 
+// ErrWrongMasterKey: key_dir has conversation keys and the master key opens none of them.
+var ErrWrongMasterKey = errors.New("the master key opens none of the conversation keys in key_dir " +
+	"(wrong network.master_key, or key_dir from another installation); " +
+	"every open conversation would fail at its next message")
+
+// CheckMasterKey opens every conversation key with the master key, so that a
+// wrong key stops the bridge at start instead of failing each conversation at
+// its next message. It fails only when there are keys and none opens; keys
+// that do not open while others do are counted for the caller to report
+// (those conversations cannot be read, the rest can).
+func (t *Transcript) CheckMasterKey() (checked, unreadable int, err error) {
+	ids, err := t.keys.List()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, conversationID := range ids {
+		wrapped, err := t.keys.Get(conversationID)
+		if errors.Is(err, errNoKey) {
+			continue // destroyed while we looked
+		} else if err != nil {
+			return checked, unreadable, err
+		}
+		checked++
+		if _, err = open(t.masterKey, wrapped, []byte("key:"+conversationID)); err != nil {
+			unreadable++
+		}
+	}
+	if checked > 0 && unreadable == checked {
+		return checked, unreadable, ErrWrongMasterKey
+	}
+	return checked, unreadable, nil
+}
+
 func (t *Transcript) conversationKey(ctx context.Context, conversationID string) ([]byte, error) {
 	wrapped, err := t.keys.Get(conversationID)
 	if err != nil {
