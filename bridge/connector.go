@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,8 @@ type Connector struct {
 	background *backgroundSender
 	// inboxReady is closed once the last run's left-overs are handled.
 	inboxReady chan struct{}
+	// keysNotCome: megolm session ID → when a wait for its key gave up.
+	keysNotCome sync.Map
 	// homeserverMaxFile is the homeserver's upload limit (0: not known yet).
 	homeserverMaxFile atomic.Int64
 	stop              context.CancelFunc

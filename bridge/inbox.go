@@ -144,6 +144,11 @@ type inboxEventHead struct {
 // after 30 s (and sends it again).
 const transactionKeyWait = 20 * time.Second
 
+// keyGiveUpMemory: a session whose key did not come within a wait is not
+// waited for again for this long (an officer's client that never shares its
+// keys with the bridge must not hold every transaction).
+const keyGiveUpMemory = 10 * time.Minute
+
 // replayKeyWait bounds the wait for one left-over event's room key at start.
 const replayKeyWait = 10 * time.Second
 
@@ -165,6 +170,9 @@ func (sc *Connector) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events
 		if head.Content.SessionID == "" || wait <= 0 {
 			continue
 		}
+		if given, ok := sc.keysNotCome.Load(head.Content.SessionID); ok && time.Since(given.(time.Time)) < keyGiveUpMemory {
+			continue // waited for it in vain already: do not hold every transaction again
+		}
 		started := time.Now()
 		if mc.waitForSession(ctx, head.RoomID, head.Content.SenderKey, head.Content.SessionID, wait) {
 			if waited := time.Since(started); waited > 100*time.Millisecond {
@@ -172,6 +180,7 @@ func (sc *Connector) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events
 					Msg("Held an officer's event until its room key arrived")
 			}
 		} else if ctx.Err() == nil {
+			sc.keysNotCome.Store(head.Content.SessionID, time.Now())
 			zerolog.Ctx(ctx).Warn().Stringer("event_id", head.ID).Stringer("session_id", head.Content.SessionID).
 				Msg("Room key for an officer's event did not arrive in time; handing it on")
 		}

@@ -141,4 +141,12 @@ func TestWaitForRoomKeysGivesUp(t *testing.T) {
 	}, 300*time.Millisecond)
 	// Both events share one deadline: the first used it up, the second is not waited for.
 	require.Equal(t, []id.SessionID{"missing"}, keys.waits)
+	// A session waited for in vain is not waited for again.
+	sc.waitForRoomKeys(context.Background(), keys, []inboxEventHead{
+		{ID: "$c", Content: struct {
+			SenderKey id.SenderKey `json:"sender_key"`
+			SessionID id.SessionID `json:"session_id"`
+		}{SessionID: "missing"}},
+	}, 300*time.Millisecond)
+	require.Equal(t, []id.SessionID{"missing"}, keys.waits)
 }
