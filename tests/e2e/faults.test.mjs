@@ -107,7 +107,7 @@ async function checkConversation(name, { roomId, guest, guestSent, officerSent }
   return { guest: guestSent.length, officer: officerSent.length };
 }
 
-test(`kill -9 of the bridge at ${KILLS} random points while both sides talk: nothing lost, nothing doubled, order kept`, { timeout: 60 * 60000 }, async () => {
+test(`kill -9 of the bridge at ${KILLS} random points while both sides talk: nothing lost, nothing doubled, order kept`, { timeout: (LONG ? 60 : 15) * 60000 }, async () => {
   const convs = [];
   for (const label of ['Feil A', 'Feil B']) {
     const { invite, roomId } = await openConversation(officer, dm, label);
@@ -156,7 +156,7 @@ test(`kill -9 of the bridge at ${KILLS} random points while both sides talk: not
   console.log(`# kill -9 ×${KILLS}: ${guestTotal} guest and ${officerTotal} officer messages, ${retries} guest retries, none lost or doubled`);
 });
 
-test(`the homeserver down for ${Math.round(OUTAGE_MS / 1000)} s while the guest keeps sending: shown as not yet delivered, then delivered in order`, { timeout: 30 * 60000 }, async () => {
+test(`the homeserver down for ${Math.round(OUTAGE_MS / 1000)} s while the guest keeps sending: shown as not yet delivered, then delivered in order`, { timeout: OUTAGE_MS + 10 * 60000 }, async () => {
   const { invite, roomId } = await openConversation(officer, dm, 'Utfall');
   const browser = await launchBrowser();
   try {
