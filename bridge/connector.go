@@ -64,6 +64,8 @@ type Connector struct {
 	inboxReady chan struct{}
 	// keysNotCome: megolm session ID → when a wait for its key gave up.
 	keysNotCome sync.Map
+	// lastArrival is the order key of the last event kept in the inbox.
+	lastArrival atomic.Int64
 	// homeserverMaxFile is the homeserver's upload limit (0: not known yet).
 	homeserverMaxFile atomic.Int64
 	stop              context.CancelFunc

@@ -29,10 +29,10 @@ import (
 // has, so handling twice shows the guest nothing twice.
 
 const (
-	insertInboxQuery = `INSERT INTO sikkerchat_inbox (event_id, room_id, event, received_at) VALUES ($1, $2, $3, $4)
+	insertInboxQuery = `INSERT INTO sikkerchat_inbox (event_id, room_id, event, received_at, arrival) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (event_id) DO NOTHING`
 	deleteInboxQuery    = `DELETE FROM sikkerchat_inbox WHERE event_id=$1`
-	leftInboxQuery      = `SELECT event_id, event FROM sikkerchat_inbox WHERE received_at < $1 ORDER BY received_at, event_id`
+	leftInboxQuery      = `SELECT event_id, event FROM sikkerchat_inbox WHERE received_at < $1 ORDER BY arrival, received_at, event_id`
 	bumpInboxQuery      = `UPDATE sikkerchat_inbox SET attempts=attempts+1 WHERE event_id=$1`
 	dropStaleInboxQuery = `DELETE FROM sikkerchat_inbox WHERE attempts >= $1 OR received_at < $2`
 )
@@ -187,6 +187,20 @@ func (sc *Connector) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events
 	}
 }
 
+// nextArrival gives each kept event an order key: its arrival in nanoseconds,
+// strictly after the one before, so the events of one transaction (which
+// share their arrival time) and of transactions in the same instant keep the
+// homeserver's order. Across restarts the wall clock orders them.
+func (sc *Connector) nextArrival(arrived time.Time) int64 {
+	for {
+		last := sc.lastArrival.Load()
+		next := max(arrived.UnixNano(), last+1)
+		if sc.lastArrival.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
 // keepTransaction writes the transaction's officer events for conversation
 // rooms to the inbox and returns them.
 func (sc *Connector) keepTransaction(ctx context.Context, mc inboxMatrix, body []byte, arrived time.Time) ([]inboxEventHead, error) {
@@ -211,7 +225,7 @@ func (sc *Connector) keepTransaction(ctx context.Context, mc inboxMatrix, body [
 		} else if conv == nil {
 			continue
 		}
-		if _, err = sc.Store.Exec(ctx, insertInboxQuery, head.ID, head.RoomID, string(raw), arrived.UnixMilli()); err != nil {
+		if _, err = sc.Store.Exec(ctx, insertInboxQuery, head.ID, head.RoomID, string(raw), arrived.UnixMilli(), sc.nextArrival(arrived)); err != nil {
 			return nil, err
 		}
 		sc.Metrics.TransactionArrived(string(head.ID), arrived)
@@ -242,6 +256,30 @@ func (sc *Connector) inboxRouted(ctx context.Context, evt *event.Event) {
 	sc.inboxDone(ctx, evt.ID)
 }
 
+type inboxLeft struct {
+	id  id.EventID
+	raw string
+}
+
+// inboxLeftovers reads what arrived before the given time and is still in the
+// inbox, in the order the homeserver sent it.
+func (sc *Connector) inboxLeftovers(ctx context.Context, before time.Time) ([]inboxLeft, error) {
+	rows, err := sc.Store.Query(ctx, leftInboxQuery, before.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var todo []inboxLeft
+	for rows.Next() {
+		var l inboxLeft
+		if err = rows.Scan(&l.id, &l.raw); err != nil {
+			return nil, err
+		}
+		todo = append(todo, l)
+	}
+	return todo, rows.Err()
+}
+
 // replayInbox handles again what was left in the inbox by a bridge that
 // stopped before the guest side had it.
 func (sc *Connector) replayInbox(ctx context.Context, mc *matrix.Connector, before time.Time) {
@@ -250,24 +288,7 @@ func (sc *Connector) replayInbox(ctx context.Context, mc *matrix.Connector, befo
 	if _, err := sc.Store.Exec(ctx, dropStaleInboxQuery, inboxMaxAttempts, time.Now().Add(-inboxMaxAge).UnixMilli()); err != nil {
 		log.Err(err).Msg("Failed to drop stale inbox events")
 	}
-	rows, err := sc.Store.Query(ctx, leftInboxQuery, before.UnixMilli())
-	if err != nil {
-		log.Err(err).Msg("Failed to read the inbox")
-		return
-	}
-	type left struct {
-		id  id.EventID
-		raw string
-	}
-	var todo []left
-	for rows.Next() {
-		var l left
-		if err = rows.Scan(&l.id, &l.raw); err != nil {
-			break
-		}
-		todo = append(todo, l)
-	}
-	rows.Close()
+	todo, err := sc.inboxLeftovers(ctx, before)
 	if err != nil {
 		log.Err(err).Msg("Failed to read the inbox")
 		return

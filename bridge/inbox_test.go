@@ -150,3 +150,44 @@ func TestWaitForRoomKeysGivesUp(t *testing.T) {
 	}, 300*time.Millisecond)
 	require.Equal(t, []id.SessionID{"missing"}, keys.waits)
 }
+
+// After a crash the inbox's left-overs are handled again in the order the
+// homeserver sent them, also within one transaction (whose events share
+// their arrival time) and whatever their event IDs.
+func TestInboxLeftoversKeepTheHomeserversOrder(t *testing.T) {
+	ctx := context.Background()
+	store, _ := newTestStore(t)
+	transcript := NewTranscript(store, newTestKeys(t), bytes.Repeat([]byte{7}, 32))
+	conv, _, _ := newTestConversation(t, store, transcript)
+	require.NoError(t, store.SetConversationRoom(ctx, conv.ID, "!room:example.org"))
+	sc := &Connector{Store: store, Metrics: NewMetrics(nil)}
+	keys := &fakeKeys{}
+	keys.deliver("s")
+	arrived := time.Now()
+	var events []json.RawMessage
+	order := []string{"$zz", "$aa", "$mm", "$bb", "$yy"}
+	for _, eventID := range order {
+		raw, err := json.Marshal(encryptedEvent(eventID, "!room:example.org", "@officer:example.org", "s"))
+		require.NoError(t, err)
+		events = append(events, raw)
+	}
+	first, err := json.Marshal(map[string]any{"events": events[:3]})
+	require.NoError(t, err)
+	second, err := json.Marshal(map[string]any{"events": events[3:]})
+	require.NoError(t, err)
+	_, err = sc.keepTransaction(ctx, keys, first, arrived)
+	require.NoError(t, err)
+	_, err = sc.keepTransaction(ctx, keys, second, arrived) // same millisecond
+	require.NoError(t, err)
+	// The homeserver sends the first transaction again: nothing moves.
+	_, err = sc.keepTransaction(ctx, keys, first, arrived.Add(time.Second))
+	require.NoError(t, err)
+
+	left, err := sc.inboxLeftovers(ctx, arrived.Add(time.Minute))
+	require.NoError(t, err)
+	var got []string
+	for _, l := range left {
+		got = append(got, string(l.id))
+	}
+	require.Equal(t, order, got)
+}

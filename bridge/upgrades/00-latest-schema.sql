@@ -1,4 +1,4 @@
--- v0 -> v7: Latest revision
+-- v0 -> v8: Latest revision
 
 -- One row per conversation (a bridgev2 portal). No message content lives here.
 CREATE TABLE sikkerchat_conversation (
@@ -104,5 +104,7 @@ CREATE TABLE sikkerchat_inbox (
     room_id     TEXT   NOT NULL,
     event       TEXT   NOT NULL,
     received_at BIGINT NOT NULL,
-    attempts    INTEGER NOT NULL DEFAULT 0
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    -- Order of arrival: nanoseconds plus the position in the transaction.
+    arrival     BIGINT NOT NULL DEFAULT 0
 );
