@@ -58,15 +58,29 @@ async function connectedGuest(invite) {
 }
 
 /**
- * The texts the ghost sent into the room, in timeline order, as the officer's
- * client decrypts them when it reads the whole room (after an outage the
- * officer's live timeline has a gap: the sync that follows is "limited").
+ * The texts the ghost sent into the room, in the room's order as the server
+ * gives it (/messages: after an outage the officer's live timeline has a gap,
+ * the sync that follows is "limited"), each decrypted either now or earlier
+ * by the officer's live client. `undecrypted` counts the ghost's events
+ * neither could decrypt.
  */
 async function ghostTexts(roomId) {
-  return (await officer.roomHistory(roomId))
-    .filter((ev) => ev.getSender()?.startsWith('@sikkerchat_') && ev.getClearContent() && ev.getType() === 'm.room.message')
-    .filter((ev) => ev.getContent().msgtype === 'm.text')
-    .map((ev) => ev.getContent().body);
+  const live = new Map();
+  for (const ev of officer._roomEvents(roomId)) {
+    if (ev.getClearContent()) live.set(ev.getId(), ev);
+  }
+  const texts = [];
+  let undecrypted = 0;
+  for (const ev of await officer.roomHistory(roomId)) {
+    if (!ev.getSender()?.startsWith('@sikkerchat_')) continue;
+    const clear = ev.getClearContent() ? ev : live.get(ev.getId());
+    if (!clear) {
+      if (ev.isEncrypted()) undecrypted++;
+      continue;
+    }
+    if (clear.getType() === 'm.room.message' && clear.getContent().msgtype === 'm.text') texts.push(clear.getContent().body);
+  }
+  return { texts, undecrypted };
 }
 
 /** The guest-side record as a fresh page load shows it (the whole transcript, from the start). */
@@ -85,10 +99,20 @@ async function freshRecord(guest) {
 /** Checks one conversation, message by message: nothing lost, nothing doubled, order kept. */
 async function checkConversation(name, { roomId, guest, guestSent, officerSent }) {
   // Everything the guest's POSTs had accepted reaches the room…
-  await eventually(async () => {
-    const inRoom = await ghostTexts(roomId);
-    return guestSent.every((t) => inRoom.includes(t));
-  }, { timeoutMs: 180000, intervalMs: 1000, what: `${name}: every accepted guest message in the room` });
+  let seen = { texts: [], undecrypted: 0 };
+  try {
+    await eventually(async () => {
+      seen = await ghostTexts(roomId);
+      return guestSent.every((t) => seen.texts.includes(t));
+    }, { timeoutMs: 180000, intervalMs: 1000, what: `${name}: every accepted guest message in the room` });
+  } catch (err) {
+    const missing = guestSent.filter((t) => !seen.texts.includes(t));
+    const record = await freshRecord(guest).catch(() => []);
+    const status = (t) => record.find((e) => e.text === t)?.status ?? 'not in the guest record';
+    err.message += `\n${missing.length} of ${guestSent.length} missing (first: ${missing.slice(0, 3).map((t) => `${t} [${status(t)}]`).join(' | ')}); ` +
+      `the ghost's events in the room: ${seen.texts.length} readable, ${seen.undecrypted} the officer could not decrypt`;
+    throw err;
+  }
   // …and the officers' messages reach the guest side.
   await eventually(async () => {
     const record = await freshRecord(guest);
@@ -96,7 +120,7 @@ async function checkConversation(name, { roomId, guest, guestSent, officerSent }
     return officerSent.every((t) => shown.includes(t));
   }, { timeoutMs: 180000, intervalMs: 1000, what: `${name}: every officer message on the guest side` });
 
-  const inRoom = await ghostTexts(roomId);
+  const inRoom = (await ghostTexts(roomId)).texts;
   assert.deepEqual(inRoom, guestSent, `${name}: the room has each guest message exactly once, in the order sent`);
   const record = await freshRecord(guest);
   const fromGuest = record.filter((e) => e.direction === 'from_guest');
