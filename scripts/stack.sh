@@ -129,7 +129,7 @@ logging:
           format: json
           filename: $BRIDGE_DIR/bridge.log
           max_size: 100
-          max_backups: 2
+          max_backups: 500
           compress: false
 EOF
 	(cd "$BRIDGE_DIR" && "$BIN" -c config.yaml -r registration.yaml -g >/dev/null)

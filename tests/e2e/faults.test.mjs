@@ -58,29 +58,40 @@ async function connectedGuest(invite) {
 }
 
 /**
- * The texts the ghost sent into the room, in the room's order as the server
- * gives it (/messages: after an outage the officer's live timeline has a gap,
- * the sync that follows is "limited"), each decrypted either now or earlier
- * by the officer's live client. `undecrypted` counts the ghost's events
- * neither could decrypt.
+ * The texts the ghost sent into the room, as the officer's client has them
+ * from both of its views of the room: the live timeline (sync) and the whole
+ * room read back by /messages. Neither is enough alone on Dendrite: after an
+ * outage the sync that follows is "limited" and the live timeline has a gap,
+ * and Dendrite's backward pagination sometimes skips (and repeats) an event
+ * at a page boundary. Events are taken once each, by event ID, in the order
+ * the homeserver received them (origin_server_ts; the outbox sends one
+ * message of a conversation at a time, so that is the order sent).
+ * `undecrypted` lists the ghost's events the officer could not decrypt.
  */
 async function ghostTexts(roomId) {
-  const live = new Map();
+  const readable = (e) => e && e.getClearContent() && !e.isDecryptionFailure();
+  const byId = new Map();
+  for (const ev of await officer.roomHistory(roomId)) byId.set(ev.getId(), ev);
   for (const ev of officer._roomEvents(roomId)) {
-    if (ev.getClearContent()) live.set(ev.getId(), ev);
+    if (!byId.has(ev.getId()) || (readable(ev) && !readable(byId.get(ev.getId())))) byId.set(ev.getId(), ev);
   }
+  const events = [...byId.values()]
+    .filter((ev) => ev.getSender()?.startsWith('@sikkerchat_'))
+    .map((ev, i) => ({ ev, i }))
+    .sort((a, b) => a.ev.getTs() - b.ev.getTs() || a.i - b.i)
+    .map(({ ev }) => ev);
   const texts = [];
-  let undecrypted = 0;
-  for (const ev of await officer.roomHistory(roomId)) {
-    if (!ev.getSender()?.startsWith('@sikkerchat_')) continue;
-    const clear = ev.getClearContent() ? ev : live.get(ev.getId());
-    if (!clear) {
-      if (ev.isEncrypted()) undecrypted++;
+  const undecrypted = [];
+  const other = [];
+  for (const ev of events) {
+    if (!readable(ev)) {
+      if (ev.isEncrypted()) undecrypted.push(`${ev.getId()} (${ev.decryptionFailureReason ?? '?'})`);
       continue;
     }
-    if (clear.getType() === 'm.room.message' && clear.getContent().msgtype === 'm.text') texts.push(clear.getContent().body);
+    if (ev.getType() === 'm.room.message' && ev.getContent().msgtype === 'm.text') texts.push(ev.getContent().body);
+    else other.push(`${ev.getId()} ${ev.getType()}/${ev.getContent()?.msgtype}`);
   }
-  return { texts, undecrypted };
+  return { texts, undecrypted, other };
 }
 
 /** The guest-side record as a fresh page load shows it (the whole transcript, from the start). */
@@ -99,7 +110,7 @@ async function freshRecord(guest) {
 /** Checks one conversation, message by message: nothing lost, nothing doubled, order kept. */
 async function checkConversation(name, { roomId, guest, guestSent, officerSent }) {
   // Everything the guest's POSTs had accepted reaches the room…
-  let seen = { texts: [], undecrypted: 0 };
+  let seen = { texts: [], undecrypted: [], other: [] };
   try {
     await eventually(async () => {
       seen = await ghostTexts(roomId);
@@ -110,7 +121,9 @@ async function checkConversation(name, { roomId, guest, guestSent, officerSent }
     const record = await freshRecord(guest).catch(() => []);
     const status = (t) => record.find((e) => e.text === t)?.status ?? 'not in the guest record';
     err.message += `\n${missing.length} of ${guestSent.length} missing (first: ${missing.slice(0, 3).map((t) => `${t} [${status(t)}]`).join(' | ')}); ` +
-      `the ghost's events in the room: ${seen.texts.length} readable, ${seen.undecrypted} the officer could not decrypt`;
+      `the ghost's events in the room: ${seen.texts.length} readable, ${seen.undecrypted.length} the officer could not decrypt: ${seen.undecrypted.slice(0, 3).join(', ')}; ` +
+      `${seen.other.length} of another kind: ${seen.other.slice(0, 3).join(', ')}; ` +
+      `texts seen twice: ${seen.texts.filter((t, i) => seen.texts.indexOf(t) !== i).slice(0, 3).join(' | ')}`;
     throw err;
   }
   // …and the officers' messages reach the guest side.
@@ -169,11 +182,16 @@ test(`kill -9 of the bridge at ${KILLS} random points while both sides talk: not
   await Promise.all([...guestLoops, ...officerLoops]);
   let guestTotal = 0;
   let officerTotal = 0;
-  for (const [i, c] of convs.entries()) {
-    const r = await checkConversation(`conversation ${i}`, c);
-    guestTotal += r.guest;
-    officerTotal += r.officer;
-    await c.stopGuest();
+  try {
+    for (const [i, c] of convs.entries()) {
+      const r = await checkConversation(`conversation ${i}`, c);
+      guestTotal += r.guest;
+      officerTotal += r.officer;
+    }
+  } finally {
+    // The guests' reconnecting event streams must end, or a failed check
+    // would keep the test process alive until its timeout.
+    await Promise.all(convs.map((c) => c.stopGuest()));
   }
   assert.equal(new Set(kills).size, KILLS, 'each kill hit a fresh bridge process');
   counts.kill9 = { kills: KILLS, guest_messages: guestTotal, officer_messages: officerTotal, guest_retries: retries, lost: 0, doubled: 0 };

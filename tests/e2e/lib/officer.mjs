@@ -556,7 +556,9 @@ export class Officer {
    * this device has the keys: what Element shows when the officer scrolls
    * back. The live timeline alone is not enough after an outage: when many
    * events arrive between two syncs the sync is "limited" and the SDK starts a
-   * new live timeline after a gap.
+   * new live timeline after a gap. Dendrite v0.15.2's backward pagination can
+   * repeat an event at a page boundary (taken once here) and skip one (see
+   * faults.test.mjs, which adds the live timeline's events).
    * @param {string} roomId
    * @returns {Promise<import('matrix-js-sdk').MatrixEvent[]>}
    */
@@ -572,7 +574,10 @@ export class Officer {
       if (!res.end || res.end === from || !res.chunk?.length) break;
       from = res.end;
     }
-    const events = raw.reverse().map((ev) => mapper({ ...ev, room_id: roomId }));
+    const seen = new Set();
+    const events = raw.reverse()
+      .filter((ev) => !seen.has(ev.event_id) && seen.add(ev.event_id))
+      .map((ev) => mapper({ ...ev, room_id: roomId }));
     for (const ev of events) await this.client.decryptEventIfNeeded(ev);
     return events;
   }
