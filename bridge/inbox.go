@@ -301,11 +301,6 @@ func (sc *Connector) replayInbox(ctx context.Context, mc *matrix.Connector, befo
 			log.Err(err).Msg("Failed to count inbox attempt")
 			return
 		}
-		var head inboxEventHead
-		if json.Unmarshal([]byte(l.raw), &head) == nil {
-			head.ID = l.id
-			sc.waitForRoomKeys(ctx, bridgeMatrix{mc}, []inboxEventHead{head}, replayKeyWait)
-		}
 		var evt event.Event
 		if err = json.Unmarshal([]byte(l.raw), &evt); err != nil {
 			log.Warn().Err(err).Stringer("event_id", l.id).Msg("Dropping unreadable inbox event")
@@ -319,6 +314,11 @@ func (sc *Connector) replayInbox(ctx context.Context, mc *matrix.Connector, befo
 			log.Warn().Err(err).Stringer("event_id", l.id).Msg("Dropping unparseable inbox event")
 			sc.inboxDone(ctx, l.id)
 			continue
+		}
+		if enc := evt.Content.AsEncrypted(); enc != nil {
+			head := inboxEventHead{ID: l.id, RoomID: evt.RoomID}
+			head.Content.SenderKey, head.Content.SessionID = enc.SenderKey, enc.SessionID
+			sc.waitForRoomKeys(ctx, bridgeMatrix{mc}, []inboxEventHead{head}, replayKeyWait)
 		}
 		sc.Metrics.Error(ErrKindInboxReplay)
 		log.Info().Stringer("event_id", l.id).Msg("Handling an officer's event again that the last run did not finish")

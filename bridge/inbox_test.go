@@ -124,29 +124,26 @@ func TestInboxHoldsTransactionUntilItsRoomKeyArrives(t *testing.T) {
 	require.False(t, inInbox("$d"))
 }
 
+func keyHead(eventID id.EventID, session id.SessionID) inboxEventHead {
+	head := inboxEventHead{ID: eventID}
+	head.Content.SessionID = session
+	return head
+}
+
 // A key that never comes holds the transaction only for the wait, then mautrix
 // gets it (and asks the officer's devices for the key).
 func TestWaitForRoomKeysGivesUp(t *testing.T) {
 	sc := &Connector{}
 	keys := &fakeKeys{}
 	sc.waitForRoomKeys(context.Background(), keys, []inboxEventHead{
-		{ID: "$a", Content: struct {
-			SenderKey id.SenderKey `json:"sender_key"`
-			SessionID id.SessionID `json:"session_id"`
-		}{SessionID: "missing"}},
-		{ID: "$b", Content: struct {
-			SenderKey id.SenderKey `json:"sender_key"`
-			SessionID id.SessionID `json:"session_id"`
-		}{SessionID: "missing-too"}},
+		keyHead("$a", "missing"),
+		keyHead("$b", "missing-too"),
 	}, 300*time.Millisecond)
 	// Both events share one deadline: the first used it up, the second is not waited for.
 	require.Equal(t, []id.SessionID{"missing"}, keys.waits)
 	// A session waited for in vain is not waited for again.
 	sc.waitForRoomKeys(context.Background(), keys, []inboxEventHead{
-		{ID: "$c", Content: struct {
-			SenderKey id.SenderKey `json:"sender_key"`
-			SessionID id.SessionID `json:"session_id"`
-		}{SessionID: "missing"}},
+		keyHead("$c", "missing"),
 	}, 300*time.Millisecond)
 	require.Equal(t, []id.SessionID{"missing"}, keys.waits)
 }

@@ -132,7 +132,7 @@ func (t *Transcript) CreateKey(conversationID string) error {
 	if _, err := rand.Read(key); err != nil {
 		return err
 	}
-	wrapped, err := seal(t.masterKey, key, []byte("key:"+conversationID))
+	wrapped, err := seal(t.masterKey, key, wrapAAD(conversationID))
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func (t *Transcript) CheckMasterKey() (checked, unreadable int, err error) {
 			return checked, unreadable, err
 		}
 		checked++
-		if _, err = open(t.masterKey, wrapped, []byte("key:"+conversationID)); err != nil {
+		if _, err = open(t.masterKey, wrapped, wrapAAD(conversationID)); err != nil {
 			unreadable++
 		}
 	}
@@ -187,7 +187,7 @@ func (t *Transcript) conversationKey(ctx context.Context, conversationID string)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load conversation key: %w", err)
 	}
-	key, err := open(t.masterKey, wrapped, []byte("key:"+conversationID))
+	key, err := open(t.masterKey, wrapped, wrapAAD(conversationID))
 	if err != nil {
 		return nil, fmt.Errorf("failed to unwrap conversation key: %w", err)
 	}
