@@ -51,10 +51,15 @@ const (
 	revokeSessionQuery              = `UPDATE sikkerchat_guest_session SET revoked_at=$2 WHERE token_hash=$1 AND revoked_at IS NULL`
 	revokeConversationSessionsQuery = `UPDATE sikkerchat_guest_session SET revoked_at=$2 WHERE conversation_id=$1 AND revoked_at IS NULL`
 	revokeConversationInvitesQuery  = `UPDATE sikkerchat_invite SET revoked_at=$2 WHERE conversation_id=$1 AND revoked_at IS NULL AND used_at IS NULL`
-	consumeInviteQuery              = `UPDATE sikkerchat_invite SET used_at=$2
-		WHERE token_hash=$1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at>$2`
-	failInviteQuery = `UPDATE sikkerchat_invite SET failed_attempts=failed_attempts+1
-		WHERE token_hash=$1 AND used_at IS NULL AND revoked_at IS NULL RETURNING failed_attempts`
+	// The attempt is claimed before the code word is checked, in one
+	// conditional UPDATE: guesses fired in parallel can never be checked more
+	// than max_code_attempts times. A right code gives its claim back when it
+	// consumes the invite.
+	claimAttemptQuery = `UPDATE sikkerchat_invite SET failed_attempts=failed_attempts+1
+		WHERE token_hash=$1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at>$2 AND failed_attempts<$3
+		RETURNING failed_attempts`
+	consumeInviteQuery = `UPDATE sikkerchat_invite SET used_at=$2, failed_attempts=failed_attempts-1
+		WHERE token_hash=$1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at>$2 AND failed_attempts<=$3`
 	burnInviteQuery      = `UPDATE sikkerchat_invite SET revoked_at=$2 WHERE token_hash=$1 AND revoked_at IS NULL`
 	activateQuery        = `UPDATE sikkerchat_conversation SET status='active', joined_at=COALESCE(joined_at, $2) WHERE id=$1 AND status IN ('created', 'active')`
 	setInviteExpiryQuery = `UPDATE sikkerchat_conversation SET invite_expires_at=$2 WHERE id=$1`
@@ -101,16 +106,19 @@ func (sc *Connector) Join(ctx context.Context, token, code string) (sessionToken
 	}
 	log := zerolog.Ctx(ctx).With().Str("conversation_id", inv.ConversationID).Logger()
 	now := time.Now()
-	switch {
-	case conv == nil || conv.Status == StatusClosed || conv.Status == StatusExpired || !inv.RevokedAt.IsZero():
-		return "", nil, ErrInviteRevoked
-	case !inv.UsedAt.IsZero():
-		return "", nil, ErrInviteUsed
-	case !now.Before(inv.ExpiresAt):
-		return "", nil, ErrInviteExpired
+	if err = joinable(conv, inv, now, sc.Config.MaxCodeAttempts); err != nil {
+		return "", nil, err
+	}
+	var attempt int
+	err = sc.Store.QueryRow(ctx, claimAttemptQuery, tokenHash, now.UnixMilli(), sc.Config.MaxCodeAttempts).Scan(&attempt)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Another request used, burned or revoked the invite since it was read.
+		return "", nil, sc.whyNotJoinable(ctx, tokenHash, now)
+	} else if err != nil {
+		return "", nil, fmt.Errorf("failed to claim code attempt: %w", err)
 	}
 	if !CheckCode(token, code, inv.CodeMAC) {
-		return "", nil, sc.countFailedCode(ctx, conv, tokenHash)
+		return "", nil, sc.codeFailed(ctx, conv, tokenHash, attempt)
 	}
 	raw := make([]byte, 32)
 	if _, err = rand.Read(raw); err != nil {
@@ -121,11 +129,13 @@ func (sc *Connector) Join(ctx context.Context, token, code string) (sessionToken
 	// reissue can never leave a used link without its session, or a session
 	// that outlived the reissue.
 	err = sc.Store.DoTxn(ctx, nil, func(ctx context.Context) error {
-		res, err := sc.Store.Exec(ctx, consumeInviteQuery, tokenHash, now.UnixMilli())
+		res, err := sc.Store.Exec(ctx, consumeInviteQuery, tokenHash, now.UnixMilli(), sc.Config.MaxCodeAttempts)
 		if err != nil {
 			return fmt.Errorf("failed to consume invite: %w", err)
 		} else if n, _ := res.RowsAffected(); n != 1 {
-			return ErrInviteUsed // another browser won the race for the same link
+			// Another browser won the race for the same link, or wrong guesses
+			// running beside this request burned it first.
+			return sc.whyNotJoinable(ctx, tokenHash, now)
 		}
 		if _, err = sc.Store.Exec(ctx, insertSessionQuery, hashSessionToken(sessionToken), conv.ID, now.UnixMilli()); err != nil {
 			return fmt.Errorf("failed to store guest session: %w", err)
@@ -151,24 +161,53 @@ func (sc *Connector) Join(ctx context.Context, token, code string) (sessionToken
 	return sessionToken, conv, nil
 }
 
-func (sc *Connector) countFailedCode(ctx context.Context, conv *Conversation, tokenHash []byte) error {
-	sc.Metrics.Error(ErrKindWrongCode)
-	var attempts int
-	err := sc.Store.QueryRow(ctx, failInviteQuery, tokenHash).Scan(&attempts)
-	if errors.Is(err, sql.ErrNoRows) {
+// joinable tells why an invite cannot be joined now, or nil.
+func joinable(conv *Conversation, inv *Invite, now time.Time, maxAttempts int) error {
+	switch {
+	case conv == nil || conv.Status == StatusClosed || conv.Status == StatusExpired || !inv.RevokedAt.IsZero():
 		return ErrInviteRevoked
-	} else if err != nil {
-		return fmt.Errorf("failed to count wrong code: %w", err)
+	case !inv.UsedAt.IsZero():
+		return ErrInviteUsed
+	case !now.Before(inv.ExpiresAt):
+		return ErrInviteExpired
+	case inv.FailedAttempts >= maxAttempts:
+		return ErrInviteRevoked // burned, or about to be by the request that made the last wrong guess
 	}
-	zerolog.Ctx(ctx).Info().Str("conversation_id", conv.ID).Int("failed_attempts", attempts).Msg("Wrong code word for invite")
-	if err := sc.Audit.Append(ctx, "guest", AuditCodeFailed, conv.ID, fmt.Sprintf("attempt %d", attempts)); err != nil {
+	return nil
+}
+
+// whyNotJoinable reads the invite again after a conditional update found it
+// no longer joinable, so that the guest learns what happened meanwhile.
+func (sc *Connector) whyNotJoinable(ctx context.Context, tokenHash []byte, now time.Time) error {
+	inv, err := sc.Store.GetInvite(ctx, tokenHash)
+	if err != nil {
+		return fmt.Errorf("failed to get invite: %w", err)
+	} else if inv == nil {
+		return ErrInviteUnknown
+	}
+	conv, err := sc.Store.GetConversation(ctx, inv.ConversationID)
+	if err != nil {
+		return fmt.Errorf("failed to get conversation: %w", err)
+	}
+	if err = joinable(conv, inv, now, sc.Config.MaxCodeAttempts); err != nil {
+		return err
+	}
+	return ErrInviteRevoked
+}
+
+// codeFailed records a wrong code word whose attempt was already claimed;
+// the request that made the last allowed attempt burns the invite.
+func (sc *Connector) codeFailed(ctx context.Context, conv *Conversation, tokenHash []byte, attempt int) error {
+	sc.Metrics.Error(ErrKindWrongCode)
+	zerolog.Ctx(ctx).Info().Str("conversation_id", conv.ID).Int("failed_attempts", attempt).Msg("Wrong code word for invite")
+	if err := sc.Audit.Append(ctx, "guest", AuditCodeFailed, conv.ID, fmt.Sprintf("attempt %d", attempt)); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for wrong code")
 	}
-	left := sc.Config.MaxCodeAttempts - attempts
+	left := sc.Config.MaxCodeAttempts - attempt
 	if left > 0 {
 		return &CodeWrongError{AttemptsLeft: left}
 	}
-	if _, err = sc.Store.Exec(ctx, burnInviteQuery, tokenHash, time.Now().UnixMilli()); err != nil {
+	if _, err := sc.Store.Exec(ctx, burnInviteQuery, tokenHash, time.Now().UnixMilli()); err != nil {
 		return fmt.Errorf("failed to burn invite: %w", err)
 	}
 	zerolog.Ctx(ctx).Warn().Str("conversation_id", conv.ID).Msg("Invite burned after too many wrong code words")

@@ -82,7 +82,7 @@ func TestJoin(t *testing.T) {
 	require.Equal(t, http.StatusGone, res.Code)
 	require.Equal(t, errInviteUsed, res.errcode())
 
-	require.Eventually(t, func() bool { _, notices := ts.matrix.snapshot(); return len(notices) == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { _, notices := ts.matrix.Snapshot(); return len(notices) == 1 }, 5*time.Second, 10*time.Millisecond)
 	conv, err := ts.sc.Store.GetConversation(context.Background(), inv.conv.ID)
 	require.NoError(t, err)
 	require.Equal(t, bridge.StatusActive, conv.Status)
@@ -155,7 +155,7 @@ func TestWrongCodeFiveTimesBurnsInvite(t *testing.T) {
 	res := ts.request("POST", "/api/join", map[string]string{"token": inv.token, "code": inv.code}, nil)
 	require.Equal(t, http.StatusGone, res.Code)
 	require.Equal(t, errInviteRevoked, res.errcode())
-	_, notices := ts.matrix.snapshot()
+	_, notices := ts.matrix.Snapshot()
 	require.Len(t, notices, 1)
 	require.Contains(t, notices[0], "reissue", "the officers are told how to make a new link")
 }
@@ -226,9 +226,9 @@ func TestMessages(t *testing.T) {
 	require.Equal(t, http.StatusConflict, res.Code)
 	require.Equal(t, errClientIDReused, res.errcode())
 
-	require.Eventually(t, func() bool { sent, _ := ts.matrix.snapshot(); return len(sent) == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { sent, _ := ts.matrix.Snapshot(); return len(sent) == 1 }, 5*time.Second, 10*time.Millisecond)
 	time.Sleep(50 * time.Millisecond)
-	sent, _ := ts.matrix.snapshot()
+	sent, _ := ts.matrix.Snapshot()
 	require.Equal(t, []string{"Hei, jeg trenger hjelp"}, sent, "exactly one Matrix event")
 
 	for _, c := range []struct {
@@ -259,19 +259,19 @@ func TestMessages(t *testing.T) {
 func TestMessagesWaitForHomeserver(t *testing.T) {
 	ts := newTestServer(t, newTestConfig(t))
 	cookie := ts.join(ts.newInvite(time.Hour))
-	ts.matrix.lock.Lock()
-	ts.matrix.failing = true
-	ts.matrix.lock.Unlock()
+	ts.matrix.Lock()
+	ts.matrix.Failing = true
+	ts.matrix.Unlock()
 	for i, text := range []string{"en", "to", "tre"} {
 		res := ts.request("POST", "/api/messages", map[string]string{"client_id": strings.Repeat("b", 16) + string(rune('a'+i)), "text": text}, nil, cookie)
 		require.Equal(t, http.StatusAccepted, res.Code, "the guest's message is stored even while the homeserver is down")
 	}
 	time.Sleep(100 * time.Millisecond)
-	ts.matrix.lock.Lock()
-	ts.matrix.failing = false
-	ts.matrix.lock.Unlock()
+	ts.matrix.Lock()
+	ts.matrix.Failing = false
+	ts.matrix.Unlock()
 	ts.sc.RunOutboxOnce(context.Background())
-	sent, _ := ts.matrix.snapshot()
+	sent, _ := ts.matrix.Snapshot()
 	require.Equal(t, []string{"en", "to", "tre"}, sent, "delivered once each, in order")
 	require.Equal(t, 3.0, metricValue(t, ts.sc.Metrics, "sikkerchat_messages_total", "to_room", "text"), "counted once each")
 	require.GreaterOrEqual(t, metricValue(t, ts.sc.Metrics, "sikkerchat_errors_total", "homeserver_send"), 1.0, "the failed sends are counted")
@@ -313,9 +313,9 @@ func TestLostSendAnswerIsNotSentTwice(t *testing.T) {
 	ts := newTestServer(t, newTestConfig(t))
 	inv := ts.newInvite(time.Hour)
 	cookie := ts.join(inv)
-	ts.matrix.lock.Lock()
-	ts.matrix.loseAnswers, ts.matrix.forgetTxnIDs = 1, true
-	ts.matrix.lock.Unlock()
+	ts.matrix.Lock()
+	ts.matrix.LoseAnswers, ts.matrix.ForgetTxnIDs = 1, true
+	ts.matrix.Unlock()
 	res := ts.request("POST", "/api/messages", map[string]string{"client_id": strings.Repeat("c", 16), "text": "bare én gang"}, nil, cookie)
 	require.Equal(t, http.StatusAccepted, res.Code)
 	conv := inv.conv.ID
@@ -323,7 +323,7 @@ func TestLostSendAnswerIsNotSentTwice(t *testing.T) {
 		entries, err := ts.sc.Transcript.Since(context.Background(), conv, 0)
 		return err == nil && len(entries) == 1 && entries[0].Status == bridge.EntryDelivered
 	}, 20*time.Second, 20*time.Millisecond, "delivered after the lost answer")
-	sent, _ := ts.matrix.snapshot()
+	sent, _ := ts.matrix.Snapshot()
 	require.Equal(t, []string{"bare én gang"}, sent, "in the room once")
 }
 
@@ -334,9 +334,9 @@ func TestTypingDoesNotWaitForHomeserver(t *testing.T) {
 	ts := newTestServer(t, newTestConfig(t))
 	cookie := ts.join(ts.newInvite(time.Hour))
 	stall := make(chan struct{})
-	ts.matrix.lock.Lock()
-	ts.matrix.stall = stall
-	ts.matrix.lock.Unlock()
+	ts.matrix.Lock()
+	ts.matrix.Stall = stall
+	ts.matrix.Unlock()
 	for i := range 10 {
 		res := ts.request("POST", "/api/typing", map[string]bool{"typing": i%2 == 0}, nil, cookie)
 		require.Equal(t, http.StatusNoContent, res.Code, "answered while the homeserver hangs")
@@ -345,14 +345,14 @@ func TestTypingDoesNotWaitForHomeserver(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, res.Code)
 	close(stall)
 	require.Eventually(t, func() bool {
-		ts.matrix.lock.Lock()
-		defer ts.matrix.lock.Unlock()
-		n := len(ts.matrix.typing)
-		return n >= 1 && !ts.matrix.typing[n-1]
+		ts.matrix.Lock()
+		defer ts.matrix.Unlock()
+		n := len(ts.matrix.Typing)
+		return n >= 1 && !ts.matrix.Typing[n-1]
 	}, 10*time.Second, 5*time.Millisecond, "the newest typing state arrives")
-	ts.matrix.lock.Lock()
-	defer ts.matrix.lock.Unlock()
-	require.LessOrEqual(t, len(ts.matrix.typing), 2, "the stale ones were dropped, not queued")
+	ts.matrix.Lock()
+	defer ts.matrix.Unlock()
+	require.LessOrEqual(t, len(ts.matrix.Typing), 2, "the stale ones were dropped, not queued")
 }
 
 func TestTypingAndRead(t *testing.T) {
@@ -365,9 +365,9 @@ func TestTypingAndRead(t *testing.T) {
 	res = ts.request("POST", "/api/typing", `{}`, nil, cookie)
 	require.Equal(t, http.StatusBadRequest, res.Code)
 	require.Eventually(t, func() bool {
-		ts.matrix.lock.Lock()
-		defer ts.matrix.lock.Unlock()
-		return len(ts.matrix.typing) == 1 && ts.matrix.typing[0]
+		ts.matrix.Lock()
+		defer ts.matrix.Unlock()
+		return len(ts.matrix.Typing) == 1 && ts.matrix.Typing[0]
 	}, 10*time.Second, 5*time.Millisecond, "typing reaches the room")
 
 	res = ts.request("POST", "/api/read", map[string]int{"seq": 0}, nil, cookie)
@@ -553,17 +553,17 @@ func TestUndeliverableMessageDoesNotBlockTheRest(t *testing.T) {
 	ts := newTestServer(t, newTestConfig(t))
 	inv := ts.newInvite(time.Hour)
 	cookie := ts.join(inv)
-	ts.matrix.lock.Lock()
-	ts.matrix.refuse = "MARKER-altfor-stor"
-	ts.matrix.lock.Unlock()
+	ts.matrix.Lock()
+	ts.matrix.Refuse = "MARKER-altfor-stor"
+	ts.matrix.Unlock()
 	for i, text := range []string{"før", "MARKER-altfor-stor", "etter"} {
 		res := ts.request("POST", "/api/messages", map[string]string{"client_id": strings.Repeat("u", 16) + string(rune('a'+i)), "text": text}, nil, cookie)
 		require.Equal(t, http.StatusAccepted, res.Code)
 	}
-	require.Eventually(t, func() bool { sent, _ := ts.matrix.snapshot(); return len(sent) == 2 }, 5*time.Second, 10*time.Millisecond)
-	sent, notices := ts.matrix.snapshot()
+	require.Eventually(t, func() bool { sent, _ := ts.matrix.Snapshot(); return len(sent) == 2 }, 5*time.Second, 10*time.Millisecond)
+	sent, notices := ts.matrix.Snapshot()
 	require.Equal(t, []string{"før", "etter"}, sent)
-	require.Eventually(t, func() bool { _, notices = ts.matrix.snapshot(); return len(notices) == 2 }, 5*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { _, notices = ts.matrix.Snapshot(); return len(notices) == 2 }, 5*time.Second, 10*time.Millisecond,
 		"the officers are told (after the join notice)")
 	require.NotContains(t, notices[1], "MARKER", "the notice carries no content")
 	entry, err := ts.sc.Transcript.ByClientID(context.Background(), inv.conv.ID, strings.Repeat("u", 16)+"b")

@@ -59,9 +59,12 @@ type badFixtures struct {
 	revokedCode           string
 	burnedToken           string
 	burnedCode            string
-	closedToken           string
-	closedCode            string
-	unknownToken          string
+	// usedUpToken has had every wrong code word it allows, and its burn has
+	// not landed yet (a guess racing the last one).
+	usedUpToken, usedUpCode string
+	closedToken             string
+	closedCode              string
+	unknownToken            string
 
 	activeStates int // "active" state events setup causes
 	clientIDs    int
@@ -133,6 +136,10 @@ func newBadFixtures(t *testing.T) *badFixtures {
 		res = ts.request("POST", "/api/join", map[string]string{"token": burned.token, "code": "feil 00"}, nil)
 	}
 	require.Equal(t, errInviteRevoked, res.errcode(), "burned")
+	usedUp := ts.newInvite(time.Hour)
+	fx.usedUpToken, fx.usedUpCode = usedUp.token, usedUp.code
+	_, err = ts.sc.Store.Exec(ctx, "UPDATE sikkerchat_invite SET failed_attempts=$2 WHERE conversation_id=$1", usedUp.conv.ID, ts.sc.Config.MaxCodeAttempts)
+	require.NoError(t, err)
 	fx.unknownToken, _, err = bridge.NewInviteToken()
 	require.NoError(t, err)
 	return fx
@@ -180,15 +187,15 @@ func (fx *badFixtures) upload() (string, map[string]string) {
 func (fx *badFixtures) settle(t *testing.T) {
 	require.Eventually(t, func() bool {
 		fm := fx.ts.matrix
-		fm.lock.Lock()
-		defer fm.lock.Unlock()
+		fm.Lock()
+		defer fm.Unlock()
 		active := 0
-		for _, s := range fm.states {
+		for _, s := range fm.States {
 			if s == string(bridge.StatusActive) {
 				active++
 			}
 		}
-		return active == fx.activeStates && len(fm.sent) == 1
+		return active == fx.activeStates && len(fm.Sent) == 1
 	}, 10*time.Second, 5*time.Millisecond, "setup did not settle")
 	require.Eventually(t, func() bool {
 		e, err := fx.ts.sc.Transcript.ByClientID(context.Background(), fx.live.ID, fx.sentClientID)
@@ -250,9 +257,9 @@ func (ts *testServer) guestState() map[string]string {
 	}
 	state["keys"] = strings.Join(names, ",")
 	fm := ts.matrix
-	fm.lock.Lock()
-	state["room"] = fmt.Sprintf("sent=%q notices=%d states=%q typing=%v reads=%v", fm.sent, len(fm.notices), fm.states, fm.typing, fm.reads)
-	fm.lock.Unlock()
+	fm.Lock()
+	state["room"] = fmt.Sprintf("sent=%q notices=%d states=%q typing=%v reads=%v", fm.Sent, len(fm.Notices), fm.States, fm.Typing, fm.Reads)
+	fm.Unlock()
 	return state
 }
 
@@ -642,6 +649,7 @@ func guestBadRequestTable(fx *badFixtures) []badRequest {
 	jn("expired link, wrong code", join(fx.expiredToken, "feil 00"), 410, errInviteExpired)
 	jn("reissued link", join(fx.revokedToken, fx.revokedCode), 410, errInviteRevoked)
 	jn("burned link, right code", join(fx.burnedToken, fx.burnedCode), 410, errInviteRevoked)
+	jn("right code after every attempt was used, before the burn", join(fx.usedUpToken, fx.usedUpCode), 410, errInviteRevoked)
 	jn("link of a closed conversation", join(fx.closedToken, fx.closedCode), 410, errInviteRevoked)
 	jn("wrong code", join(fx.wrongToken, "feil 00"), 403, errCodeWrong, "invite", "audit")
 	jn("code of another link", join(fx.wrongToken, fx.freshCode), 403, errCodeWrong, "invite", "audit")

@@ -71,7 +71,7 @@ func TestCloseRevokesEverythingAndShredsGuestData(t *testing.T) {
 	require.Equal(t, bridge.StatusClosed, conv.Status)
 	require.False(t, conv.ClosedAt.IsZero())
 	require.True(t, conv.PurgeAfter.After(conv.ClosedAt))
-	_, notices := ts.matrix.snapshot()
+	_, notices := ts.matrix.Snapshot()
 	require.Contains(t, notices[len(notices)-1], "avsluttet")
 
 	require.ErrorIs(t, ts.sc.Close(ctx, conv, "@officer:example.org", bridge.CloseByOfficer), bridge.ErrAlreadyClosed)
@@ -96,7 +96,7 @@ func TestUnusedInviteExpiresAndCloses(t *testing.T) {
 	require.Equal(t, bridge.StatusExpired, conv.Status)
 	res := ts.request("POST", "/api/join", map[string]string{"token": inv.token, "code": inv.code}, nil)
 	require.Equal(t, http.StatusGone, res.Code)
-	_, notices := ts.matrix.snapshot()
+	_, notices := ts.matrix.Snapshot()
 	require.NotEmpty(t, notices)
 	require.Contains(t, notices[len(notices)-1], "lenken ble ikke brukt")
 }

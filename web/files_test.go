@@ -64,7 +64,7 @@ func TestFileUploadAndDownload(t *testing.T) {
 
 		sum := sha256.Sum256(f.data)
 		require.Eventually(t, func() bool {
-			sent, _ := ts.matrix.snapshot()
+			sent, _ := ts.matrix.Snapshot()
 			for _, s := range sent {
 				if s == "file:"+f.name+":"+hex.EncodeToString(sum[:]) {
 					return true
@@ -80,7 +80,7 @@ func TestFileUploadAndDownload(t *testing.T) {
 			return n == 0
 		}, 5*time.Second, 10*time.Millisecond)
 	}
-	sent, _ := ts.matrix.snapshot()
+	sent, _ := ts.matrix.Snapshot()
 	require.Len(t, sent, 2)
 }
 
@@ -149,7 +149,7 @@ func TestFileUploadErrors(t *testing.T) {
 	res = ts.request("GET", "/api/files/nope", nil, nil, cookie)
 	require.Equal(t, http.StatusNotFound, res.Code)
 	require.Equal(t, errFileNotFound, res.errcode())
-	sent, _ := ts.matrix.snapshot()
+	sent, _ := ts.matrix.Snapshot()
 	require.Empty(t, sent, "nothing bad reached the room")
 
 	// Another conversation's file is not reachable with this session.

@@ -20,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sikkerchat/sikkerchat/bridge"
+	"github.com/sikkerchat/sikkerchat/internal/matrixtest"
 	"github.com/sikkerchat/sikkerchat/internal/testdb"
 )
 
@@ -80,7 +81,7 @@ func newFuzzServer(f *testing.F, maxFileBytes int64) *testServer {
 		cfg.Guest.MaxFileBytes = maxFileBytes
 	}
 	raw, _ := testdb.New(f)
-	fm := &fakeMatrix{}
+	fm := &matrixtest.Fake{}
 	sc, err := bridge.NewDetached(context.Background(), cfg, raw, fm)
 	require.NoError(f, err)
 	// Only errors are kept (a recovered panic is one), and only for one input.
@@ -95,9 +96,7 @@ func newFuzzServer(f *testing.F, maxFileBytes int64) *testServer {
 // forInput lends the shared fuzz server to one input's test, with what the
 // previous inputs left in memory dropped.
 func (ts *testServer) forInput(t *testing.T) *testServer {
-	ts.matrix.lock.Lock()
-	ts.matrix.sent, ts.matrix.txnIDs, ts.matrix.notices, ts.matrix.states = nil, nil, nil, nil
-	ts.matrix.lock.Unlock()
+	ts.matrix.Reset()
 	ts.logs.lock.Lock()
 	ts.logs.buf.Reset()
 	ts.logs.lock.Unlock()

@@ -16,135 +16,20 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/sikkerchat/sikkerchat/appservice"
 	"github.com/sikkerchat/sikkerchat/bridge"
+	"github.com/sikkerchat/sikkerchat/internal/matrixtest"
 	"github.com/sikkerchat/sikkerchat/internal/testdb"
 )
 
 const testOrigin = "https://chat.example.no"
 
-// fakeMatrix records what the guest side asked of the room.
-type fakeMatrix struct {
-	lock    sync.Mutex
-	sent    []string
-	txnIDs  map[string]id.EventID
-	notices []string
-	states  []string
-	typing  []bool
-	reads   []id.EventID
-	failing bool
-	// refuse makes the homeserver refuse this text for good (e.g. too large).
-	refuse string
-	// loseAnswers: this many sends reach the room but their answer is lost.
-	loseAnswers int
-	// forgetTxnIDs: the homeserver keeps no transaction IDs (as Dendrite, whose
-	// cache misses requests whose client went away mid-request).
-	forgetTxnIDs bool
-	// stall holds typing calls until it is closed.
-	stall chan struct{}
-}
-
-func (f *fakeMatrix) SendGuestText(ctx context.Context, conv *bridge.Conversation, txnID, text string) (id.EventID, error) {
-	f.lock.Lock()
-	defer f.lock.Unlock()
-	if f.failing {
-		return "", fmt.Errorf("homeserver down")
-	}
-	if f.refuse != "" && text == f.refuse {
-		return "", mautrix.HTTPError{Response: &http.Response{StatusCode: http.StatusRequestEntityTooLarge}}
-	}
-	if f.txnIDs == nil {
-		f.txnIDs = map[string]id.EventID{}
-	}
-	if evt, ok := f.txnIDs[txnID]; ok && !f.forgetTxnIDs {
-		return evt, nil // a homeserver answers a repeated transaction with the same event
-	}
-	evt := id.EventID(fmt.Sprintf("$event%d", len(f.sent)+1))
-	f.txnIDs[txnID] = evt
-	f.sent = append(f.sent, text)
-	if f.loseAnswers > 0 {
-		f.loseAnswers--
-		return "", fmt.Errorf("connection reset by peer")
-	}
-	return evt, nil
-}
-
-func (f *fakeMatrix) SendGuestFile(ctx context.Context, conv *bridge.Conversation, txnID string, info bridge.FileInfo, data []byte) (id.EventID, error) {
-	return f.SendGuestText(ctx, conv, txnID, "file:"+info.Name+":"+info.SHA256)
-}
-
-// FindSent answers as a homeserver's room would: the event an earlier send made.
-func (f *fakeMatrix) FindSent(ctx context.Context, conv *bridge.Conversation, txnID string) (id.EventID, error) {
-	f.lock.Lock()
-	defer f.lock.Unlock()
-	if f.failing {
-		return "", fmt.Errorf("homeserver down")
-	}
-	return f.txnIDs[txnID], nil
-}
-
-func (f *fakeMatrix) Notice(ctx context.Context, conv *bridge.Conversation, markdown string) {
-	f.lock.Lock()
-	defer f.lock.Unlock()
-	f.notices = append(f.notices, markdown)
-}
-
-func (f *fakeMatrix) CloseRoom(ctx context.Context, conv *bridge.Conversation, state *appservice.ConversationState, notice string) {
-	f.lock.Lock()
-	defer f.lock.Unlock()
-	f.states = append(f.states, state.Status)
-	f.notices = append(f.notices, notice)
-}
-
-func (f *fakeMatrix) SendExport(ctx context.Context, conv *bridge.Conversation, name string, data []byte) error {
-	return nil
-}
-
-func (f *fakeMatrix) ForgetRoom(ctx context.Context, conv *bridge.Conversation) {}
-
-func (f *fakeMatrix) InviteOfficer(ctx context.Context, conv *bridge.Conversation, officer id.UserID) error {
-	return nil
-}
-
-func (f *fakeMatrix) UpdateState(ctx context.Context, conv *bridge.Conversation, state *appservice.ConversationState) {
-	f.lock.Lock()
-	defer f.lock.Unlock()
-	f.states = append(f.states, state.Status)
-}
-
-func (f *fakeMatrix) GuestTyping(ctx context.Context, conv *bridge.Conversation, typing bool, timeout time.Duration) {
-	f.lock.Lock()
-	stall := f.stall
-	f.lock.Unlock()
-	if stall != nil {
-		<-stall // a homeserver that does not answer
-	}
-	f.lock.Lock()
-	defer f.lock.Unlock()
-	f.typing = append(f.typing, typing)
-}
-
-func (f *fakeMatrix) GuestRead(ctx context.Context, conv *bridge.Conversation, eventID id.EventID) error {
-	f.lock.Lock()
-	defer f.lock.Unlock()
-	f.reads = append(f.reads, eventID)
-	return nil
-}
-
-func (f *fakeMatrix) snapshot() (sent, notices []string) {
-	f.lock.Lock()
-	defer f.lock.Unlock()
-	return append([]string(nil), f.sent...), append([]string(nil), f.notices...)
-}
-
 type testServer struct {
 	*Server
 	t      *testing.T
 	sc     *bridge.Connector
-	matrix *fakeMatrix
+	matrix *matrixtest.Fake
 	logs   *lockedBuffer
 }
 
@@ -178,7 +63,7 @@ func newTestConfig(t *testing.T) bridge.Config {
 func newTestServer(t *testing.T, cfg bridge.Config) *testServer {
 	t.Helper()
 	raw, _ := testdb.New(t)
-	fm := &fakeMatrix{}
+	fm := &matrixtest.Fake{}
 	sc, err := bridge.NewDetached(context.Background(), cfg, raw, fm)
 	require.NoError(t, err)
 	logs := &lockedBuffer{}
