@@ -7,12 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 var (
@@ -50,44 +46,6 @@ func FileInfoOf(e *TranscriptEntry) (FileInfo, bool) {
 	}
 	size, _ := strconv.Atoi(e.Extra["size"])
 	return FileInfo{ID: e.Extra["file_id"], Name: e.Extra["name"], Mime: e.Extra["mime"], Size: size, SHA256: e.Extra["sha256"]}, true
-}
-
-// SafeFileName keeps a file name printable and short; it is shown to people
-// and put in a Content-Disposition header, never used as a path.
-func SafeFileName(name, mimeType string) string {
-	name = path.Base(strings.ReplaceAll(name, "\\", "/"))
-	var sb strings.Builder
-	for _, r := range name {
-		if unicode.IsPrint(r) && r != '"' && r != '/' && r != '\\' {
-			sb.WriteRune(r)
-		}
-	}
-	name = strings.TrimSpace(sb.String())
-	for utf8.RuneCountInString(name) > 100 {
-		_, size := utf8.DecodeLastRuneInString(name)
-		name = name[:len(name)-size]
-	}
-	if name == "" || name == "." || name == ".." {
-		name = "fil"
-		if ext := extensionFor(mimeType); ext != "" {
-			name += ext
-		}
-	}
-	return name
-}
-
-func extensionFor(mimeType string) string {
-	switch mimeType {
-	case "image/png":
-		return ".png"
-	case "image/jpeg":
-		return ".jpg"
-	case "application/pdf":
-		return ".pdf"
-	case "video/mp4":
-		return ".mp4"
-	}
-	return ""
 }
 
 func fileAAD(conversationID, fileID string) []byte {

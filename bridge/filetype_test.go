@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -27,7 +29,14 @@ func TestDetectFileType(t *testing.T) {
 		require.Equal(t, want, got, "%q", head)
 		require.True(t, FileTypeAllowed(got), got)
 	}
-	for _, refused := range []string{"<html>", "MZ\x90\x00", "#!/bin/sh\n", "PK\x03\x04", "hei"} {
+	for _, refused := range []string{"<html>", "MZ\x90\x00", "#!/bin/sh\n", "PK\x03\x04", "hei",
+		// Polyglots: "ftyp" at offset 4 of an executable or a page is no video.
+		"MZ\x90\x00ftypisom\x00\x00\x02\x00",
+		"<htmftypmp42<script>alert(1)</script>",
+		"\x00\x00\x00\x18ftypevil\x00\x00\x00\x00", // unknown brand
+		"\x00\x00\x00\x08ftypisom\x00\x00\x00\x00", // a box too small to hold its brand
+		"\x7f\xff\xff\xf0ftypmp42\x00\x00\x00\x00", // a box of 2 GiB
+	} {
 		require.False(t, FileTypeAllowed(DetectFileType([]byte(refused))), "%q", refused)
 	}
 }
@@ -44,7 +53,20 @@ func TestClaimMatches(t *testing.T) {
 }
 
 func TestSafeFileName(t *testing.T) {
-	require.Equal(t, "passwd", SafeFileName("../../etc/passwd", "image/png"))
+	require.Equal(t, "passwd.png", SafeFileName("../../etc/passwd", "image/png"))
+	// The extension comes from the bytes for every type a guest may send.
+	require.Equal(t, "bilde.png", SafeFileName("bilde.html", "image/png"))
+	require.Equal(t, "rapport.pdf", SafeFileName("rapport.pdf.exe", "application/pdf"))
+	require.Equal(t, "video.mp4", SafeFileName("video.png", "video/mp4"))
+	require.Equal(t, "foto.jpeg", SafeFileName("foto.JPEG", "image/jpeg"))
+	require.Equal(t, "foto.jpg", SafeFileName("foto", "image/jpeg"))
+	require.Equal(t, "fil.png", SafeFileName(".png", "image/png"))
+	require.Equal(t, "lyd.m4a", SafeFileName("lyd. . .", "audio/mp4"))
+	// Officers' documents of other types keep their name.
+	require.Equal(t, "avhør.docx", SafeFileName("avhør.docx", "application/zip"))
+	long := SafeFileName(strings.Repeat("å", 300)+".html", "image/png")
+	require.Equal(t, 100, utf8.RuneCountInString(long))
+	require.True(t, strings.HasSuffix(long, ".png"), long)
 	require.Equal(t, "a.png", SafeFileName(`C:\Users\x\a.png`, "image/png"))
 	require.Equal(t, "fil.png", SafeFileName("", "image/png"))
 	require.Equal(t, "fil.pdf", SafeFileName("..", "application/pdf"))

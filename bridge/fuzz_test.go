@@ -1,6 +1,9 @@
 package bridge
 
 import (
+	"bytes"
+	"path"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -41,7 +44,7 @@ func FuzzParseInviteToken(f *testing.F) {
 }
 
 func FuzzDetectFileType(f *testing.F) {
-	for _, seed := range []string{"\x89PNG\r\n\x1a\n", "%PDF-1.7", "\x00\x00\x00\x18ftypheic", "\x00\x00\x00\x18ftyp", "<html>", "MZ", "RIFF\x00\x00\x00\x00WAVE", ""} {
+	for _, seed := range []string{"\x89PNG\r\n\x1a\n", "%PDF-1.7", "MZ\x90\x00ftypisom", "<htmftypmp42", "\x00\x00\x00\x18ftypevil", "\x00\x00\x00\x18ftypheic", "\x00\x00\x00\x18ftyp", "<html>", "MZ", "RIFF\x00\x00\x00\x00WAVE", ""} {
 		f.Add([]byte(seed), "image/png")
 	}
 	f.Fuzz(func(t *testing.T, head []byte, claimed string) {
@@ -53,16 +56,29 @@ func FuzzDetectFileType(f *testing.F) {
 		if FileTypeAllowed(detected) && strings.HasPrefix(detected, "text/") {
 			t.Fatalf("text type %q allowed", detected)
 		}
+		// Executables and pages never pass as an allowed type, whatever follows.
+		if FileTypeAllowed(detected) && (bytes.HasPrefix(head, []byte("MZ")) || bytes.HasPrefix(head, []byte("<")) || bytes.HasPrefix(head, []byte("\x7fELF"))) {
+			t.Fatalf("%q taken as %s", head[:min(len(head), 16)], detected)
+		}
 	})
 }
 
 func FuzzSafeFileName(f *testing.F) {
-	for _, seed := range []string{"bilde.png", "../../etc/passwd", "a\"b\r\n.png", "", "..", strings.Repeat("x", 300), "C:\\x\\y.pdf"} {
+	for _, seed := range []string{"bilde.png", "bilde.html", "a.png.exe", ".png", "x.PNG", "../../etc/passwd", "a\"b\r\n.png", "", "..", strings.Repeat("x", 300), "C:\\x\\y.pdf"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		safe := SafeFileName(name, "image/png")
-		if safe == "" || safe == "." || safe == ".." || strings.ContainsAny(safe, "/\\\"\r\n") || utf8.RuneCountInString(safe) > 100 {
+		for mimeType := range allowedFileTypes {
+			safe := SafeFileName(name, mimeType)
+			if safe == "" || safe == "." || safe == ".." || strings.ContainsAny(safe, "/\\\"\r\n") || utf8.RuneCountInString(safe) > 100 {
+				t.Fatalf("unsafe file name %q from %q", safe, name)
+			}
+			if !slices.Contains(allowedFileTypes[mimeType].extensions, path.Ext(safe)) {
+				t.Fatalf("%s named %q from %q: the extension is not the type's", mimeType, safe, name)
+			}
+		}
+		safe := SafeFileName(name, "application/zip")
+		if safe == "" || strings.ContainsAny(safe, "/\\\"\r\n") || utf8.RuneCountInString(safe) > 100 {
 			t.Fatalf("unsafe file name %q from %q", safe, name)
 		}
 	})

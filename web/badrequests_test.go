@@ -719,6 +719,9 @@ func guestBadRequestTable(fx *badFixtures) []badRequest {
 		{"Windows executable", "x.exe", "application/octet-stream", []byte("MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff")},
 		{"ELF executable", "x", "", []byte("\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00")},
 		{"ZIP archive", "bilder.zip", "application/zip", []byte("PK\x03\x04\x14\x00\x00\x00\x08\x00")},
+		{"Windows executable with ftyp at offset 4", "x.exe", "video/mp4", []byte("MZ\x90\x00ftypisom\x00\x00\x02\x00isomiso2")},
+		{"HTML page with ftyp at offset 4", "x.html", "video/mp4", []byte("<htmftypmp42\x00\x00\x00\x00<script>alert(1)</script>")},
+		{"ISO media of an unknown brand", "x.mp4", "video/mp4", []byte("\x00\x00\x00\x18ftypevil\x00\x00\x00\x00evilisom")},
 		{"name with path and control characters", "../../etc/\"passwd\r\n.png", "image/png", []byte("plain text, not a picture")},
 		{"name with NUL", "a\x00.png", "image/png", []byte("plain text, not a picture")},
 	} {

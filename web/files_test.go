@@ -176,3 +176,33 @@ func TestFileNamesAreSafe(t *testing.T) {
 	require.NotContains(t, disp, "/")
 	require.NotContains(t, disp, "\r")
 }
+
+// The name a guest's file reaches the room with carries the extension of
+// what its bytes are: a real PNG named .html arrives as .png.
+func TestGuestFileNameTakesItsExtensionFromTheBytes(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	cookie := ts.join(ts.newInvite(time.Hour))
+	for i, f := range []struct{ name, ct, want string }{
+		{"side.html", "", "side.png"},
+		{"bilde.exe", "image/png", "bilde.png"},
+		{"skjerm.PNG", "image/png", "skjerm.png"},
+		{"uten-navn", "", "uten-navn.png"},
+	} {
+		body, ct := multipartBody(t, fmt.Sprintf("rename-client-id-%04d", i), f.name, f.ct, pngBytes)
+		res := ts.request("POST", "/api/files", body, map[string]string{"Content-Type": ct}, cookie)
+		require.Equal(t, http.StatusAccepted, res.Code, res.Body.String())
+	}
+	require.Eventually(t, func() bool {
+		ts.matrix.Lock()
+		defer ts.matrix.Unlock()
+		return len(ts.matrix.Files) == 4
+	}, 5*time.Second, 10*time.Millisecond)
+	ts.matrix.Lock()
+	defer ts.matrix.Unlock()
+	var names []string
+	for _, f := range ts.matrix.Files {
+		require.Equal(t, "image/png", f.Mime)
+		names = append(names, f.Name)
+	}
+	require.Equal(t, []string{"side.png", "bilde.png", "skjerm.png", "uten-navn.png"}, names)
+}
