@@ -3,6 +3,8 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,18 +18,43 @@ import (
 
 var helpSectionSikkerchat = commands.HelpSection{Name: "sikkerchat", Order: 5}
 
-// bridgeBuiltins are bridgev2 commands made for networks with real logins and
-// chats to start. In sikkerchat they would only let an officer break their own
-// routing (logout) or poke at rooms that the bridge alone should manage.
+// sikkerchatCommands are the only commands the bot answers. bridgev2 brings
+// its own for networks with logins and chats to manage; in sikkerchat they
+// would let an officer or an admin go around close, retention and the audit
+// trail (delete-portal, delete-all-portals), act as someone else (sudo, doin,
+// which would put the wrong actor in the audit trail), break their routing
+// (logout, set-preferred-login) or poke at bridge internals (debug-*,
+// filter). Every one of them answers "unknown command".
+var sikkerchatCommands = []string{"new", "status", "reissue", "close", "hold", "unhold", "audit", "list", "add", "export", "stats", "help"}
+
+// bridgeBuiltins names bridgev2's commands, for when its processor cannot be
+// read (registeredCommands finds every one it has).
 var bridgeBuiltins = []string{
-	"login", "relogin", "logout", "list-logins", "set-preferred-login", "sync-portal", "mute",
-	"delete-chat", "set-relay", "unset-relay", "resolve-identifier", "start-chat", "create-group",
-	"create-portal", "search", "import-image-pack", "unbridge", "bridge",
+	"cancel", "debug-register-push", "debug-account-data", "debug-reset-network", "delete-portal", "delete-all-portals",
+	"set-management-room", "login", "relogin", "list-logins", "logout", "set-preferred-login", "set-relay", "unset-relay",
+	"resolve-identifier", "start-chat", "create-group", "search", "create-portal", "id", "unbridge", "bridge", "sync-portal",
+	"mute", "delete-chat", "filter", "sudo", "doin", "import-image-pack",
+}
+
+// registeredCommands lists every command name the processor has, including
+// ones a later bridgev2 may add, so that none of them slips through.
+func registeredCommands(proc *commands.Processor) []string {
+	handlers := reflect.ValueOf(proc).Elem().FieldByName("handlers")
+	if !handlers.IsValid() || handlers.Kind() != reflect.Map || handlers.Type().Key().Kind() != reflect.String {
+		return bridgeBuiltins
+	}
+	names := make([]string, 0, handlers.Len())
+	for _, key := range handlers.MapKeys() {
+		names = append(names, key.String())
+	}
+	return append(names, bridgeBuiltins...)
 }
 
 func (sc *Connector) registerCommands(proc *commands.Processor) {
-	for _, name := range bridgeBuiltins {
-		proc.AddHandler(&commands.FullHandler{Func: sc.cmdUnknown, Name: name})
+	for _, name := range registeredCommands(proc) {
+		if !slices.Contains(sikkerchatCommands, name) {
+			proc.AddHandler(&commands.FullHandler{Func: sc.cmdUnknown, Name: name})
+		}
 	}
 	proc.AddHandlers(
 		&commands.FullHandler{
