@@ -25,10 +25,12 @@ type ConversationState struct {
 	Hold            bool      `json:"hold"`
 }
 
-// Power levels of a conversation room. Officers can talk, rename and redact;
-// everything that changes who is in the room or how it is protected stays
-// with the bridge bot, so that nobody can invite an outsider, turn off
-// encryption or widen history visibility.
+// Power levels of a conversation room. Officers can talk, rename and take
+// back their own messages; everything that changes who is in the room or how
+// it is protected stays with the bridge bot, so that nobody can invite an
+// outsider, turn off encryption or widen history visibility. Redacting
+// someone else's message (the guest's, a colleague's) needs the bot's level:
+// what the guest said is evidence, and stays in the room as said.
 const (
 	PowerBot     = 100
 	PowerOfficer = 50
@@ -74,7 +76,7 @@ func CreateRoomRequest(spec RoomSpec) *mautrix.ReqCreateRoom {
 	for _, t := range stateOnlyBot {
 		events[t.Type] = PowerBot
 	}
-	zero, botOnly, officers := PowerGuest, PowerBot, PowerOfficer
+	zero, botOnly := PowerGuest, PowerBot
 	powerLevels := &event.PowerLevelsEventContent{
 		Users:           users,
 		Events:          events,
@@ -84,7 +86,7 @@ func CreateRoomRequest(spec RoomSpec) *mautrix.ReqCreateRoom {
 		InvitePtr:       &botOnly,
 		KickPtr:         &botOnly,
 		BanPtr:          &botOnly,
-		RedactPtr:       &officers,
+		RedactPtr:       &botOnly,
 	}
 	empty := ""
 	initial := []*event.Event{
@@ -118,4 +120,16 @@ func CreateRoomRequest(spec RoomSpec) *mautrix.ReqCreateRoom {
 		InitialState:       initial,
 		PowerLevelOverride: powerLevels,
 	}
+}
+
+// HardenPowerLevels brings the power levels of a room made before the
+// current policy up to it: redacting another member's message needs the
+// bot's level. It reports whether anything changed.
+func HardenPowerLevels(pl *event.PowerLevelsEventContent) (changed bool) {
+	if pl.Redact() < PowerBot {
+		redact := PowerBot
+		pl.RedactPtr = &redact
+		changed = true
+	}
+	return changed
 }

@@ -40,4 +40,17 @@ func TestCreateRoomRequestPolicy(t *testing.T) {
 	require.Equal(t, 0, pl.GetEventLevel(event.EventMessage), "the guest can talk")
 	require.Equal(t, 0, pl.GetEventLevel(event.EventEncrypted), "the guest can talk")
 	require.Equal(t, 50, pl.GetEventLevel(event.StateRoomName), "officers can rename")
+	// Officers take back their own messages only: the guest's words stay.
+	require.Equal(t, 100, pl.Redact(), "redacting someone else's message is the bot's")
+	require.LessOrEqual(t, pl.GetEventLevel(event.EventRedaction), 50, "officers can redact their own")
+	require.False(t, HardenPowerLevels(pl), "a new room already has the policy")
+}
+
+func TestHardenPowerLevelsOfAnOlderRoom(t *testing.T) {
+	officers := 50
+	pl := &event.PowerLevelsEventContent{RedactPtr: &officers, Users: map[id.UserID]int{"@officer:x": 50}}
+	require.True(t, HardenPowerLevels(pl))
+	require.Equal(t, 100, pl.Redact())
+	require.Equal(t, 50, pl.Users["@officer:x"], "nothing else changes")
+	require.False(t, HardenPowerLevels(pl))
 }

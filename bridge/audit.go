@@ -24,6 +24,10 @@ const (
 	AuditPurge      = "purge"
 	AuditAddOfficer = "add_officer"
 	AuditExport     = "export"
+	// AuditRedact: someone took a message out of the room (detail: which, by which event).
+	AuditRedact = "redact"
+	// AuditMemberRemoved: the bridge kicked someone who may not be in the room.
+	AuditMemberRemoved = "member_removed"
 )
 
 // AuditRow is one entry of the trail.

@@ -207,18 +207,33 @@ func (oc *OfficerClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridg
 	return oc.Connector.OfficerRead(ctx, string(msg.Portal.ID), msg.EventID)
 }
 
-// HandleMatrixEdit shows the guest the new text in place of the old.
+// HandleMatrixEdit shows the guest the new text in place of the old. Only
+// the officer who wrote a message can change it: what a colleague said stays
+// as they said it (Matrix clients ignore such edits; the guest page must too).
 func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) error {
 	defer oc.Connector.inboxDone(ctx, msg.Event.ID)
+	if msg.EditTarget.SenderMXID != msg.Event.Sender {
+		zerolog.Ctx(ctx).Warn().Stringer("sender", msg.Event.Sender).Stringer("author", msg.EditTarget.SenderMXID).
+			Msg("Refused an edit of another officer's message")
+		return bridgev2.WrapErrorInStatus(errors.New(oc.Connector.Config.validatedLanguage.T(msgEditNotOwn))).
+			WithIsCertain(true).WithErrorAsMessage().WithSendNotice(true)
+	}
 	return oc.Connector.ReviseOfficerMessage(ctx, string(msg.Portal.ID), msg.EditTarget.MXID, func(e *TranscriptEntry) {
 		e.Text = msg.Content.Body
 		e.Edited = true
 	})
 }
 
-// HandleMatrixMessageRemove takes a deleted message away from the guest's page.
+// HandleMatrixMessageRemove takes a deleted message away from the guest's
+// page. The room's power levels let officers redact only their own messages;
+// a redaction by anyone else (the bot's level) is not shown to the guest as
+// the author taking it back.
 func (oc *OfficerClient) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
 	defer oc.Connector.inboxDone(ctx, msg.Event.ID)
+	if msg.TargetMessage.SenderMXID != msg.Event.Sender {
+		zerolog.Ctx(ctx).Warn().Stringer("sender", msg.Event.Sender).Msg("Not showing the guest a redaction of someone else's message")
+		return nil
+	}
 	return oc.Connector.ReviseOfficerMessage(ctx, string(msg.Portal.ID), msg.TargetMessage.MXID, func(e *TranscriptEntry) {
 		e.Text, e.Extra, e.Deleted = "", nil, true
 	})

@@ -20,6 +20,8 @@ import (
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/sikkerchat/sikkerchat/appservice"
 )
@@ -66,6 +68,8 @@ type Connector struct {
 	keysNotCome sync.Map
 	// lastArrival is the order key of the last event kept in the inbox.
 	lastArrival atomic.Int64
+	// officerCheck overrides the bridge permissions (SetOfficerCheck).
+	officerCheck func(id.UserID) bool
 	// homeserverMaxFile is the homeserver's upload limit (0: not known yet).
 	homeserverMaxFile atomic.Int64
 	stop              context.CancelFunc
@@ -104,6 +108,8 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		sc.interceptTransactions(mc)
 		sc.instrumentHomeserverClient(mc)
+		mc.EventProcessor.On(event.StateMember, sc.onMember)
+		mc.EventProcessor.On(event.EventRedaction, sc.onRedaction)
 	}
 }
 
@@ -144,6 +150,7 @@ func (sc *Connector) Start(ctx context.Context) error {
 	sc.setupPurger()
 	sc.registerProvisioning()
 	go sc.runLifecycle(bgCtx)
+	go sc.guardRooms(bgCtx)
 	if err := sc.startEphemeralSync(bgCtx); err != nil {
 		return err
 	}

@@ -39,6 +39,18 @@ type ExportMessage struct {
 	Redacted      bool       `json:"redacted,omitempty"`
 	Encrypted     bool       `json:"encrypted"`
 	Undecryptable bool       `json:"undecryptable,omitempty"`
+	// Who took the message out of the room, and when.
+	RedactedBy id.UserID `json:"redacted_by,omitempty"`
+	RedactedAt int64     `json:"redacted_at,omitempty"`
+	// Edits by the author, oldest first; the last is the text the guest saw last.
+	Revisions []ExportRevision `json:"revisions,omitempty"`
+}
+
+// ExportRevision is one edit of a message.
+type ExportRevision struct {
+	EventID   id.EventID `json:"event_id"`
+	Timestamp int64      `json:"ts"`
+	Body      string     `json:"body"`
 }
 
 // Manifest is manifest.json.
@@ -98,43 +110,92 @@ func (sc *Connector) readRoom(ctx context.Context, roomID id.RoomID) ([]*ExportM
 		}
 		from = resp.End
 	}
-	var messages []*ExportMessage
-	files := map[string][]byte{}
+	// Oldest first, decrypted where the bot has the keys.
+	var timeline []roomEvent
 	for i := len(events) - 1; i >= 0; i-- {
 		evt := events[i]
 		evt.RoomID = roomID
-		msg := &ExportMessage{EventID: evt.ID, Sender: evt.Sender, Timestamp: evt.Timestamp}
+		re := roomEvent{evt: evt}
 		switch evt.Type {
 		case event.EventEncrypted:
-			msg.Encrypted = true
+			re.encrypted = true
 			if err := evt.Content.ParseRaw(evt.Type); err != nil {
 				continue
 			}
 			decrypted, err := mc.Crypto.Decrypt(ctx, evt)
 			if err != nil {
-				msg.Undecryptable = true
-				messages = append(messages, msg)
-				continue
+				re.undecryptable = true
+			} else {
+				re.evt = decrypted
 			}
-			evt = decrypted
 		case event.EventMessage:
 		default:
 			continue
 		}
-		if evt.Type != event.EventMessage {
+		if !re.undecryptable {
+			if re.evt.Type != event.EventMessage {
+				continue
+			}
+			_ = re.evt.Content.ParseRaw(re.evt.Type)
+		}
+		timeline = append(timeline, re)
+	}
+	download := func(content *event.MessageEventContent) ([]byte, error) {
+		return bot.DownloadMedia(ctx, content.URL, content.File)
+	}
+	return exportMessages(ctx, timeline, download)
+}
+
+// roomEvent is one event of a room's history as the export reads it.
+type roomEvent struct {
+	evt           *event.Event
+	encrypted     bool
+	undecryptable bool
+}
+
+// exportMessages turns a room's history, oldest first, into the messages
+// of an evidence package and the files they carry.
+func exportMessages(ctx context.Context, timeline []roomEvent, download func(*event.MessageEventContent) ([]byte, error)) ([]*ExportMessage, map[string][]byte, error) {
+	// Edits are folded into the message they change, as the room and the
+	// guest page show them; an edit by anyone but the author changes nothing.
+	authors := map[id.EventID]id.UserID{}
+	for _, re := range timeline {
+		if !re.undecryptable {
+			authors[re.evt.ID] = re.evt.Sender
+		}
+	}
+	revisions := map[id.EventID][]ExportRevision{}
+	for _, re := range timeline {
+		if re.undecryptable {
 			continue
 		}
-		_ = evt.Content.ParseRaw(evt.Type)
+		content := re.evt.Content.AsMessage()
+		if target := content.RelatesTo.GetReplaceID(); target != "" && content.NewContent != nil && authors[target] == re.evt.Sender &&
+			re.evt.Unsigned.RedactedBecause == nil {
+			revisions[target] = append(revisions[target], ExportRevision{EventID: re.evt.ID, Timestamp: re.evt.Timestamp, Body: content.NewContent.Body})
+		}
+	}
+	var messages []*ExportMessage
+	files := map[string][]byte{}
+	for _, re := range timeline {
+		evt := re.evt
+		msg := &ExportMessage{EventID: evt.ID, Sender: evt.Sender, Timestamp: evt.Timestamp, Encrypted: re.encrypted}
+		if re.undecryptable {
+			msg.Undecryptable = true
+			messages = append(messages, msg)
+			continue
+		}
 		content := evt.Content.AsMessage()
-		if content.RelatesTo != nil && content.RelatesTo.Type == event.RelReplace {
-			continue // edits: the room shows the latest text on the original; kept as sent here
+		if content.RelatesTo.GetReplaceID() != "" {
+			continue // folded into its target above
 		}
 		msg.Type, msg.Body = string(content.MsgType), content.Body
-		if evt.Unsigned.RedactedBecause != nil {
-			msg.Redacted = true
+		msg.Revisions = revisions[evt.ID]
+		if by := evt.Unsigned.RedactedBecause; by != nil {
+			msg.Redacted, msg.RedactedBy, msg.RedactedAt = true, by.Sender, by.Timestamp
 		}
 		if content.MsgType.IsMedia() && (content.URL != "" || content.File != nil) {
-			data, err := bot.DownloadMedia(ctx, content.URL, content.File)
+			data, err := download(content)
 			if err != nil {
 				zerolog.Ctx(ctx).Warn().Err(err).Stringer("event_id", evt.ID).Msg("Failed to download media for export")
 			} else {
@@ -155,7 +216,8 @@ var transcriptTemplate = template.Must(template.New("t").Parse(`<!doctype html>
 <body><h1>Samtale {{.M.ConversationID}}</h1>
 <p>Rom {{.M.RoomID}} · eksportert {{.Exported}} av {{.M.ExportedBy}} · {{len .Messages}} meldinger</p>
 {{range .Messages}}<div class="m"><div class="s">{{.Sender}} · {{.When}}</div>
-{{if .Undecryptable}}<p><em>(kunne ikke dekrypteres)</em></p>{{else}}<p>{{.Body}}</p>{{end}}
+{{if .Undecryptable}}<p><em>(kunne ikke dekrypteres)</em></p>{{else if .Redacted}}<p><em>(slettet av {{.RedactedBy}}{{if .RedactedAt}} {{.RedactedWhen}}{{end}})</em></p>{{else}}<p>{{.Body}}</p>{{end}}
+{{range .Revisions}}<p class="s">Endret {{.When}}: {{.Body}}</p>{{end}}
 {{if .File}}<p>Fil: <a href="{{.File}}">{{.File}}</a> (SHA-256 {{.FileSHA}})</p>{{end}}</div>
 {{end}}</body></html>
 `))
@@ -189,13 +251,23 @@ func AssembleExport(conv *Conversation, actor string, messages []*ExportMessage,
 	manifest.ChainHead = chain
 	transcriptJSON, _ := json.MarshalIndent(messages, "", "  ")
 	auditJSON, _ := json.MarshalIndent(audit, "", "  ")
+	when := func(ms int64) string { return time.UnixMilli(ms).In(oslo).Format("02.01.2006 15:04:05") }
+	type revisionView struct {
+		ExportRevision
+		When string
+	}
 	type view struct {
 		*ExportMessage
-		When string
+		When, RedactedWhen string
+		Revisions          []revisionView
 	}
 	views := make([]view, 0, len(messages))
 	for _, m := range messages {
-		views = append(views, view{m, time.UnixMilli(m.Timestamp).In(oslo).Format("02.01.2006 15:04:05")})
+		v := view{ExportMessage: m, When: when(m.Timestamp), RedactedWhen: when(m.RedactedAt)}
+		for _, r := range m.Revisions {
+			v.Revisions = append(v.Revisions, revisionView{r, when(r.Timestamp)})
+		}
+		views = append(views, v)
 	}
 	var html bytes.Buffer
 	if err = transcriptTemplate.Execute(&html, map[string]any{

@@ -69,6 +69,10 @@ const (
 	msgExported            messageKey = "exported"
 	msgStats               messageKey = "stats"
 	msgStatsUsage          messageKey = "stats_usage"
+	msgMemberRemoved       messageKey = "member_removed"
+	msgMemberRemovedReason messageKey = "member_removed_reason"
+	msgMemberNotRemoved    messageKey = "member_not_removed"
+	msgEditNotOwn          messageKey = "edit_not_own"
 )
 
 var catalog = map[Language]map[messageKey]string{
@@ -132,6 +136,12 @@ var catalog = map[Language]map[messageKey]string{
 		msgExported:   "Bevispakken %s er lagt i rommet (kryptert). Kontroller den med `sikkerchat verify-export FIL.zip`.",
 		msgUndeliverable: "⚠️ En melding eller fil fra gjesten kunne ikke leveres hit (for eksempel fordi filen er for stor for hjemmeserveren). " +
 			"Gjesten ser at den ikke kom fram.",
+		msgMemberRemoved: "⚠️ %s er ikke en godkjent betjent i sikkerchat og er fjernet fra rommet. " +
+			"Bare godkjente betjenter kan være med i en samtale; gjestens meldinger krypteres for alle som er med.",
+		msgMemberRemovedReason: "Ikke en godkjent betjent i sikkerchat",
+		msgMemberNotRemoved: "⚠️ %s er ikke en godkjent betjent i sikkerchat, men kunne ikke fjernes fra rommet. " +
+			"Ikke skriv noe i samtalen før administratoren har fjernet personen.",
+		msgEditNotOwn: "Du kan bare endre dine egne meldinger. Endringen er ikke vist for gjesten.",
 	},
 	LangEnglish: {
 		msgNotOfficer: "Sorry, you don't have access to sikkerchat. " +
@@ -193,6 +203,12 @@ var catalog = map[Language]map[messageKey]string{
 		msgExported:   "The evidence package %s is in the room (encrypted). Check it with `sikkerchat verify-export FILE.zip`.",
 		msgUndeliverable: "⚠️ A message or file from the guest could not be delivered here (for example a file too large for the homeserver). " +
 			"The guest sees that it did not arrive.",
+		msgMemberRemoved: "⚠️ %s is not a permitted sikkerchat officer and was removed from the room. " +
+			"Only permitted officers can be in a conversation; the guest's messages are encrypted for everyone in it.",
+		msgMemberRemovedReason: "Not a permitted sikkerchat officer",
+		msgMemberNotRemoved: "⚠️ %s is not a permitted sikkerchat officer but could not be removed from the room. " +
+			"Write nothing in the conversation until the administrator has removed them.",
+		msgEditNotOwn: "You can only edit your own messages. The edit is not shown to the guest.",
 	},
 }
 

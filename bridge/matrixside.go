@@ -45,6 +45,14 @@ type MatrixSide interface {
 	UpdateState(ctx context.Context, conv *Conversation, state *appservice.ConversationState)
 	GuestTyping(ctx context.Context, conv *Conversation, typing bool, timeout time.Duration)
 	GuestRead(ctx context.Context, conv *Conversation, eventID id.EventID) error
+	// BridgeMembers are the room's members that are the bridge's own: the bot
+	// and the conversation's guest ghost.
+	BridgeMembers(conv *Conversation) (bot, guest id.UserID)
+	// RemoveMember kicks someone out of the room (or takes back their invite).
+	RemoveMember(ctx context.Context, conv *Conversation, user id.UserID, reason string) error
+	// GuardRoom brings the room's power levels up to the current policy and
+	// returns who is joined or invited.
+	GuardRoom(ctx context.Context, conv *Conversation) (map[id.UserID]event.Membership, error)
 }
 
 type bridgeMatrixSide struct {
@@ -248,6 +256,45 @@ func (b *bridgeMatrixSide) InviteOfficer(ctx context.Context, conv *Conversation
 		return fmt.Errorf("failed to invite officer: %w", err)
 	}
 	return nil
+}
+
+func (b *bridgeMatrixSide) BridgeMembers(conv *Conversation) (bot, guest id.UserID) {
+	return b.sc.Bridge.Bot.GetMXID(), b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv)).GetMXID()
+}
+
+func (b *bridgeMatrixSide) RemoveMember(ctx context.Context, conv *Conversation, user id.UserID, reason string) error {
+	bot := b.sc.Bridge.Bot.(*matrix.ASIntent)
+	_, err := bot.Matrix.KickUser(ctx, conv.RoomID, &mautrix.ReqKickUser{UserID: user, Reason: reason})
+	return err
+}
+
+func (b *bridgeMatrixSide) GuardRoom(ctx context.Context, conv *Conversation) (map[id.UserID]event.Membership, error) {
+	bot := b.sc.Bridge.Bot.(*matrix.ASIntent)
+	var pl event.PowerLevelsEventContent
+	if err := bot.Matrix.StateEvent(ctx, conv.RoomID, event.StatePowerLevels, "", &pl); err != nil {
+		return nil, fmt.Errorf("failed to read power levels: %w", err)
+	}
+	if appservice.HardenPowerLevels(&pl) {
+		if _, err := bot.Matrix.SetPowerLevels(ctx, conv.RoomID, &pl); err != nil {
+			return nil, fmt.Errorf("failed to update power levels: %w", err)
+		}
+		zerolog.Ctx(ctx).Info().Str("conversation_id", conv.ID).Msg("Brought an older room's power levels up to the current policy")
+	}
+	resp, err := bot.Matrix.Members(ctx, conv.RoomID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read room members: %w", err)
+	}
+	members := map[id.UserID]event.Membership{}
+	for _, evt := range resp.Chunk {
+		if evt.StateKey == nil {
+			continue
+		}
+		_ = evt.Content.ParseRaw(evt.Type)
+		if m := evt.Content.AsMember(); m.Membership == event.MembershipJoin || m.Membership == event.MembershipInvite {
+			members[id.UserID(*evt.StateKey)] = m.Membership
+		}
+	}
+	return members, nil
 }
 
 func (b *bridgeMatrixSide) SendExport(ctx context.Context, conv *Conversation, name string, data []byte) error {

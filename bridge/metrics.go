@@ -58,6 +58,7 @@ const (
 	ErrKindInboxReplay      = "inbox_replay"    // an appservice event handled again after a crash
 	ErrKindPurge            = "purge"
 	ErrKindTransactionStore = "transaction_store" // an appservice transaction that could not be made durable
+	ErrKindUnexpectedMember = "unexpected_member" // someone in a conversation room who is not a permitted officer (removed)
 )
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
@@ -102,7 +103,7 @@ func NewMetrics(conversationsByState func(ctx context.Context) (map[string]int, 
 	m.BridgeLatency.WithLabelValues(PathGuestToHomeserver)
 	m.BridgeLatency.WithLabelValues(PathTransactionToGuest)
 	for _, kind := range []string{ErrKindHomeserverSend, ErrKindUndeliverable, ErrKindGuestBadRequest, ErrKindGuestServer,
-		ErrKindRateLimited, ErrKindWrongCode, ErrKindOfficerMessage, ErrKindInboxReplay, ErrKindPurge, ErrKindTransactionStore} {
+		ErrKindRateLimited, ErrKindWrongCode, ErrKindOfficerMessage, ErrKindInboxReplay, ErrKindPurge, ErrKindTransactionStore, ErrKindUnexpectedMember} {
 		m.Errors.WithLabelValues(kind)
 	}
 	m.Registry.MustRegister(m.Messages, m.SendLatency, m.BridgeLatency, m.Errors, m.GuestStreams, m.OutboxPending,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sikkerchat/sikkerchat/appservice"
@@ -34,6 +35,11 @@ type Fake struct {
 	Exports [][]byte
 	Invited []id.UserID
 	Forgot  []string
+	Removed []id.UserID
+	// Members is who GuardRoom finds in every room.
+	Members map[id.UserID]event.Membership
+	// Guarded counts GuardRoom calls.
+	Guarded int
 	// Failing makes every send fail as an unreachable homeserver would.
 	Failing bool
 	// Refuse makes the homeserver refuse this text for good (e.g. too large).
@@ -148,6 +154,31 @@ func (f *Fake) GuestRead(ctx context.Context, conv *bridge.Conversation, eventID
 	defer f.Unlock()
 	f.Reads = append(f.Reads, eventID)
 	return nil
+}
+
+// Bot is the bridge bot of the double; a conversation's guest is
+// @sikkerchat_<ghost ID>.
+const Bot = id.UserID("@sikkerchatbot:example.org")
+
+func (f *Fake) BridgeMembers(conv *bridge.Conversation) (bot, guest id.UserID) {
+	return Bot, id.UserID("@sikkerchat_" + conv.GhostID + ":example.org")
+}
+
+func (f *Fake) RemoveMember(ctx context.Context, conv *bridge.Conversation, user id.UserID, reason string) error {
+	f.Lock()
+	defer f.Unlock()
+	if f.Failing {
+		return fmt.Errorf("homeserver down")
+	}
+	f.Removed = append(f.Removed, user)
+	return nil
+}
+
+func (f *Fake) GuardRoom(ctx context.Context, conv *bridge.Conversation) (map[id.UserID]event.Membership, error) {
+	f.Lock()
+	defer f.Unlock()
+	f.Guarded++
+	return f.Members, nil
 }
 
 // Snapshot copies what was sent and noticed so far.
