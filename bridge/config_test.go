@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/id"
 )
 
 func validConfig(t *testing.T) Config {
@@ -54,4 +55,23 @@ func TestEveryMessageHasBothLanguages(t *testing.T) {
 		require.NotEmpty(t, catalog[LangEnglish][key], key)
 	}
 	require.Len(t, catalog[LangEnglish], len(catalog[LangBokmal]))
+}
+
+// The device policy: only cross-signed officer devices (identity trusted on
+// first use, or stricter) get the guest's messages and may write to the guest.
+func TestDevicePolicyRequiresCrossSignedDevices(t *testing.T) {
+	for _, c := range []struct {
+		receive, send id.TrustState
+		ok            bool
+	}{
+		{id.TrustStateCrossSignedTOFU, id.TrustStateCrossSignedTOFU, true},
+		{id.TrustStateCrossSignedVerified, id.TrustStateVerified, true},
+		{id.TrustStateUnknownDevice, id.TrustStateCrossSignedTOFU, false},
+		{id.TrustStateCrossSignedTOFU, id.TrustStateUnknownDevice, false},
+		{id.TrustStateCrossSignedUntrusted, id.TrustStateCrossSignedTOFU, false},
+		{id.TrustStateUnset, id.TrustStateUnset, false},
+	} {
+		err := checkDevicePolicy(c.receive, c.send)
+		require.Equal(t, c.ok, err == nil, "receive %s, send %s", c.receive, c.send)
+	}
 }

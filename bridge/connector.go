@@ -190,6 +190,19 @@ func (sc *Connector) Stop() {
 var ErrEncryptionRequired = errors.New("sikkerchat requires end-to-bridge encryption: " +
 	"set encryption.allow, encryption.default and encryption.require to true in the config")
 
+// ErrUnverifiedDevices stops the bridge when the config would let devices
+// that their owner never vouched for read or write a conversation.
+var ErrUnverifiedDevices = errors.New("sikkerchat requires officers' devices to be cross-signed: set " +
+	"encryption.verification_levels.receive and encryption.verification_levels.send to cross-signed-tofu (or stricter); " +
+	"see the device policy in docs/setup-synapse.md")
+
+// minDeviceTrust is the device policy: the guest's messages are encrypted
+// only for devices their officer has cross-signed, with the officer's
+// cross-signing identity trusted on first use, and only such devices can
+// write to the guest. A device added with a stolen password, or by someone
+// with access to the homeserver, gets nothing and can say nothing.
+const minDeviceTrust = id.TrustStateCrossSignedTOFU
+
 func (sc *Connector) checkEncryptionConfig() error {
 	mc, ok := sc.Bridge.Matrix.(*matrix.Connector)
 	if !ok {
@@ -198,6 +211,13 @@ func (sc *Connector) checkEncryptionConfig() error {
 	enc := mc.Config.Encryption
 	if !enc.Allow || !enc.Default || !enc.Require {
 		return ErrEncryptionRequired
+	}
+	return checkDevicePolicy(enc.VerificationLevels.Receive, enc.VerificationLevels.Send)
+}
+
+func checkDevicePolicy(receive, send id.TrustState) error {
+	if receive < minDeviceTrust || send < minDeviceTrust {
+		return ErrUnverifiedDevices
 	}
 	return nil
 }

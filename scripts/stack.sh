@@ -122,6 +122,11 @@ encryption:
     appservice: false
     msc4190: false
     pickle_key: generate
+    # sikkerchat's device policy: only cross-signed officer devices.
+    verification_levels:
+        receive: cross-signed-tofu
+        send: cross-signed-tofu
+        share: cross-signed-tofu
 logging:
     min_level: ${SIKKERCHAT_LOG_LEVEL:-debug}
     writers:

@@ -122,9 +122,13 @@ export class Officer {
    * @param {string} password
    * @param {object} [opts]
    * @param {string} [opts.deviceName]  display name of the new device
+   * @param {boolean} [opts.crossSign=true]  set up cross-signing in start() and
+   *   sign this device, as Element does for a new account. sikkerchat's device
+   *   policy gives the guest's messages only to cross-signed devices; false
+   *   makes a device its owner never vouched for.
    * @returns {Promise<Officer>}
    */
-  static async login(hsUrl, user, password, { deviceName } = {}) {
+  static async login(hsUrl, user, password, { deviceName, crossSign = true } = {}) {
     const anon = createClient({ baseUrl: hsUrl, logger: makeLogger('officer-login') });
     const res = await anon.loginRequest({
       type: 'm.login.password',
@@ -139,7 +143,9 @@ export class Officer {
       accessToken: res.access_token,
       logger: makeLogger(`officer ${res.user_id}/${res.device_id}`),
     });
-    return new Officer(client);
+    const officer = new Officer(client);
+    officer._crossSignWith = crossSign ? { user: res.user_id, password } : null;
+    return officer;
   }
 
   /** @param {import('matrix-js-sdk').MatrixClient} client  an authenticated client */
@@ -231,6 +237,35 @@ export class Officer {
       last = `device keys ${deviceKeys ? 'uploaded' : 'missing'}, ${otks} one-time keys`;
       return deviceKeys && otks > 0 ? true : undefined;
     }, { timeoutMs, what: "this device's keys on the server", detail: () => last, pollMs: 200 });
+
+    if (this._crossSignWith) await this._crossSign(timeoutMs);
+  }
+
+  /**
+   * Creates this user's cross-signing keys (a new identity: each stack has
+   * fresh accounts, and each user logs in once per stack) and signs this
+   * device with them, then waits until the server hands out the signature.
+   */
+  async _crossSign(timeoutMs) {
+    const { user, password } = this._crossSignWith;
+    const crypto = this.client.getCrypto();
+    await crypto.bootstrapCrossSigning({
+      setupNewCrossSigning: true,
+      authUploadDeviceSigningKeys: async (makeRequest) => {
+        await makeRequest({ type: 'm.login.password', identifier: { type: 'm.id.user', user }, password });
+      },
+    });
+    let last = '';
+    await this._waitFor(async () => {
+      const q = await this.client.http.authedRequest(Method.Post, '/keys/query', undefined, { device_keys: { [this.userId]: [] } });
+      const master = q.master_keys?.[this.userId];
+      const selfSigning = q.self_signing_keys?.[this.userId];
+      const device = q.device_keys?.[this.userId]?.[this.deviceId];
+      const ssKeyId = selfSigning ? Object.keys(selfSigning.keys)[0] : undefined;
+      const signed = ssKeyId && device?.signatures?.[this.userId]?.[ssKeyId];
+      last = `master ${master ? 'up' : 'missing'}, self-signing ${selfSigning ? 'up' : 'missing'}, device ${signed ? 'signed' : 'not signed'}`;
+      return master && signed ? true : undefined;
+    }, { timeoutMs, what: 'cross-signing on the server', detail: () => last, pollMs: 200 });
   }
 
   /**
