@@ -130,6 +130,9 @@ func (sc *Connector) Start(ctx context.Context) error {
 		zerolog.Ctx(ctx).Error().Int("unreadable", unreadable).Int("checked", checked).
 			Msg("Some conversation keys do not open with the master key; those conversations cannot be read")
 	}
+	if _, err := sc.Store.Exec(ctx, deleteUnfinishedFilesQuery); err != nil {
+		return fmt.Errorf("failed to drop uploads a stop cut off: %w", err)
+	}
 	for _, s := range sc.services {
 		if err := s.Start(ctx); err != nil {
 			return fmt.Errorf("failed to start service: %w", err)

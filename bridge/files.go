@@ -1,14 +1,19 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"strconv"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 var (
@@ -19,10 +24,29 @@ var (
 	ErrFileEmpty       = errors.New("file is empty")
 )
 
+// UploadReadError is a file's bytes that could not be read to the end: the
+// sender went away, stalled or sent a broken body. Nothing was stored.
+type UploadReadError struct{ Err error }
+
+func (e *UploadReadError) Error() string { return "failed to read the upload: " + e.Err.Error() }
+func (e *UploadReadError) Unwrap() error { return e.Err }
+
+// Files are kept in chunks of fileChunkSize, each sealed on its own, so that
+// an upload is sealed and stored as it arrives and a download is opened and
+// sent a chunk at a time: neither holds a whole file (let alone two copies
+// of it) in memory, however many guests send or fetch at once.
+const fileChunkSize = 64 << 10
+
 const (
-	insertFileQuery = `INSERT INTO sikkerchat_file (conversation_id, file_id, created_at, sealed) VALUES ($1, $2, $3, $4)`
-	getFileQuery    = `SELECT sealed FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
+	insertFileHeaderQuery = `INSERT INTO sikkerchat_file (conversation_id, file_id, created_at, sealed, chunks, size) VALUES ($1, $2, $3, '', -1, 0)`
+	finishFileQuery       = `UPDATE sikkerchat_file SET chunks=$3, size=$4 WHERE conversation_id=$1 AND file_id=$2`
+	insertFileChunkQuery  = `INSERT INTO sikkerchat_file_chunk (conversation_id, file_id, idx, sealed) VALUES ($1, $2, $3, $4)`
+	getFileHeaderQuery    = `SELECT chunks, size, sealed FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
+	getFileChunkQuery     = `SELECT sealed FROM sikkerchat_file_chunk WHERE conversation_id=$1 AND file_id=$2 AND idx=$3`
+	// The chunks go with their file (foreign key).
 	deleteFileQuery = `DELETE FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
+	// Uploads cut off by a stop of the bridge: nothing refers to them.
+	deleteUnfinishedFilesQuery = `DELETE FROM sikkerchat_file WHERE chunks < 0`
 )
 
 // FileInfo is what the page and the room learn about a file.
@@ -52,31 +76,146 @@ func fileAAD(conversationID, fileID string) []byte {
 	return []byte("file:" + conversationID + "/" + fileID)
 }
 
-func (t *Transcript) storeFile(ctx context.Context, conversationID, fileID string, data []byte) error {
-	key, err := t.conversationKey(ctx, conversationID)
-	if err != nil {
-		return err
+// chunkAAD binds a chunk to its file, its place and whether it ends the
+// file: chunks cannot be reordered, swapped between files or cut off.
+func chunkAAD(conversationID, fileID string, idx int, last bool) []byte {
+	end := "more"
+	if last {
+		end = "end"
 	}
-	sealed, err := seal(key, data, fileAAD(conversationID, fileID))
-	if err != nil {
-		return err
-	}
-	_, err = t.store.Exec(ctx, insertFileQuery, conversationID, fileID, time.Now().UnixMilli(), sealed)
-	if err != nil {
-		return fmt.Errorf("failed to store file: %w", err)
-	}
-	return nil
+	return []byte("file:" + conversationID + "/" + fileID + "/" + strconv.Itoa(idx) + "/" + end)
 }
 
-// File returns a stored file's bytes, opened.
-func (t *Transcript) File(ctx context.Context, conversationID, fileID string) ([]byte, error) {
-	var sealed []byte
-	err := t.store.QueryRow(ctx, getFileQuery, conversationID, fileID).Scan(&sealed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrFileNotFound
-	} else if err != nil {
-		return nil, fmt.Errorf("failed to read file: %w", err)
+// storedFile is what storing a file's bytes learned about them.
+type storedFile struct {
+	id     string
+	mime   string
+	size   int64
+	sha256 string
+}
+
+// storeFileStream seals and stores a file as it is read, a chunk at a time.
+// The first chunk is shown to check before anything is stored (the type
+// check); at most limit bytes are taken. On any error nothing of the file is
+// left behind.
+func (t *Transcript) storeFileStream(ctx context.Context, conversationID, fileID string, r io.Reader, limit int64,
+	check func(head []byte) error) (*storedFile, error) {
+	key, err := t.conversationKey(ctx, conversationID)
+	if err != nil {
+		return nil, err
 	}
+	sum := sha256.New()
+	cur := make([]byte, fileChunkSize)
+	n, _, err := readChunk(r, cur)
+	if err != nil {
+		return nil, err
+	}
+	cur = cur[:n]
+	if n == 0 {
+		return nil, ErrFileEmpty
+	}
+	if check != nil {
+		if err = check(cur[:min(n, 512)]); err != nil {
+			return nil, err
+		}
+	}
+	if _, err = t.store.Exec(ctx, insertFileHeaderQuery, conversationID, fileID, time.Now().UnixMilli()); err != nil {
+		return nil, fmt.Errorf("failed to store file: %w", err)
+	}
+	stored, err := t.writeChunks(ctx, key, conversationID, fileID, cur, r, limit, sum)
+	if err != nil {
+		// Not under ctx: a guest who went away must not leave half a file.
+		if _, delErr := t.store.Exec(context.WithoutCancel(ctx), deleteFileQuery, conversationID, fileID); delErr != nil {
+			zerolog.Ctx(ctx).Err(delErr).Msg("Failed to drop an unfinished file")
+		}
+		return nil, err
+	}
+	return stored, nil
+}
+
+func (t *Transcript) writeChunks(ctx context.Context, key []byte, conversationID, fileID string, first []byte, r io.Reader, limit int64, sum hash.Hash) (*storedFile, error) {
+	head := bytes.Clone(first[:min(len(first), 512)])
+	cur, next := first, make([]byte, fileChunkSize)
+	total := int64(len(cur))
+	ended := len(first) < fileChunkSize // the first read already met the end
+	for idx := 0; ; idx++ {
+		// Read one chunk ahead: a chunk is sealed as the last one only when
+		// nothing follows it.
+		n := 0
+		if !ended {
+			var err error
+			if n, ended, err = readChunk(r, next); err != nil {
+				return nil, err
+			}
+		}
+		if total+int64(n) > limit {
+			return nil, ErrFileTooLarge
+		}
+		last := n == 0
+		sum.Write(cur)
+		sealed, err := seal(key, cur, chunkAAD(conversationID, fileID, idx, last))
+		if err != nil {
+			return nil, err
+		}
+		if _, err = t.store.Exec(ctx, insertFileChunkQuery, conversationID, fileID, idx, sealed); err != nil {
+			return nil, fmt.Errorf("failed to store file chunk: %w", err)
+		}
+		if last {
+			if _, err = t.store.Exec(ctx, finishFileQuery, conversationID, fileID, idx+1, total); err != nil {
+				return nil, fmt.Errorf("failed to store file: %w", err)
+			}
+			return &storedFile{id: fileID, mime: DetectFileType(head), size: total, sha256: hex.EncodeToString(sum.Sum(nil))}, nil
+		}
+		cur, next = next[:n], cur[:cap(cur)]
+		total += int64(n)
+	}
+}
+
+// readChunk fills buf from r. Only a clean end of the stream (io.EOF) ends
+// the file; any other error, io.ErrUnexpectedEOF of a body cut off
+// included, is an UploadReadError.
+func readChunk(r io.Reader, buf []byte) (n int, ended bool, err error) {
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err == io.EOF {
+			return n, true, nil
+		} else if err != nil {
+			return n, false, &UploadReadError{err}
+		}
+	}
+	return n, false, nil
+}
+
+// storeFile stores bytes already in memory (an officer's file).
+func (t *Transcript) storeFile(ctx context.Context, conversationID, fileID string, data []byte) error {
+	_, err := t.storeFileStream(ctx, conversationID, fileID, bytes.NewReader(data), int64(len(data)), nil)
+	return err
+}
+
+// FileSize is the stored size of a file's contents.
+func (t *Transcript) FileSize(ctx context.Context, conversationID, fileID string) (int64, error) {
+	chunks, size, legacy, err := t.fileHeader(ctx, conversationID, fileID)
+	if err != nil {
+		return 0, err
+	} else if chunks == 0 {
+		data, err := t.openLegacyFile(ctx, conversationID, fileID, legacy)
+		return int64(len(data)), err
+	}
+	return size, nil
+}
+
+func (t *Transcript) fileHeader(ctx context.Context, conversationID, fileID string) (chunks int, size int64, legacy []byte, err error) {
+	err = t.store.QueryRow(ctx, getFileHeaderQuery, conversationID, fileID).Scan(&chunks, &size, &legacy)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && chunks < 0) {
+		return 0, 0, nil, ErrFileNotFound
+	} else if err != nil {
+		return 0, 0, nil, fmt.Errorf("failed to read file: %w", err)
+	}
+	return chunks, size, legacy, nil
+}
+
+func (t *Transcript) openLegacyFile(ctx context.Context, conversationID, fileID string, sealed []byte) ([]byte, error) {
 	key, err := t.conversationKey(ctx, conversationID)
 	if err != nil {
 		return nil, err
@@ -84,34 +223,110 @@ func (t *Transcript) File(ctx context.Context, conversationID, fileID string) ([
 	return open(key, sealed, fileAAD(conversationID, fileID))
 }
 
+// StreamFile opens a stored file a chunk at a time and hands each chunk to
+// fn as soon as it is open; every chunk is a query of its own, so a slow
+// reader holds no database connection. A chunk that does not open (changed,
+// swapped, the file cut short) ends the stream with an error.
+func (t *Transcript) StreamFile(ctx context.Context, conversationID, fileID string, fn func(chunk []byte) error) error {
+	chunks, _, legacy, err := t.fileHeader(ctx, conversationID, fileID)
+	if err != nil {
+		return err
+	}
+	if chunks == 0 {
+		data, err := t.openLegacyFile(ctx, conversationID, fileID, legacy)
+		if err != nil {
+			return err
+		}
+		return fn(data)
+	}
+	key, err := t.conversationKey(ctx, conversationID)
+	if err != nil {
+		return err
+	}
+	for idx := range chunks {
+		var sealed []byte
+		if err = t.store.QueryRow(ctx, getFileChunkQuery, conversationID, fileID, idx).Scan(&sealed); err != nil {
+			return fmt.Errorf("failed to read file chunk %d: %w", idx, err)
+		}
+		chunk, err := open(key, sealed, chunkAAD(conversationID, fileID, idx, idx == chunks-1))
+		if err != nil {
+			return fmt.Errorf("failed to open file chunk %d: %w", idx, err)
+		}
+		if err = fn(chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// File returns a stored file's bytes, opened (the outbox hands whole files
+// to the homeserver).
+func (t *Transcript) File(ctx context.Context, conversationID, fileID string) ([]byte, error) {
+	var buf bytes.Buffer
+	err := t.StreamFile(ctx, conversationID, fileID, func(chunk []byte) error {
+		buf.Write(chunk)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 // QueueGuestFile stores a guest's file for delivery, after checking its real type.
 func (sc *Connector) QueueGuestFile(ctx context.Context, conv *Conversation, clientID, name, claimedType string, data []byte) (*TranscriptEntry, bool, error) {
 	if !ValidClientID(clientID) {
 		return nil, false, ErrBadClientID
 	}
-	if len(data) == 0 {
-		return nil, false, ErrFileEmpty
-	} else if int64(len(data)) > sc.MaxGuestFileBytes() {
-		return nil, false, ErrFileTooLarge
-	}
-	detected := DetectFileType(data[:min(len(data), 512)])
-	if !FileTypeAllowed(detected) {
-		return nil, false, ErrFileTypeRefused
-	} else if !ClaimMatches(claimedType, detected) {
-		return nil, false, ErrFileTypeClaim
-	}
-	sum := sha256.Sum256(data)
-	info := FileInfo{ID: "g" + randomID(16), Name: SafeFileName(name, detected), Mime: detected, Size: len(data), SHA256: hex.EncodeToString(sum[:])}
-	if existing, err := sc.Transcript.ByClientID(ctx, conv.ID, clientID); err != nil {
+	stored, err := sc.StoreGuestFile(ctx, conv, name, claimedType, bytes.NewReader(data))
+	if err != nil {
 		return nil, false, err
-	} else if existing != nil {
-		if prev, ok := FileInfoOf(existing); ok && prev.SHA256 == info.SHA256 {
-			return existing, false, nil
+	}
+	return sc.QueueStoredGuestFile(ctx, conv, clientID, stored)
+}
+
+// GuestUpload is a guest's file whose bytes are stored, not yet in the transcript.
+type GuestUpload struct {
+	info FileInfo
+}
+
+// StoreGuestFile reads a guest's file as it arrives: the type is checked on
+// the first bytes, then the file is sealed and stored a chunk at a time, up
+// to the size limit. It goes to the room once QueueStoredGuestFile puts it
+// in the transcript (or is dropped by DiscardGuestFile).
+func (sc *Connector) StoreGuestFile(ctx context.Context, conv *Conversation, name, claimedType string, r io.Reader) (*GuestUpload, error) {
+	check := func(head []byte) error {
+		detected := DetectFileType(head)
+		if !FileTypeAllowed(detected) {
+			return ErrFileTypeRefused
+		} else if !ClaimMatches(claimedType, detected) {
+			return ErrFileTypeClaim
 		}
-		return nil, false, ErrClientIDReused
+		return nil
 	}
-	if err := sc.Transcript.storeFile(ctx, conv.ID, info.ID, data); err != nil {
-		return nil, false, err
+	fileID := "g" + randomID(16)
+	stored, err := sc.Transcript.storeFileStream(ctx, conv.ID, fileID, r, sc.MaxGuestFileBytes(), check)
+	if err != nil {
+		return nil, err
+	}
+	return &GuestUpload{info: FileInfo{ID: fileID, Name: SafeFileName(name, stored.mime), Mime: stored.mime,
+		Size: int(stored.size), SHA256: stored.sha256}}, nil
+}
+
+// DiscardGuestFile drops a stored upload that will not be sent.
+func (sc *Connector) DiscardGuestFile(ctx context.Context, conv *Conversation, up *GuestUpload) {
+	if _, err := sc.Store.Exec(context.WithoutCancel(ctx), deleteFileQuery, conv.ID, up.info.ID); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to drop a guest file that will not be sent")
+	}
+}
+
+// QueueStoredGuestFile puts a stored upload in the transcript for delivery.
+// The bool is false when the same client_id was already accepted for the
+// same file (the stored entry is returned and this copy dropped).
+func (sc *Connector) QueueStoredGuestFile(ctx context.Context, conv *Conversation, clientID string, up *GuestUpload) (*TranscriptEntry, bool, error) {
+	if !ValidClientID(clientID) {
+		sc.DiscardGuestFile(ctx, conv, up)
+		return nil, false, ErrBadClientID
 	}
 	entry := &TranscriptEntry{
 		Direction: FromGuest,
@@ -119,23 +334,24 @@ func (sc *Connector) QueueGuestFile(ctx context.Context, conv *Conversation, cli
 		Status:    EntryStored,
 		CreatedAt: time.Now(),
 		Kind:      "file",
-		Extra:     info.Extras(),
+		Extra:     up.info.Extras(),
 	}
 	isNew, err := sc.Transcript.Append(ctx, conv.ID, entry)
 	if err != nil || !isNew {
-		// A concurrent upload with the same client_id won: drop our copy of the bytes.
-		_, _ = sc.Store.Exec(ctx, deleteFileQuery, conv.ID, info.ID)
+		// Refused, or a send with the same client_id came first: drop our copy of the bytes.
+		sc.DiscardGuestFile(ctx, conv, up)
 	}
 	if err != nil {
 		return nil, false, err
 	} else if !isNew {
 		existing, err := sc.Transcript.ByClientID(ctx, conv.ID, clientID)
-		if err == nil && existing != nil {
-			if prev, ok := FileInfoOf(existing); !ok || prev.SHA256 != info.SHA256 {
-				return nil, false, ErrClientIDReused
-			}
+		if err != nil {
+			return nil, false, err
 		}
-		return existing, false, err
+		if prev, ok := FileInfoOf(existing); !ok || prev.SHA256 != up.info.SHA256 {
+			return nil, false, ErrClientIDReused
+		}
+		return existing, false, nil
 	}
 	sc.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventMessage, Entry: entry})
 	sc.wakeOutbox()

@@ -64,7 +64,7 @@ func TestUpgradeFromV1KeepsData(t *testing.T) {
 	// The later features work on the upgraded database.
 	_, err = store.Exec(ctx, insertSessionQuery, []byte("h"), "c1", now)
 	require.NoError(t, err)
-	_, err = store.Exec(ctx, insertFileQuery, "c1", "f1", now, []byte("x"))
+	_, err = store.Exec(ctx, insertFileHeaderQuery, "c1", "f1", now)
 	require.NoError(t, err)
 	require.NoError(t, (&AuditTrail{store: store}).Append(ctx, "system", AuditCreate, "c1", ""))
 }

@@ -46,6 +46,7 @@ const (
 	errFileTypeMismatch   = "NO.SIKKERCHAT.FILE_TYPE_MISMATCH"
 	errFileMissing        = "NO.SIKKERCHAT.FILE_MISSING"
 	errFileNotFound       = "NO.SIKKERCHAT.FILE_NOT_FOUND"
+	errUploadTimeout      = "NO.SIKKERCHAT.UPLOAD_TIMEOUT"
 )
 
 // maxJSONBody bounds every JSON request; a message of max_message_length

@@ -29,8 +29,11 @@ type Server struct {
 	fileLimit    *limiter
 	ipLimit      *limiter
 
-	uploads chan struct{}
-	closing chan struct{}
+	uploadSlots   *slots
+	downloadSlots *slots
+	// transferIdle is how long an upload or download may move no bytes.
+	transferIdle time.Duration
+	closing      chan struct{}
 }
 
 // Attach creates the guest server and registers it to start and stop with the bridge.
@@ -54,9 +57,11 @@ func New(sc *bridge.Connector, log zerolog.Logger) *Server {
 		// Files: a handful of screenshots in a row.
 		fileLimit: newLimiter(rl.FilesPerMinute, max(1, rl.FilesPerMinute/2)),
 		// Everything from one address, joined or not.
-		ipLimit: newLimiter(rl.PerAddressPerMinute, max(1, rl.PerAddressPerMinute/5)),
-		closing: make(chan struct{}),
-		uploads: make(chan struct{}, maxConcurrentUploads),
+		ipLimit:       newLimiter(rl.PerAddressPerMinute, max(1, rl.PerAddressPerMinute/5)),
+		closing:       make(chan struct{}),
+		uploadSlots:   newSlots(uploadsPerConversation),
+		downloadSlots: newSlots(downloadsPerConversation),
+		transferIdle:  transferIdle,
 	}
 	s.routes()
 	return s

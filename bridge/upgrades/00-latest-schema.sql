@@ -1,4 +1,4 @@
--- v0 -> v8: Latest revision
+-- v0 -> v9: Latest revision
 
 -- One row per conversation (a bridgev2 portal). No message content lives here.
 CREATE TABLE sikkerchat_conversation (
@@ -64,12 +64,25 @@ CREATE INDEX sikkerchat_guest_session_conversation_idx ON sikkerchat_guest_sessi
 -- File contents the guest page needs (sent by the guest and not yet handed to
 -- the homeserver, or sent by an officer for the guest to download), sealed
 -- with the conversation key like the transcript.
+-- A file row is the header (size, and the number of chunks: -1 while an upload
+-- is still coming in, 0 for a file whose whole contents are in sealed, as files
+-- of schema v8 and before); each chunk is sealed on its own.
 CREATE TABLE sikkerchat_file (
-    conversation_id TEXT   NOT NULL REFERENCES sikkerchat_conversation (id) ON DELETE CASCADE,
-    file_id         TEXT   NOT NULL,
-    created_at      BIGINT NOT NULL,
-    sealed          bytea  NOT NULL,
+    conversation_id TEXT    NOT NULL REFERENCES sikkerchat_conversation (id) ON DELETE CASCADE,
+    file_id         TEXT    NOT NULL,
+    created_at      BIGINT  NOT NULL,
+    sealed          bytea   NOT NULL,
+    chunks          INTEGER NOT NULL DEFAULT 0,
+    size            BIGINT  NOT NULL DEFAULT 0,
     PRIMARY KEY (conversation_id, file_id)
+);
+CREATE TABLE sikkerchat_file_chunk (
+    conversation_id TEXT    NOT NULL,
+    file_id         TEXT    NOT NULL,
+    idx             INTEGER NOT NULL,
+    sealed          bytea   NOT NULL,
+    PRIMARY KEY (conversation_id, file_id, idx),
+    FOREIGN KEY (conversation_id, file_id) REFERENCES sikkerchat_file (conversation_id, file_id) ON DELETE CASCADE
 );
 
 -- The audit trail: append-only and hash-chained (each row's hash covers the
