@@ -150,6 +150,10 @@ func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.U
 	if err = sc.Transcript.CreateKey(conv.ID); err != nil {
 		return nil, fmt.Errorf("failed to make transcript key: %w", err)
 	}
+	if conv.sealedLabel, err = sc.Transcript.SealLabel(ctx, conv.ID, label); err != nil {
+		_ = sc.Transcript.DestroyKey(conv.ID)
+		return nil, fmt.Errorf("failed to seal label: %w", err)
+	}
 	invite := &Invite{
 		TokenHash:      tokenHash,
 		ConversationID: conv.ID,

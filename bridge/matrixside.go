@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/matrix"
@@ -36,7 +37,8 @@ type MatrixSide interface {
 	// the room closed (name and state event) and tells the officers.
 	CloseRoom(ctx context.Context, conv *Conversation, state *appservice.ConversationState, notice string)
 	// ForgetRoom drops what the bridge holds of a purged room: the portal, its
-	// message mappings, Megolm sessions and cached room state.
+	// message mappings, Megolm sessions, cached room state and the guest ghost
+	// (whose profile on the homeserver is reset first: it may carry the label).
 	ForgetRoom(ctx context.Context, conv *Conversation)
 	// SendExport uploads an evidence package into the room as the bot, encrypted.
 	SendExport(ctx context.Context, conv *Conversation, name string, data []byte) error
@@ -238,7 +240,27 @@ func (b *bridgeMatrixSide) ForgetRoom(ctx context.Context, conv *Conversation) {
 			log.Err(err).Msg("Failed to drop bridge data of purged room")
 		}
 	}
+	// The guest's display name may be the officer's label: it goes from the
+	// homeserver profile and from the bridge's ghost table.
+	ghost := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv)).(*matrix.ASIntent)
+	if err = ghost.Matrix.SetDisplayName(ctx, forgottenGuestName); err != nil {
+		log.Err(err).Msg("Failed to reset the purged guest's profile")
+	}
+	if _, err = b.sc.Bridge.DB.Exec(ctx, `DELETE FROM ghost WHERE bridge_id=$1 AND id=$2`, b.sc.Bridge.ID, conv.GhostID); err != nil {
+		log.Err(err).Msg("Failed to drop the purged guest's ghost")
+	}
+	if b.sc.Bridge.DB.Dialect == dbutil.SQLite {
+		// What was deleted is overwritten in the database (secure_delete); the
+		// write-ahead log still has the pages as they were until it is
+		// checkpointed and cut back.
+		if _, err = b.sc.Bridge.DB.Exec(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			log.Warn().Err(err).Msg("Failed to checkpoint the write-ahead log after a purge")
+		}
+	}
 }
+
+// forgottenGuestName is a purged guest's display name on the homeserver.
+const forgottenGuestName = "Gjest"
 
 func (b *bridgeMatrixSide) InviteOfficer(ctx context.Context, conv *Conversation, officer id.UserID) error {
 	bot := b.sc.Bridge.Bot.(*matrix.ASIntent)

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,8 +72,8 @@ func writeProvJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (sc *Connector) provResponse(conv *Conversation) provConversationResponse {
-	return provConversationResponse{ConversationState: sc.StateOf(conv), RoomID: conv.RoomID.String(), Label: conv.Label}
+func (sc *Connector) provResponse(ctx context.Context, conv *Conversation) provConversationResponse {
+	return provConversationResponse{ConversationState: sc.StateOf(conv), RoomID: conv.RoomID.String(), Label: sc.Transcript.OpenLabel(ctx, conv)}
 }
 
 // maxProvBody bounds a create request; a label of MaxLabelLength characters
@@ -130,7 +131,7 @@ func (sc *Connector) provCreate(w http.ResponseWriter, r *http.Request, user *br
 		mautrix.MUnknown.WithMessage("Failed to create the conversation").Write(w)
 		return
 	}
-	resp := sc.provResponse(created.Conversation)
+	resp := sc.provResponse(r.Context(), created.Conversation)
 	invite := created.InviteField()
 	resp.Invite = &invite
 	writeProvJSON(w, http.StatusCreated, resp)
@@ -147,7 +148,7 @@ func (sc *Connector) provList(w http.ResponseWriter, r *http.Request, user *brid
 	}
 	out := make([]provConversationResponse, 0, len(convs))
 	for _, c := range convs {
-		out = append(out, sc.provResponse(c))
+		out = append(out, sc.provResponse(r.Context(), c))
 	}
 	writeProvJSON(w, http.StatusOK, map[string]any{"conversations": out})
 }
@@ -200,7 +201,7 @@ func (sc *Connector) provConversation(fn func(http.ResponseWriter, *http.Request
 }
 
 func (sc *Connector) provGet(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
-	writeProvJSON(w, http.StatusOK, sc.provResponse(conv))
+	writeProvJSON(w, http.StatusOK, sc.provResponse(r.Context(), conv))
 }
 
 func (sc *Connector) provClose(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
@@ -213,7 +214,7 @@ func (sc *Connector) provClose(w http.ResponseWriter, r *http.Request, user *bri
 		mautrix.MUnknown.WithMessage("Failed to close the conversation").Write(w)
 		return
 	}
-	writeProvJSON(w, http.StatusOK, sc.provResponse(conv))
+	writeProvJSON(w, http.StatusOK, sc.provResponse(r.Context(), conv))
 }
 
 // provAuditRoute serves the trail of a live conversation to its officer, and

@@ -107,7 +107,7 @@ func (pb *provBridge) state() map[string]string {
 	ctx := context.Background()
 	out := map[string]string{}
 	for part, query := range map[string]string{
-		"conversation": "SELECT id, room_id, label, status, closed_at, purge_after, hold FROM sikkerchat_conversation ORDER BY id",
+		"conversation": "SELECT id, room_id, label_sealed, status, closed_at, purge_after, hold FROM sikkerchat_conversation ORDER BY id",
 		"invite":       "SELECT conversation_id, token_hash, used_at, revoked_at, failed_attempts FROM sikkerchat_invite ORDER BY conversation_id, token_hash",
 		"session":      "SELECT conversation_id, token_hash, revoked_at FROM sikkerchat_guest_session ORDER BY conversation_id, token_hash",
 		"transcript":   "SELECT conversation_id, seq, status, sealed FROM sikkerchat_transcript ORDER BY conversation_id, seq",

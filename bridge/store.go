@@ -49,10 +49,13 @@ const (
 )
 
 type Conversation struct {
-	ID              string
-	RoomID          id.RoomID
-	GhostID         string
+	ID      string
+	RoomID  id.RoomID
+	GhostID string
+	// Label is the officer's label, in memory only: the database has it
+	// sealed with the conversation key (Transcript.OpenLabel).
 	Label           string
+	sealedLabel     []byte
 	Status          ConversationStatus
 	CreatedBy       id.UserID
 	CreatedAt       time.Time
@@ -64,7 +67,7 @@ type Conversation struct {
 	Hold            bool
 }
 
-const conversationColumns = `id, room_id, ghost_id, label, status, created_by, created_at, invite_expires_at,
+const conversationColumns = `id, room_id, ghost_id, label_sealed, status, created_by, created_at, invite_expires_at,
 	joined_at, officer_read_seq, closed_at, purge_after, hold`
 
 const (
@@ -80,7 +83,7 @@ func (c *Conversation) Scan(row dbutil.Scannable) (*Conversation, error) {
 	var roomID sql.NullString
 	var createdAt, expiresAt int64
 	var joinedAt, closedAt, purgeAfter sql.NullInt64
-	err := row.Scan(&c.ID, &roomID, &c.GhostID, &c.Label, &c.Status, &c.CreatedBy, &createdAt, &expiresAt,
+	err := row.Scan(&c.ID, &roomID, &c.GhostID, &c.sealedLabel, &c.Status, &c.CreatedBy, &createdAt, &expiresAt,
 		&joinedAt, &c.OfficerReadSeq, &closedAt, &purgeAfter, &c.Hold)
 	if err != nil {
 		return nil, err
@@ -95,7 +98,7 @@ func (c *Conversation) Scan(row dbutil.Scannable) (*Conversation, error) {
 }
 
 func (c *Conversation) sqlVariables() []any {
-	return []any{c.ID, dbutil.StrPtr(c.RoomID), c.GhostID, c.Label, c.Status, c.CreatedBy,
+	return []any{c.ID, dbutil.StrPtr(c.RoomID), c.GhostID, c.sealedLabel, c.Status, c.CreatedBy,
 		c.CreatedAt.UnixMilli(), c.InviteExpiresAt.UnixMilli(),
 		nullFromTime(c.JoinedAt), c.OfficerReadSeq, nullFromTime(c.ClosedAt), nullFromTime(c.PurgeAfter), c.Hold}
 }

@@ -194,6 +194,40 @@ func (t *Transcript) conversationKey(ctx context.Context, conversationID string)
 	return key, nil
 }
 
+func labelAAD(conversationID string) []byte {
+	return []byte("label:" + conversationID)
+}
+
+// SealLabel seals an officer's label with the conversation key, so that it is
+// unreadable from the close on, like everything else of the conversation.
+func (t *Transcript) SealLabel(ctx context.Context, conversationID, label string) ([]byte, error) {
+	if label == "" {
+		return nil, nil
+	}
+	key, err := t.conversationKey(ctx, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	return seal(key, []byte(label), labelAAD(conversationID))
+}
+
+// OpenLabel is a conversation's label: "" when it has none, or when it is
+// closed (its key is gone).
+func (t *Transcript) OpenLabel(ctx context.Context, conv *Conversation) string {
+	if conv.Label != "" || len(conv.sealedLabel) == 0 {
+		return conv.Label
+	}
+	key, err := t.conversationKey(ctx, conv.ID)
+	if err != nil {
+		return ""
+	}
+	label, err := open(key, conv.sealedLabel, labelAAD(conv.ID))
+	if err != nil {
+		return ""
+	}
+	return string(label)
+}
+
 func entryAAD(conversationID string, seq int64, dir Direction) []byte {
 	return []byte(conversationID + "/" + strconv.FormatInt(seq, 10) + "/" + string(dir))
 }

@@ -1,11 +1,12 @@
--- v0 -> v9: Latest revision
+-- v0 -> v10: Latest revision
 
 -- One row per conversation (a bridgev2 portal). No message content lives here.
 CREATE TABLE sikkerchat_conversation (
     id                TEXT    NOT NULL PRIMARY KEY,
     room_id           TEXT    UNIQUE,
     ghost_id          TEXT    NOT NULL,
-    label             TEXT    NOT NULL DEFAULT '',
+    -- The officer's label, sealed with the conversation key (gone at close).
+    label_sealed      bytea,
     status            TEXT    NOT NULL,
     created_by        TEXT    NOT NULL,
     created_at        BIGINT  NOT NULL,

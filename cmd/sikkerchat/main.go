@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	_ "time/tzdata"
 
 	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
@@ -37,7 +38,29 @@ func main() {
 		PostInit:    func() { web.Attach(connector) },
 	}
 	m.InitVersion(Tag, Commit, BuildTime)
-	m.Run()
+	// mxmain's Run, with the database address hardened between loading the
+	// config and opening the database.
+	m.PreInit()
+	m.Config.Database.URI = secureSQLiteURI(m.Config.Database.Type, m.Config.Database.URI)
+	m.Init()
+	m.Start()
+	exitCode := m.WaitForInterrupt()
+	m.Stop()
+	os.Exit(exitCode)
+}
+
+// secureSQLiteURI makes SQLite overwrite what is deleted (secure_delete) on
+// every connection: a label, a guest's words or a token hash that the bridge
+// deleted must not stay readable in the database file's free pages.
+func secureSQLiteURI(dbType, uri string) string {
+	if !strings.HasPrefix(dbType, "sqlite") || strings.Contains(uri, "_secure_delete=") {
+		return uri
+	}
+	sep := "?"
+	if strings.Contains(uri, "?") {
+		sep = "&"
+	}
+	return uri + sep + "_secure_delete=on"
 }
 
 // verifyExport is `sikkerchat verify-export FILE.zip`: exit 0 when the package

@@ -79,3 +79,10 @@ func keys(m map[string]any) []string {
 	}
 	return out
 }
+
+func TestSQLiteOverwritesWhatIsDeleted(t *testing.T) {
+	require.Equal(t, "file:sikkerchat.db?_txlock=immediate&_secure_delete=on", secureSQLiteURI("sqlite3-fk-wal", "file:sikkerchat.db?_txlock=immediate"))
+	require.Equal(t, "file:x.db?_secure_delete=on", secureSQLiteURI("sqlite3-fk-wal", "file:x.db"))
+	require.Equal(t, "file:x.db?_secure_delete=off", secureSQLiteURI("sqlite3-fk-wal", "file:x.db?_secure_delete=off"), "an explicit choice stays")
+	require.Equal(t, "postgres://x/y", secureSQLiteURI("postgres", "postgres://x/y"))
+}

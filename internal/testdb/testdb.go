@@ -28,7 +28,7 @@ func New(t testing.TB) (db *dbutil.Database, sqlitePath string) {
 	dsn := os.Getenv("SIKKERCHAT_TEST_POSTGRES")
 	if dsn == "" {
 		path := filepath.Join(t.TempDir(), "test.db")
-		db, err := dbutil.NewWithDialect("file:"+path+"?_txlock=immediate&_foreign_keys=on&_journal_mode=WAL", "sqlite3")
+		db, err := dbutil.NewWithDialect("file:"+path+"?_txlock=immediate&_foreign_keys=on&_journal_mode=WAL&_secure_delete=on", "sqlite3")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,9 @@
 // Retention on the real Dendrite: short invite TTL and retention (seconds).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { openConversation } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
 import { startStack, testHook, eventually } from './lib/localstack.mjs';
@@ -89,4 +92,34 @@ test('after retention the room is purged from Dendrite; a held room survives; a 
   await new Promise((r) => setTimeout(r, 6000));
   await stack.startBridge();
   await eventually(async () => (await rows(fresh.invite.conversation_id)).sikkerchat_conversation === 0, { timeoutMs: 40000, intervalMs: 500, what: 'the room purged at start' });
+});
+
+/** The bridge's database as bytes: the SQLite file with its write-ahead log, or a dump of PostgreSQL. */
+function bridgeDatabase() {
+  if (stack.BRIDGE_DB_URI.startsWith('postgres')) {
+    return [{ path: 'pg_dump', data: execFileSync('pg_dump', ['--data-only', stack.BRIDGE_DB_URI], { maxBuffer: 256 << 20 }) }];
+  }
+  return ['', '-wal', '-shm'].filter((s) => existsSync(stack.BRIDGE_DB + s)).map((s) => ({ path: stack.BRIDGE_DB + s, data: readFileSync(stack.BRIDGE_DB + s) }));
+}
+
+async function displayName(userId) {
+  const res = await fetch(`${stack.HS_URL}/_matrix/client/v3/profile/${encodeURIComponent(userId)}`, {
+    headers: { Authorization: `Bearer ${officer.client.getAccessToken()}` },
+  });
+  return (await res.json()).displayname;
+}
+
+test('the label is gone after the purge: from the database (ghost table and write-ahead log included) and from the profile', async () => {
+  const label = `MARKERLABEL${randomBytes(6).toString('hex')}`;
+  const c = await openConversation(officer, dm, label);
+  const { guest } = await officer.getState(c.roomId, 'no.sikkerchat.conversation');
+  // Control: the search finds the label where it is meant to be until the purge.
+  assert.equal(await displayName(guest), label, 'the guest is shown by the label until the purge');
+  assert.ok(bridgeDatabase().some((p) => p.data.includes(Buffer.from(label))), 'control: the ghost table holds the label before the purge');
+
+  await command(c.roomId, '!sc close');
+  await eventually(async () => (await rows(c.invite.conversation_id)).sikkerchat_conversation === 0, { timeoutMs: 40000, intervalMs: 500, what: 'the room purged' });
+  await eventually(async () => (await displayName(guest)) !== label, { timeoutMs: 10000, what: 'the profile reset' });
+  const found = bridgeDatabase().filter((p) => p.data.includes(Buffer.from(label))).map((p) => p.path);
+  assert.deepEqual(found, [], 'the label is nowhere in the database after the purge');
 });
