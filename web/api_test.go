@@ -570,3 +570,24 @@ func TestUndeliverableMessageDoesNotBlockTheRest(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, bridge.EntryFailed, entry.Status)
 }
+
+// Behind a proxy on a private network that is not trusted (Docker's gateway),
+// every guest would share one rate limit: the bridge says so, once per
+// address, without logging the forwarded addresses.
+func TestUntrustedPrivateProxyIsWarnedAbout(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	for i := range 3 {
+		res := ts.request("GET", "/api/config", nil, map[string]string{"RemoteAddr": "172.18.0.5:40000", "X-Forwarded-For": fmt.Sprintf("198.51.100.%d", i+1)})
+		require.Equal(t, http.StatusOK, res.Code)
+	}
+	ts.request("GET", "/api/config", nil, map[string]string{"RemoteAddr": "172.18.0.6:40000", "X-Forwarded-For": "198.51.100.9"})
+	// Not a proxy, or a trusted one, or a public address: nothing to say.
+	ts.request("GET", "/api/config", nil, map[string]string{"RemoteAddr": "10.0.0.7:40000"})
+	ts.request("GET", "/api/config", nil, map[string]string{"RemoteAddr": "127.0.0.1:40000", "X-Forwarded-For": "198.51.100.10"})
+	ts.request("GET", "/api/config", nil, map[string]string{"RemoteAddr": "203.0.113.50:40000", "X-Forwarded-For": "198.51.100.11"})
+	logs := ts.logs.String()
+	require.Equal(t, 2, strings.Count(logs, "proxy_address"), logs)
+	require.Contains(t, logs, `"proxy_address":"172.18.0.5"`)
+	require.Contains(t, logs, `"proxy_address":"172.18.0.6"`)
+	require.NotContains(t, logs, "198.51.100.", "the citizens' addresses are not logged")
+}

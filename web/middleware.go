@@ -116,6 +116,9 @@ func (s *Server) clientIP(r *http.Request) string {
 	}
 	ip := net.ParseIP(host)
 	if ip == nil || !s.trustedProxy(ip) {
+		if ip != nil && ip.IsPrivate() && r.Header.Get("X-Forwarded-For") != "" {
+			s.warnUntrustedProxy(host)
+		}
 		return host
 	}
 	forwarded := r.Header.Values("X-Forwarded-For")
@@ -127,6 +130,18 @@ func (s *Server) clientIP(r *http.Request) string {
 		return last.String()
 	}
 	return host
+}
+
+// warnUntrustedProxy says, once per address, that a reverse proxy on a
+// private network (Docker's, typically) is not trusted: every guest behind it
+// shares one rate limit. The forwarded addresses are never logged.
+func (s *Server) warnUntrustedProxy(host string) {
+	if _, warned := s.untrustedProxies.LoadOrStore(host, true); warned {
+		return
+	}
+	s.Log.Warn().Str("proxy_address", host).
+		Msg("Guest requests with X-Forwarded-For come from a private address that is not in network.guest.trusted_proxies; " +
+			"all guests behind this proxy share one rate limit. Add the proxy's address to trusted_proxies (see docs/setup-synapse.md)")
 }
 
 func (s *Server) trustedProxy(ip net.IP) bool {

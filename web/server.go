@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -34,6 +35,8 @@ type Server struct {
 	// transferIdle is how long an upload or download may move no bytes.
 	transferIdle time.Duration
 	closing      chan struct{}
+	// untrustedProxies: private addresses already warned about (warnUntrustedProxy).
+	untrustedProxies sync.Map
 }
 
 // Attach creates the guest server and registers it to start and stop with the bridge.
