@@ -7,10 +7,14 @@ import (
 )
 
 // limiter is a token bucket per key (IP address or session). Buckets that have
-// refilled are dropped, so memory stays bounded by the active keys.
+// refilled are dropped, and there are never more than maxKeys of them: when
+// that many keys are busy at once (a flood from many addresses), new keys
+// share one overflow bucket, so the flood is limited as one and memory stays
+// bounded.
 type limiter struct {
-	rate  float64 // tokens per second
-	burst float64
+	rate    float64 // tokens per second
+	burst   float64
+	maxKeys int
 
 	lock    sync.Mutex
 	buckets map[string]*bucket
@@ -22,8 +26,14 @@ type bucket struct {
 	last   time.Time
 }
 
+// limiterMaxKeys bounds each limiter's buckets (about 100 bytes each).
+const limiterMaxKeys = 100_000
+
+// overflowKey is the bucket that new keys share when the limiter is full.
+const overflowKey = "\x00overflow"
+
 func newLimiter(perMinute, burst int) *limiter {
-	return &limiter{rate: float64(perMinute) / 60, burst: float64(burst), buckets: make(map[string]*bucket)}
+	return &limiter{rate: float64(perMinute) / 60, burst: float64(burst), maxKeys: limiterMaxKeys, buckets: make(map[string]*bucket)}
 }
 
 // allow takes a token for key; when there is none it says how long to wait.
@@ -34,6 +44,13 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 		l.gc(now)
 	}
 	b, ok := l.buckets[key]
+	if !ok && len(l.buckets) >= l.maxKeys {
+		l.gc(now)
+		if len(l.buckets) >= l.maxKeys {
+			key = overflowKey
+			b, ok = l.buckets[key]
+		}
+	}
 	if !ok {
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[key] = b
