@@ -133,7 +133,7 @@ var catalog = map[Language]map[messageKey]string{
 		msgStats: "**Statistikk, siste %d dager** (anonym)\n\n* Opprettet: %d · åpnet av gjesten: %d · avsluttet: %d · utløpt: %d\n" +
 			"* Median tid til åpnet: %s · til avsluttet: %s\n* Meldinger fra gjester: %d · til gjester: %d\n* Filer fra gjester: %d · til gjester: %d",
 		msgStatsUsage: "Bruk: `%s stats [dager]` (1–3660)",
-		msgExported:   "Bevispakken %s er lagt i rommet (kryptert). Kontroller den med `sikkerchat verify-export FIL.zip`.",
+		msgExported:   "Bevispakken %s er lagt i rommet (kryptert). Kontroller den med `sikkerchat verify-export FIL.zip` (se docs/evidence.md).",
 		msgUndeliverable: "⚠️ En melding eller fil fra gjesten kunne ikke leveres hit (for eksempel fordi filen er for stor for hjemmeserveren). " +
 			"Gjesten ser at den ikke kom fram.",
 		msgMemberRemoved: "⚠️ %s er ikke en godkjent betjent i sikkerchat og er fjernet fra rommet. " +

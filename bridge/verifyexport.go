@@ -23,19 +23,18 @@ func verifyExport(r io.ReaderAt, size int64, whole []byte) []string {
 	}
 	contents := map[string][]byte{}
 	for _, f := range zr.File {
-		// Stored entries are read raw, past the ZIP's own CRC check, so that a
-		// change is reported by name against the manifest, not as "damaged".
-		var rc io.Reader
-		if f.Method == zip.Store {
-			rc, err = f.OpenRaw()
-		} else {
-			var c io.ReadCloser
-			c, err = f.Open()
-			if c != nil {
-				defer c.Close()
-			}
-			rc = c
+		// sikkerchat stores every entry uncompressed. A compressed one is
+		// refused unread: it could inflate to any size (a ZIP bomb).
+		if f.Method != zip.Store {
+			return []string{fmt.Sprintf("%s is compressed; sikkerchat stores every file of a package uncompressed, so the package was changed", f.Name)}
 		}
+		if _, dup := contents[f.Name]; dup {
+			return []string{fmt.Sprintf("%s is in the package twice", f.Name)}
+		}
+		// Read raw, past the ZIP's own CRC check, so that a change is reported
+		// by name against the manifest, not as "damaged". A stored entry's raw
+		// bytes are in the file itself, so this reads no more than was given.
+		rc, err := f.OpenRaw()
 		if err != nil {
 			return []string{fmt.Sprintf("%s cannot be read: %v", f.Name, err)}
 		}
@@ -118,4 +117,38 @@ func verifyExport(r io.ReaderAt, size int64, whole []byte) []string {
 // VerifyExportBytes is VerifyExport for data in memory.
 func VerifyExportBytes(data []byte) []string {
 	return verifyExport(bytes.NewReader(data), int64(len(data)), data)
+}
+
+// ExportRecord is the audit row that recorded an export with the package's SHA-256.
+type ExportRecord struct {
+	Seq   int64
+	At    int64
+	Actor string
+}
+
+// FindExportRecord looks in an audit trail, as the provisioning API's audit
+// answer ({"rows": [...]}) or as a package's audit.json (a list of rows), for
+// the export row of a package with the given SHA-256. Rows whose hash does not
+// match their fields are not believed.
+func FindExportRecord(auditJSON []byte, packageSHA256 string) (*ExportRecord, error) {
+	var rows []*AuditRow
+	if err := json.Unmarshal(auditJSON, &rows); err != nil {
+		var wrapped struct {
+			Rows []*AuditRow `json:"rows"`
+		}
+		if err = json.Unmarshal(auditJSON, &wrapped); err != nil {
+			return nil, fmt.Errorf("not an audit trail: %w", err)
+		}
+		rows = wrapped.Rows
+	}
+	for _, r := range rows {
+		if r.Action != AuditExport || r.Detail != "sha256 "+packageSHA256 {
+			continue
+		}
+		if !bytes.Equal(r.Hash, r.hashOf()) {
+			return nil, fmt.Errorf("audit row %d names this package but its hash does not match its fields (changed)", r.Seq)
+		}
+		return &ExportRecord{Seq: r.Seq, At: r.At.UnixMilli(), Actor: r.Actor}, nil
+	}
+	return nil, nil
 }

@@ -3,9 +3,13 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"time"
 	_ "time/tzdata"
 
 	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
@@ -23,7 +27,7 @@ var (
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "verify-export" {
-		os.Exit(verifyExport(os.Args[2:]))
+		os.Exit(verifyExport(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "rotate-master-key" {
 		os.Exit(rotateMasterKey(os.Args[2:], os.Stdout, os.Stderr))
@@ -63,26 +67,52 @@ func secureSQLiteURI(dbType, uri string) string {
 	return uri + sep + "_secure_delete=on"
 }
 
-// verifyExport is `sikkerchat verify-export FILE.zip`: exit 0 when the package
-// is intact, 1 with every problem listed when it is not, 2 on misuse.
-func verifyExport(args []string) int {
-	if len(args) != 1 {
-		fmt.Fprintln(os.Stderr, "usage: sikkerchat verify-export FILE.zip")
+// verifyExport is `sikkerchat verify-export FILE.zip [AUDIT.json]`: exit 0
+// when the package is intact (and, given the audit trail, recorded there as
+// exported), 1 with every problem listed when it is not, 2 on misuse.
+func verifyExport(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 1 || len(args) > 2 {
+		fmt.Fprintln(stderr, "usage: sikkerchat verify-export FILE.zip [AUDIT.json]")
+		fmt.Fprintln(stderr, "AUDIT.json: the conversation's audit trail from the provisioning API (GET …/conversations/{id}/audit)")
 		return 2
 	}
 	data, err := os.ReadFile(args[0])
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "cannot read the file:", err)
+		fmt.Fprintln(stderr, "cannot read the package:", err)
 		return 2
 	}
+	sum := sha256.Sum256(data)
+	packageSHA := hex.EncodeToString(sum[:])
+	fmt.Fprintln(stdout, "SHA-256 of the package:", packageSHA)
 	problems := bridge.VerifyExportBytes(data)
-	if len(problems) == 0 {
-		fmt.Println("OK: every file and message matches the manifest, and the message chain is whole.")
+	if len(problems) > 0 {
+		fmt.Fprintln(stdout, "NOT OK: the package was changed after export:")
+		for _, p := range problems {
+			fmt.Fprintln(stdout, " -", p)
+		}
+		return 1
+	}
+	fmt.Fprintln(stdout, "OK: every file and message matches the manifest, the message chain is whole, and the ZIP is laid out as sikkerchat writes it.")
+	if len(args) == 1 {
+		fmt.Fprintln(stdout, "To show that this is the package sikkerchat made (not one rebuilt with a new manifest), "+
+			"compare the SHA-256 above with the export row of the conversation's audit trail, or pass the trail as a second argument.")
 		return 0
 	}
-	fmt.Println("NOT OK: the package was changed after export:")
-	for _, p := range problems {
-		fmt.Println(" -", p)
+	auditJSON, err := os.ReadFile(args[1])
+	if err != nil {
+		fmt.Fprintln(stderr, "cannot read the audit trail:", err)
+		return 2
 	}
-	return 1
+	record, err := bridge.FindExportRecord(auditJSON, packageSHA)
+	switch {
+	case err != nil:
+		fmt.Fprintln(stdout, "NOT OK:", err)
+		return 1
+	case record == nil:
+		fmt.Fprintln(stdout, "NOT OK: no export row of the audit trail has this SHA-256; this is not a package the bridge recorded exporting.")
+		return 1
+	}
+	fmt.Fprintf(stdout, "OK: the audit trail recorded exporting exactly this package (row %d, %s, by %s).\n",
+		record.Seq, time.UnixMilli(record.At).UTC().Format(time.RFC3339), record.Actor)
+	return 0
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/sikkerchat/sikkerchat/bridge"
 )
 
 // TestMain lets a test run the real binary's main() in a child process.
@@ -85,4 +90,30 @@ func TestSQLiteOverwritesWhatIsDeleted(t *testing.T) {
 	require.Equal(t, "file:x.db?_secure_delete=on", secureSQLiteURI("sqlite3-fk-wal", "file:x.db"))
 	require.Equal(t, "file:x.db?_secure_delete=off", secureSQLiteURI("sqlite3-fk-wal", "file:x.db?_secure_delete=off"), "an explicit choice stays")
 	require.Equal(t, "postgres://x/y", secureSQLiteURI("postgres", "postgres://x/y"))
+}
+
+func TestVerifyExportCommand(t *testing.T) {
+	dir := t.TempDir()
+	pkg, err := bridge.AssembleExport(&bridge.Conversation{ID: "c1", RoomID: "!r:x"}, "@officer:x",
+		[]*bridge.ExportMessage{{EventID: "$1", Sender: "@officer:x", Timestamp: 1, Type: "m.text", Body: "hei", Encrypted: true}}, nil, nil)
+	require.NoError(t, err)
+	path := filepath.Join(dir, "pakke.zip")
+	require.NoError(t, os.WriteFile(path, pkg, 0o600))
+	sum := sha256.Sum256(pkg)
+
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, verifyExport([]string{path}, &out, &errOut), errOut.String())
+	require.Contains(t, out.String(), "SHA-256 of the package: "+hex.EncodeToString(sum[:]))
+	require.Contains(t, out.String(), "OK:")
+
+	// An audit trail without this package's export row: not the bridge's package.
+	audit := filepath.Join(dir, "audit.json")
+	require.NoError(t, os.WriteFile(audit, []byte(`{"rows":[{"seq":1,"action":"export","detail":"sha256 00"}]}`), 0o600))
+	out.Reset()
+	require.Equal(t, 1, verifyExport([]string{path, audit}, &out, &errOut))
+	require.Contains(t, out.String(), "no export row")
+
+	out.Reset()
+	require.Equal(t, 2, verifyExport(nil, &out, &errOut))
+	require.Equal(t, 2, verifyExport([]string{filepath.Join(dir, "finnes-ikke.zip")}, &out, &errOut))
 }
