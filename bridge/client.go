@@ -147,7 +147,7 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 	conv, err := oc.Connector.Store.GetConversation(ctx, string(msg.Portal.ID))
 	if err != nil {
 		return nil, fmt.Errorf("failed to get conversation: %w", err)
-	} else if conv == nil || conv.Status == StatusClosed {
+	} else if conv == nil || conv.Status == StatusClosed || conv.Status == StatusExpired {
 		return nil, errNotConversation
 	}
 	entry := &TranscriptEntry{
@@ -175,7 +175,9 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		return nil, errUnsupportedMessage
 	}
 	isNew, err := oc.Connector.Transcript.Append(ctx, conv.ID, entry)
-	if err != nil {
+	if errors.Is(err, ErrConversationNotOpen) {
+		return nil, errNotConversation // closed while the message was on its way
+	} else if err != nil {
 		return nil, fmt.Errorf("failed to keep officer message for the guest: %w", err)
 	}
 	if isNew {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/random"
@@ -220,8 +221,11 @@ func (sc *Connector) cmdClose(ce *commands.Event) {
 		return
 	}
 	err = sc.Close(ce.Ctx, conv, ce.User.MXID.String(), CloseByOfficer)
+	var undelivered *UndeliveredError
 	if errors.Is(err, ErrAlreadyClosed) {
 		sc.reply(ce, lang.T(msgAlreadyClosed))
+	} else if errors.As(err, &undelivered) {
+		sc.reply(ce, lang.T(msgCloseUndelivered, undelivered.Count))
 	} else if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to close conversation")
@@ -247,9 +251,25 @@ func (sc *Connector) inConversation(fn func(*commands.Event, *Conversation)) fun
 	}
 }
 
+// maxHoldReason bounds the reason for lifting a hold (an audit detail).
+const maxHoldReason = 500
+
+// cmdHold places a legal hold (any officer of the conversation) or lifts one:
+// only an admin can, with a reason that goes into the audit trail, because
+// lifting a hold lets the room be purged.
 func (sc *Connector) cmdHold(ce *commands.Event, conv *Conversation, hold bool) {
 	lang := sc.Config.validatedLanguage
-	if err := sc.SetHold(ce.Ctx, conv, ce.User.MXID.String(), hold); err != nil {
+	reason := strings.Join(strings.Fields(ce.RawArgs), " ")
+	if !hold {
+		if !ce.User.Permissions.Admin {
+			sc.reply(ce, lang.T(msgUnholdAdminOnly))
+			return
+		} else if reason == "" || utf8.RuneCountInString(reason) > maxHoldReason {
+			sc.reply(ce, lang.T(msgUnholdUsage, sc.commandPrefix()))
+			return
+		}
+	}
+	if err := sc.SetHold(ce.Ctx, conv, ce.User.MXID.String(), hold, reason); err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to set hold")
 		sc.reply(ce, lang.T(msgCreateFailed, traceID))

@@ -73,6 +73,9 @@ const (
 	msgMemberRemovedReason messageKey = "member_removed_reason"
 	msgMemberNotRemoved    messageKey = "member_not_removed"
 	msgEditNotOwn          messageKey = "edit_not_own"
+	msgCloseUndelivered    messageKey = "close_undelivered"
+	msgUnholdAdminOnly     messageKey = "unhold_admin_only"
+	msgUnholdUsage         messageKey = "unhold_usage"
 )
 
 var catalog = map[Language]map[messageKey]string{
@@ -142,6 +145,10 @@ var catalog = map[Language]map[messageKey]string{
 		msgMemberNotRemoved: "⚠️ %s er ikke en godkjent betjent i sikkerchat, men kunne ikke fjernes fra rommet. " +
 			"Ikke skriv noe i samtalen før administratoren har fjernet personen.",
 		msgEditNotOwn: "Du kan bare endre dine egne meldinger. Endringen er ikke vist for gjesten.",
+		msgCloseUndelivered: "Samtalen er **ikke** avsluttet: %d meldinger fra gjesten har ikke kommet fram til rommet ennå " +
+			"(hjemmeserveren svarer ikke). Avslutning nå ville slettet dem. Prøv igjen om litt.",
+		msgUnholdAdminOnly: "Bare en administrator kan oppheve ventingen (rettslig hold).",
+		msgUnholdUsage:     "Skriv hvorfor ventingen oppheves: `%s unhold <begrunnelse>`. Begrunnelsen føres i revisjonsloggen.",
 	},
 	LangEnglish: {
 		msgNotOfficer: "Sorry, you don't have access to sikkerchat. " +
@@ -209,6 +216,10 @@ var catalog = map[Language]map[messageKey]string{
 		msgMemberNotRemoved: "⚠️ %s is not a permitted sikkerchat officer but could not be removed from the room. " +
 			"Write nothing in the conversation until the administrator has removed them.",
 		msgEditNotOwn: "You can only edit your own messages. The edit is not shown to the guest.",
+		msgCloseUndelivered: "The conversation is **not** closed: %d messages from the guest have not reached the room yet " +
+			"(the homeserver does not answer). Closing now would delete them. Try again in a moment.",
+		msgUnholdAdminOnly: "Only an administrator can lift a legal hold.",
+		msgUnholdUsage:     "Say why the hold is lifted: `%s unhold <reason>`. The reason goes into the audit trail.",
 	},
 }
 

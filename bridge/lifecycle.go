@@ -20,16 +20,26 @@ const (
 // ErrAlreadyClosed is returned when closing what is no longer open.
 var ErrAlreadyClosed = errors.New("conversation is already closed")
 
+// UndeliveredError refuses a close while messages the guest sent (and saw as
+// sent) have not reached the room: the close would shred them unseen.
+type UndeliveredError struct{ Count int }
+
+func (e *UndeliveredError) Error() string {
+	return fmt.Sprintf("%d guest messages are not delivered to the room yet", e.Count)
+}
+
 const (
 	closeConversationQuery = `UPDATE sikkerchat_conversation SET status=$2, closed_at=$3, purge_after=$4
 		WHERE id=$1 AND status IN ('created', 'active')`
-	shredTranscriptQuery = `DELETE FROM sikkerchat_transcript WHERE conversation_id=$1`
-	shredFilesQuery      = `DELETE FROM sikkerchat_file WHERE conversation_id=$1`
-	revokeAllInvites     = `UPDATE sikkerchat_invite SET revoked_at=$2 WHERE conversation_id=$1 AND revoked_at IS NULL`
-	duePurgeQuery        = `SELECT id FROM sikkerchat_conversation WHERE status IN ('closed', 'expired') AND NOT hold AND purge_after<=$1`
-	setHoldQuery         = `UPDATE sikkerchat_conversation SET hold=$2 WHERE id=$1`
-	expiredInvitesQuery  = `SELECT id FROM sikkerchat_conversation WHERE status='created' AND invite_expires_at<=$1`
-	idleQuery            = `SELECT c.id FROM sikkerchat_conversation c WHERE c.status='active' AND
+	countUndeliveredQuery = `SELECT COUNT(*) FROM sikkerchat_transcript WHERE conversation_id=$1 AND status='stored'`
+	clearInboxQuery       = `DELETE FROM sikkerchat_inbox WHERE room_id=$1`
+	shredTranscriptQuery  = `DELETE FROM sikkerchat_transcript WHERE conversation_id=$1`
+	shredFilesQuery       = `DELETE FROM sikkerchat_file WHERE conversation_id=$1`
+	revokeAllInvites      = `UPDATE sikkerchat_invite SET revoked_at=$2 WHERE conversation_id=$1 AND revoked_at IS NULL`
+	duePurgeQuery         = `SELECT id FROM sikkerchat_conversation WHERE status IN ('closed', 'expired') AND NOT hold AND purge_after<=$1`
+	setHoldQuery          = `UPDATE sikkerchat_conversation SET hold=$2 WHERE id=$1`
+	expiredInvitesQuery   = `SELECT id FROM sikkerchat_conversation WHERE status='created' AND invite_expires_at<=$1`
+	idleQuery             = `SELECT c.id FROM sikkerchat_conversation c WHERE c.status='active' AND
 		COALESCE((SELECT MAX(t.created_at) FROM sikkerchat_transcript t WHERE t.conversation_id=c.id), c.joined_at, c.created_at)<=$1`
 )
 
@@ -37,19 +47,74 @@ const (
 // every way in at once, the guest-side data is destroyed (the key first, so
 // any copy of the rows is unreadable), and the room stays with the police,
 // marked closed, until retention ends.
+//
+// What the guest sent and saw as sent goes to the room first: the close
+// delivers it, and is refused (UndeliveredError) while the homeserver cannot
+// take it, so that nothing is shredded that the police never got.
 func (sc *Connector) Close(ctx context.Context, conv *Conversation, actor, reason string) error {
-	now := time.UnixMilli(time.Now().UnixMilli())
-	status := StatusClosed
+	var err error
+	var now, purgeAfter time.Time
+	var status ConversationStatus
+	// A message the guest sends between the delivery and the close makes the
+	// close deliver again; a few rounds are plenty at a human's pace.
+	for range closeAttempts {
+		if sc.deliverConversation(ctx, conv.ID) {
+			zerolog.Ctx(ctx).Warn().Str("conversation_id", conv.ID).Msg("Guest messages could not be delivered before the close")
+		}
+		now, purgeAfter, status, err = sc.closeDelivered(ctx, conv, reason)
+		var undelivered *UndeliveredError
+		if !errors.As(err, &undelivered) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	conv.Status, conv.ClosedAt, conv.PurgeAfter = status, now, purgeAfter
+	sc.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventClosed, Reason: reason})
+	log := zerolog.Ctx(ctx)
+	log.Info().Str("conversation_id", conv.ID).Str("reason", reason).Msg("Conversation closed")
+	if err = sc.Audit.Append(ctx, actor, AuditClose, conv.ID, reason); err != nil {
+		log.Err(err).Str("conversation_id", conv.ID).Msg("Failed to write audit row for close")
+	}
+	lang := sc.Config.validatedLanguage
+	notice := lang.T(msgClosed, lang.closeReason(reason, actor), formatTime(purgeAfter, lang), sc.commandPrefix())
+	sc.Matrix.CloseRoom(ctx, conv, sc.StateOf(conv), notice)
+	return nil
+}
+
+// closeAttempts bounds the rounds of delivery and close (Close).
+const closeAttempts = 5
+
+// closeDelivered closes a conversation whose guest messages are all in the
+// room, in one transaction: status, access, inbox, key and guest-side rows.
+func (sc *Connector) closeDelivered(ctx context.Context, conv *Conversation, reason string) (now, purgeAfter time.Time, status ConversationStatus, err error) {
+	now = time.UnixMilli(time.Now().UnixMilli())
+	status = StatusClosed
 	if reason == CloseInviteExpired {
 		status = StatusExpired
 	}
-	purgeAfter := now.Add(sc.Config.retention)
-	err := sc.Store.DoTxn(ctx, nil, func(ctx context.Context) error {
+	purgeAfter = now.Add(sc.Config.retention)
+	err = sc.Store.DoTxn(ctx, nil, func(ctx context.Context) error {
 		res, err := sc.Store.Exec(ctx, closeConversationQuery, conv.ID, status, now.UnixMilli(), purgeAfter.UnixMilli())
 		if err != nil {
 			return fmt.Errorf("failed to mark conversation closed: %w", err)
 		} else if n, _ := res.RowsAffected(); n != 1 {
 			return ErrAlreadyClosed
+		}
+		// The update above holds the conversation's row: an append of the
+		// guest's either came before (and is counted here) or is refused.
+		var undelivered int
+		if err = sc.Store.QueryRow(ctx, countUndeliveredQuery, conv.ID).Scan(&undelivered); err != nil {
+			return fmt.Errorf("failed to count undelivered guest messages: %w", err)
+		} else if undelivered > 0 {
+			return &UndeliveredError{Count: undelivered}
+		}
+		// Officers' events still waiting for the guest side have nobody to reach.
+		if conv.RoomID != "" {
+			if _, err = sc.Store.Exec(ctx, clearInboxQuery, conv.RoomID); err != nil {
+				return fmt.Errorf("failed to clear the inbox: %w", err)
+			}
 		}
 		for _, q := range []string{revokeAllInvites, revokeConversationSessionsQuery} {
 			if _, err = sc.Store.Exec(ctx, q, conv.ID, now.UnixMilli()); err != nil {
@@ -67,20 +132,7 @@ func (sc *Connector) Close(ctx context.Context, conv *Conversation, actor, reaso
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	conv.Status, conv.ClosedAt, conv.PurgeAfter = status, now, purgeAfter
-	sc.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventClosed, Reason: reason})
-	log := zerolog.Ctx(ctx)
-	log.Info().Str("conversation_id", conv.ID).Str("reason", reason).Msg("Conversation closed")
-	if err = sc.Audit.Append(ctx, actor, AuditClose, conv.ID, reason); err != nil {
-		log.Err(err).Str("conversation_id", conv.ID).Msg("Failed to write audit row for close")
-	}
-	lang := sc.Config.validatedLanguage
-	notice := lang.T(msgClosed, lang.closeReason(reason, actor), formatTime(purgeAfter, lang), sc.commandPrefix())
-	sc.Matrix.CloseRoom(ctx, conv, sc.StateOf(conv), notice)
-	return nil
+	return now, purgeAfter, status, err
 }
 
 // runLifecycle closes conversations whose invite ran out unused, and open
@@ -152,8 +204,9 @@ func (sc *Connector) Purge(ctx context.Context, conv *Conversation) error {
 // ErrOnHold: a legal hold keeps the room from being purged.
 var ErrOnHold = errors.New("conversation is on legal hold")
 
-// SetHold places or lifts a legal hold, shown in the state event.
-func (sc *Connector) SetHold(ctx context.Context, conv *Conversation, actor string, hold bool) error {
+// SetHold places or lifts a legal hold, shown in the state event. The reason
+// (required to lift one) goes into the audit trail.
+func (sc *Connector) SetHold(ctx context.Context, conv *Conversation, actor string, hold bool, reason string) error {
 	if _, err := sc.Store.Exec(ctx, setHoldQuery, conv.ID, hold); err != nil {
 		return fmt.Errorf("failed to set hold: %w", err)
 	}
@@ -162,7 +215,7 @@ func (sc *Connector) SetHold(ctx context.Context, conv *Conversation, actor stri
 	if hold {
 		action = AuditHold
 	}
-	if err := sc.Audit.Append(ctx, actor, action, conv.ID, ""); err != nil {
+	if err := sc.Audit.Append(ctx, actor, action, conv.ID, reason); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for hold")
 	}
 	sc.Matrix.UpdateState(ctx, conv, sc.StateOf(conv))
@@ -190,7 +243,13 @@ func (sc *Connector) CloseDue(ctx context.Context) {
 			if err != nil || conv == nil {
 				continue
 			}
-			if err = sc.Close(ctx, conv, "system", due.reason); err != nil && !errors.Is(err, ErrAlreadyClosed) {
+			var undelivered *UndeliveredError
+			err = sc.Close(ctx, conv, "system", due.reason)
+			switch {
+			case errors.As(err, &undelivered):
+				zerolog.Ctx(ctx).Warn().Str("conversation_id", id).Int("undelivered", undelivered.Count).
+					Msg("Not closing yet: guest messages wait for the homeserver")
+			case err != nil && !errors.Is(err, ErrAlreadyClosed):
 				zerolog.Ctx(ctx).Err(err).Str("conversation_id", id).Msg("Failed to close conversation")
 			}
 		}

@@ -101,6 +101,9 @@ type outbox struct {
 	failed  chan struct{}
 	// unsure: messages whose last send failed in a way that may still have reached the room.
 	unsure map[string]bool
+	// delivering: conversation ID → *sync.Mutex held while its messages go out
+	// (the outbox's sender and a close never send the same message side by side).
+	delivering sync.Map
 }
 
 func newOutbox() *outbox {
@@ -243,6 +246,9 @@ func (sc *Connector) deliverPending(ctx context.Context) (failed bool) {
 // deliverConversation sends a conversation's stored messages in order. It
 // stops at the first failure that a retry may fix.
 func (sc *Connector) deliverConversation(ctx context.Context, conversationID string) (failed bool) {
+	lock, _ := sc.outbox.delivering.LoadOrStore(conversationID, &sync.Mutex{})
+	lock.(*sync.Mutex).Lock()
+	defer lock.(*sync.Mutex).Unlock()
 	log := zerolog.Ctx(ctx)
 	for ctx.Err() == nil {
 		seqs, err := sc.queryInt64s(ctx, undeliveredInConversationQuery, conversationID)

@@ -206,8 +206,14 @@ func (sc *Connector) provGet(w http.ResponseWriter, r *http.Request, user *bridg
 
 func (sc *Connector) provClose(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
 	err := sc.Close(r.Context(), conv, user.MXID.String(), CloseByProvisioning)
+	var undelivered *UndeliveredError
 	if errors.Is(err, ErrAlreadyClosed) {
 		mautrix.RespError{ErrCode: "NO.SIKKERCHAT.ALREADY_CLOSED", Err: "The conversation is already closed", StatusCode: http.StatusConflict}.Write(w)
+		return
+	} else if errors.As(err, &undelivered) {
+		w.Header().Set("Retry-After", "30")
+		mautrix.RespError{ErrCode: "NO.SIKKERCHAT.UNDELIVERED", StatusCode: http.StatusConflict,
+			Err: fmt.Sprintf("%d messages from the guest have not reached the room yet; the conversation stays open until they have", undelivered.Count)}.Write(w)
 		return
 	} else if err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to close conversation from provisioning")

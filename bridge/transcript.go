@@ -22,7 +22,10 @@ import (
 
 const (
 	maxTranscriptSeqQuery = `SELECT COALESCE(MAX(seq), 0) FROM sikkerchat_transcript WHERE conversation_id=$1`
-	insertTranscriptQuery = `INSERT INTO sikkerchat_transcript (conversation_id, seq, direction, matrix_event_id, client_id, status, created_at, sealed)
+	// A write that changes nothing: it takes the conversation's row lock and
+	// says whether the conversation is still open.
+	holdOpenConversationQuery = `UPDATE sikkerchat_conversation SET status=status WHERE id=$1 AND status IN ('created', 'active')`
+	insertTranscriptQuery     = `INSERT INTO sikkerchat_transcript (conversation_id, seq, direction, matrix_event_id, client_id, status, created_at, sealed)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
 	transcriptColumns  = `seq, direction, matrix_event_id, client_id, status, created_at, sealed`
 	getTranscriptQuery = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript
@@ -236,10 +239,6 @@ func entryAAD(conversationID string, seq int64, dir Direction) []byte {
 // already stored is ignored, so a redelivered appservice transaction adds
 // nothing; it reports whether the entry was new.
 func (t *Transcript) Append(ctx context.Context, conversationID string, entry *TranscriptEntry) (bool, error) {
-	key, err := t.conversationKey(ctx, conversationID)
-	if err != nil {
-		return false, err
-	}
 	plaintext, err := json.Marshal(entry)
 	if err != nil {
 		return false, err
@@ -248,18 +247,39 @@ func (t *Transcript) Append(ctx context.Context, conversationID string, entry *T
 	lock.(*sync.Mutex).Lock()
 	defer lock.(*sync.Mutex).Unlock()
 	var seq int64
-	if err = t.store.QueryRow(ctx, maxTranscriptSeqQuery, conversationID).Scan(&seq); err != nil {
-		return false, fmt.Errorf("failed to get transcript position: %w", err)
-	}
-	seq++
-	sealed, err := seal(key, plaintext, entryAAD(conversationID, seq, entry.Direction))
+	var res sql.Result
+	err = t.store.DoTxn(ctx, nil, func(ctx context.Context) error {
+		// Hold the conversation row while appending: a close that runs at the
+		// same time either sees this entry (and delivers it before it shreds
+		// anything) or has closed first (and this is refused). Nothing the
+		// guest saw as sent is shredded unseen.
+		if open, err := t.store.Exec(ctx, holdOpenConversationQuery, conversationID); err != nil {
+			return fmt.Errorf("failed to hold conversation: %w", err)
+		} else if n, _ := open.RowsAffected(); n != 1 {
+			return ErrConversationNotOpen
+		}
+		// Read under the hold: a close cannot be destroying it now.
+		key, err := t.conversationKey(ctx, conversationID)
+		if err != nil {
+			return err
+		}
+		if err := t.store.QueryRow(ctx, maxTranscriptSeqQuery, conversationID).Scan(&seq); err != nil {
+			return fmt.Errorf("failed to get transcript position: %w", err)
+		}
+		seq++
+		sealed, err := seal(key, plaintext, entryAAD(conversationID, seq, entry.Direction))
+		if err != nil {
+			return err
+		}
+		res, err = t.store.Exec(ctx, insertTranscriptQuery, conversationID, seq, entry.Direction,
+			nullString(string(entry.MatrixEventID)), nullString(entry.ClientID), entry.Status, entry.CreatedAt.UnixMilli(), sealed)
+		if err != nil {
+			return fmt.Errorf("failed to store transcript entry: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return false, err
-	}
-	res, err := t.store.Exec(ctx, insertTranscriptQuery, conversationID, seq, entry.Direction,
-		nullString(string(entry.MatrixEventID)), nullString(entry.ClientID), entry.Status, entry.CreatedAt.UnixMilli(), sealed)
-	if err != nil {
-		return false, fmt.Errorf("failed to store transcript entry: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
 		entry.Seq = seq

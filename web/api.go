@@ -236,6 +236,8 @@ func writeQueued(w http.ResponseWriter, r *http.Request, entry *bridge.Transcrip
 		writeError(w, http.StatusBadRequest, errBadClientID, err.Error())
 	case errors.Is(err, bridge.ErrClientIDReused):
 		writeError(w, http.StatusConflict, errClientIDReused, "client_id was already used for another message")
+	case errors.Is(err, bridge.ErrConversationNotOpen):
+		writeError(w, http.StatusGone, errConversationClosed, "The conversation has ended")
 	default:
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to store guest message")
 		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")

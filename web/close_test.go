@@ -154,7 +154,7 @@ func TestPurgeAfterRetentionUnlessHeld(t *testing.T) {
 	}
 	heldConv, err := ts.sc.Store.GetConversation(ctx, held.conv.ID)
 	require.NoError(t, err)
-	require.NoError(t, ts.sc.SetHold(ctx, heldConv, "@lead:example.org", true))
+	require.NoError(t, ts.sc.SetHold(ctx, heldConv, "@lead:example.org", true, ""))
 
 	ts.sc.PurgeDue(ctx)
 	require.Empty(t, purger.purged, "nothing is due before retention ends")
@@ -170,7 +170,7 @@ func TestPurgeAfterRetentionUnlessHeld(t *testing.T) {
 	require.Equal(t, bridge.AuditPurge, rows[len(rows)-1].Action, "the audit trail outlives the purge")
 	require.NoError(t, ts.sc.Audit.Verify(ctx))
 
-	require.NoError(t, ts.sc.SetHold(ctx, heldConv, "@lead:example.org", false))
+	require.NoError(t, ts.sc.SetHold(ctx, heldConv, "@lead:example.org", false, "saken er henlagt"))
 	ts.sc.PurgeDue(ctx)
 	require.Len(t, purger.purged, 2, "unhold lets the purge happen")
 }
