@@ -40,8 +40,9 @@ type ExportMessage struct {
 	Encrypted     bool       `json:"encrypted"`
 	Undecryptable bool       `json:"undecryptable,omitempty"`
 	// Who took the message out of the room, and when.
-	RedactedBy id.UserID `json:"redacted_by,omitempty"`
-	RedactedAt int64     `json:"redacted_at,omitempty"`
+	RedactedBy  id.UserID  `json:"redacted_by,omitempty"`
+	RedactedAt  int64      `json:"redacted_at,omitempty"`
+	RedactionID id.EventID `json:"redaction_id,omitempty"`
 	// Edits by the author, oldest first; the last is the text the guest saw last.
 	Revisions []ExportRevision `json:"revisions,omitempty"`
 }
@@ -116,8 +117,13 @@ func (sc *Connector) readRoom(ctx context.Context, roomID id.RoomID) ([]*ExportM
 		evt := events[i]
 		evt.RoomID = roomID
 		re := roomEvent{evt: evt}
-		switch evt.Type {
-		case event.EventEncrypted:
+		switch {
+		case evt.Unsigned.RedactedBecause != nil && (evt.Type == event.EventEncrypted || evt.Type == event.EventMessage):
+			// Redacted: the homeserver keeps no content, only who took it out.
+			re.encrypted = evt.Type == event.EventEncrypted
+			timeline = append(timeline, re)
+			continue
+		case evt.Type == event.EventEncrypted:
 			re.encrypted = true
 			if err := evt.Content.ParseRaw(evt.Type); err != nil {
 				continue
@@ -128,7 +134,7 @@ func (sc *Connector) readRoom(ctx context.Context, roomID id.RoomID) ([]*ExportM
 			} else {
 				re.evt = decrypted
 			}
-		case event.EventMessage:
+		case evt.Type == event.EventMessage:
 		default:
 			continue
 		}
@@ -185,15 +191,17 @@ func exportMessages(ctx context.Context, timeline []roomEvent, download func(*ev
 			messages = append(messages, msg)
 			continue
 		}
+		if by := evt.Unsigned.RedactedBecause; by != nil {
+			msg.Redacted, msg.RedactedBy, msg.RedactedAt, msg.RedactionID = true, by.Sender, by.Timestamp, by.ID
+			messages = append(messages, msg)
+			continue
+		}
 		content := evt.Content.AsMessage()
 		if content.RelatesTo.GetReplaceID() != "" {
 			continue // folded into its target above
 		}
 		msg.Type, msg.Body = string(content.MsgType), content.Body
 		msg.Revisions = revisions[evt.ID]
-		if by := evt.Unsigned.RedactedBecause; by != nil {
-			msg.Redacted, msg.RedactedBy, msg.RedactedAt = true, by.Sender, by.Timestamp
-		}
 		if content.MsgType.IsMedia() && (content.URL != "" || content.File != nil) {
 			data, err := download(content)
 			if err != nil {
@@ -227,6 +235,13 @@ func (sc *Connector) BuildExport(ctx context.Context, conv *Conversation, actor 
 	messages, files, err := sc.readRoom(ctx, conv.RoomID)
 	if err != nil {
 		return nil, err
+	}
+	// A redaction the bridge did not see happen (not every homeserver sends
+	// redactions to appservices) is written to the audit trail now, once.
+	for _, m := range messages {
+		if m.Redacted && m.RedactionID != "" {
+			sc.RecordRedaction(ctx, conv, m.RedactedBy, m.RedactionID, m.EventID)
+		}
 	}
 	audit, err := sc.Audit.ForConversation(ctx, conv.ID)
 	if err != nil {

@@ -52,6 +52,7 @@ func TestExportFoldsEditsAndNamesTheRedactor(t *testing.T) {
 	require.True(t, messages[1].Redacted)
 	require.Equal(t, id.UserID("@officer:x"), messages[1].RedactedBy)
 	require.Equal(t, int64(2500), messages[1].RedactedAt)
+	require.Equal(t, id.EventID("$r"), messages[1].RedactionID)
 	require.True(t, messages[2].Undecryptable)
 
 	data, err := AssembleExport(&Conversation{ID: "c1", RoomID: "!r:x"}, "@officer:x", messages, files, nil)
