@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openConversation } from './lib/conversation.mjs';
+import { openConversation, command } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
 import { startStack, eventually } from './lib/localstack.mjs';
 import { launchBrowser, newPhone } from './lib/browser.mjs';
@@ -146,4 +146,31 @@ test('team: !sc add brings in a permitted colleague only; !sc list shows open co
   const list = await officer.sendText(dm, '!sc list');
   const listed = await officer.waitForMessage(dm, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === list);
   assert.ok(listed.content.body.includes(invite.conversation_id));
+});
+
+test('legal hold: any officer places it; only an admin lifts it, with a reason that goes into the audit trail', async () => {
+  const dm = await officer.createEncryptedDM(stack.BOT_MXID);
+  const { invite, roomId } = await openConversation(officer, dm);
+  assert.match((await command(officer, roomId, '!sc hold')).content.body, /satt på vent/);
+  assert.match((await command(officer, roomId, '!sc unhold ferdig')).content.body, /Bare en administrator/);
+  assert.equal((await officer.getState(roomId, 'no.sikkerchat.conversation')).hold, true);
+
+  assert.match((await command(officer, roomId, `!sc add ${stack.ADMIN_MXID}`)).content.body, /invitert/);
+  const admin = await Officer.login(stack.HS_URL, stack.ADMIN_MXID, stack.ADMIN_PASSWORD);
+  try {
+    await admin.start();
+    await admin.waitForInvite({ predicate: (id) => id === roomId });
+    await admin.joinRoom(roomId);
+    assert.match((await command(admin, roomId, '!sc unhold')).content.body, /begrunnelse/, 'a reason is required');
+    assert.match((await command(admin, roomId, '!sc unhold Saken er henlagt av påtalemyndigheten')).content.body, /opphevet/);
+  } finally {
+    await admin.stop();
+  }
+  await eventually(async () => (await officer.getState(roomId, 'no.sikkerchat.conversation')).hold === false, { what: 'the state event without hold' });
+  const res = await fetch(`${stack.PROVISIONING_URL}/v3/sikkerchat/conversations/${invite.conversation_id}/audit?user_id=${encodeURIComponent(stack.OFFICER_MXID)}`, {
+    headers: { Authorization: `Bearer ${stack.PROVISIONING_SECRET}` },
+  });
+  const rows = (await res.json()).rows;
+  assert.deepEqual(rows.filter((r) => r.action === 'hold' || r.action === 'unhold').map((r) => [r.action, r.actor, r.detail ?? '']),
+    [['hold', stack.OFFICER_MXID, ''], ['unhold', stack.ADMIN_MXID, 'Saken er henlagt av påtalemyndigheten']]);
 });
