@@ -79,7 +79,7 @@ test('provisioning exports a verifiable package and gives anonymous statistics',
   writeFileSync(file, zip);
   const out = await new Promise((resolve, reject) => execFile(join(stack.STACK_DIR, 'bin', 'sikkerchat'), ['verify-export', file],
     (err, stdout) => (err ? reject(err) : resolve(stdout))));
-  assert.match(out, /^OK/);
+  assert.match(out, /^OK:/m);
 
   const stats = await prov('GET', '/stats?days=7');
   assert.equal(stats.status, 200);
