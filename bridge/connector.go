@@ -106,6 +106,9 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 	sc.Matrix = &bridgeMatrixSide{sc: sc}
 	sc.registerCommands(br.Commands.(*commands.Processor))
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
+		if mc.Crypto != nil {
+			mc.Crypto = &durableSyncCrypto{Crypto: mc.Crypto}
+		}
 		sc.interceptTransactions(mc)
 		sc.instrumentHomeserverClient(mc)
 		mc.EventProcessor.On(event.StateMember, sc.onMember)
