@@ -5,10 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/sikkerchat/sikkerchat/bridge/scdb"
 )
 
 // Audit actions. Details never carry content: only reasons and counts.
@@ -30,35 +31,15 @@ const (
 	AuditMemberRemoved = "member_removed"
 )
 
-// AuditRow is one entry of the trail.
-type AuditRow struct {
-	Seq            int64     `json:"seq"`
-	At             time.Time `json:"at"`
-	Actor          string    `json:"actor"`
-	Action         string    `json:"action"`
-	ConversationID string    `json:"conversation_id"`
-	Detail         string    `json:"detail,omitempty"`
-	PrevHash       []byte    `json:"prev_hash"`
-	Hash           []byte    `json:"hash"`
-}
-
-const (
-	auditColumns      = `seq, at, actor, action, conversation_id, detail, prev_hash, hash`
-	lastAuditQuery    = `SELECT seq, hash FROM sikkerchat_audit ORDER BY seq DESC LIMIT 1`
-	insertAuditQuery  = `INSERT INTO sikkerchat_audit (` + auditColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
-	allAuditQuery     = `SELECT ` + auditColumns + ` FROM sikkerchat_audit ORDER BY seq`
-	conversationAudit = `SELECT ` + auditColumns + ` FROM sikkerchat_audit WHERE conversation_id=$1 ORDER BY seq`
-)
-
 // AuditTrail appends and checks the hash chain.
 type AuditTrail struct {
-	store *Store
-	lock  sync.Mutex
+	db   *scdb.Database
+	lock sync.Mutex
 }
 
 // hashOf covers the previous hash and every field, length-prefixed so that no
 // two different rows can encode alike.
-func (r *AuditRow) hashOf() []byte {
+func hashOf(r *AuditRow) []byte {
 	h := sha256.New()
 	h.Write(r.PrevHash)
 	var num [8]byte
@@ -78,53 +59,33 @@ func (r *AuditRow) hashOf() []byte {
 func (a *AuditTrail) Append(ctx context.Context, actor, action, conversationID, detail string) error {
 	a.lock.Lock()
 	defer a.lock.Unlock()
-	return a.store.DoTxn(ctx, nil, func(ctx context.Context) error {
+	return a.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		row := &AuditRow{At: time.UnixMilli(time.Now().UnixMilli()), Actor: actor, Action: action, ConversationID: conversationID, Detail: detail}
-		var prevSeq int64
-		err := a.store.QueryRow(ctx, lastAuditQuery).Scan(&prevSeq, &row.PrevHash)
-		if err != nil && !errors.Is(err, errNoRows) {
+		prevSeq, prevHash, err := a.db.Audit.Last(ctx)
+		if err != nil {
 			return fmt.Errorf("failed to read audit chain end: %w", err)
 		}
+		row.PrevHash = prevHash
 		if row.PrevHash == nil {
 			row.PrevHash = make([]byte, sha256.Size)
 		}
 		row.Seq = prevSeq + 1
-		row.Hash = row.hashOf()
-		_, err = a.store.Exec(ctx, insertAuditQuery, row.Seq, row.At.UnixMilli(), row.Actor, row.Action, row.ConversationID, row.Detail, row.PrevHash, row.Hash)
-		if err != nil {
+		row.Hash = hashOf(row)
+		if err = a.db.Audit.Insert(ctx, row); err != nil {
 			return fmt.Errorf("failed to append audit row: %w", err)
 		}
 		return nil
 	})
 }
 
-func (a *AuditTrail) rows(ctx context.Context, query string, args ...any) ([]*AuditRow, error) {
-	rows, err := a.store.Query(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*AuditRow
-	for rows.Next() {
-		var r AuditRow
-		var at int64
-		if err = rows.Scan(&r.Seq, &at, &r.Actor, &r.Action, &r.ConversationID, &r.Detail, &r.PrevHash, &r.Hash); err != nil {
-			return nil, err
-		}
-		r.At = time.UnixMilli(at)
-		out = append(out, &r)
-	}
-	return out, rows.Err()
-}
-
 // ForConversation returns a conversation's rows, oldest first.
 func (a *AuditTrail) ForConversation(ctx context.Context, conversationID string) ([]*AuditRow, error) {
-	return a.rows(ctx, conversationAudit, conversationID)
+	return a.db.Audit.ForConversation(ctx, conversationID)
 }
 
 // Verify walks the whole chain and says where it breaks.
 func (a *AuditTrail) Verify(ctx context.Context) error {
-	rows, err := a.rows(ctx, allAuditQuery)
+	rows, err := a.db.Audit.All(ctx)
 	if err != nil {
 		return err
 	}
@@ -135,7 +96,7 @@ func (a *AuditTrail) Verify(ctx context.Context) error {
 			return fmt.Errorf("audit row %d is missing (found %d in its place)", i+1, r.Seq)
 		case !bytes.Equal(r.PrevHash, prev):
 			return fmt.Errorf("audit row %d does not follow row %d (previous hash differs)", r.Seq, r.Seq-1)
-		case !bytes.Equal(r.Hash, r.hashOf()):
+		case !bytes.Equal(r.Hash, hashOf(r)):
 			return fmt.Errorf("audit row %d was changed (its hash does not match its fields)", r.Seq)
 		}
 		prev = r.Hash

@@ -144,7 +144,7 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		}
 	}()
 	log := zerolog.Ctx(ctx)
-	conv, err := oc.Connector.Store.GetConversation(ctx, string(msg.Portal.ID))
+	conv, err := oc.Connector.DB.Conversation.Get(ctx, string(msg.Portal.ID))
 	if err != nil {
 		return nil, fmt.Errorf("failed to get conversation: %w", err)
 	} else if conv == nil || conv.Status == StatusClosed || conv.Status == StatusExpired {

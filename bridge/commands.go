@@ -166,7 +166,7 @@ func (sc *Connector) cmdNew(ce *commands.Event) {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Str("conversation_id", created.Conversation.ID).Msg("Failed to send invite reply")
 		_ = sc.Transcript.DestroyKey(created.Conversation.ID)
-		if delErr := sc.Store.DeleteConversation(ce.Ctx, created.Conversation.ID); delErr != nil {
+		if delErr := sc.DB.Conversation.Delete(ce.Ctx, created.Conversation.ID); delErr != nil {
 			ce.Log.Err(delErr).Str("conversation_id", created.Conversation.ID).Msg("Failed to delete conversation whose invite was never delivered")
 		}
 		sc.reply(ce, lang.T(msgCreateFailed, traceID))
@@ -175,7 +175,7 @@ func (sc *Connector) cmdNew(ce *commands.Event) {
 
 func (sc *Connector) cmdReissue(ce *commands.Event) {
 	lang := sc.Config.validatedLanguage
-	conv, err := sc.Store.GetConversationByRoom(ce.Ctx, ce.RoomID)
+	conv, err := sc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for reissue")
@@ -210,7 +210,7 @@ func (sc *Connector) cmdReissue(ce *commands.Event) {
 
 func (sc *Connector) cmdClose(ce *commands.Event) {
 	lang := sc.Config.validatedLanguage
-	conv, err := sc.Store.GetConversationByRoom(ce.Ctx, ce.RoomID)
+	conv, err := sc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for close")
@@ -237,7 +237,7 @@ func (sc *Connector) cmdClose(ce *commands.Event) {
 func (sc *Connector) inConversation(fn func(*commands.Event, *Conversation)) func(*commands.Event) {
 	return func(ce *commands.Event) {
 		lang := sc.Config.validatedLanguage
-		conv, err := sc.Store.GetConversationByRoom(ce.Ctx, ce.RoomID)
+		conv, err := sc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 		if err != nil {
 			traceID := random.String(8)
 			ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for command")
@@ -307,12 +307,9 @@ func (sc *Connector) cmdAudit(ce *commands.Event, conv *Conversation) {
 	sc.reply(ce, sb.String())
 }
 
-const listOpenQuery = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation
-	WHERE status IN ('created', 'active') AND created_by=$1 ORDER BY created_at`
-
 func (sc *Connector) cmdList(ce *commands.Event) {
 	lang := sc.Config.validatedLanguage
-	convs, err := sc.Store.Conversation.QueryMany(ce.Ctx, listOpenQuery, ce.User.MXID)
+	convs, err := sc.DB.Conversation.ListOpenByOfficer(ce.Ctx, ce.User.MXID)
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to list conversations")
@@ -411,7 +408,7 @@ func (sc *Connector) cmdStats(ce *commands.Event) {
 
 func (sc *Connector) cmdStatus(ce *commands.Event) {
 	lang := sc.Config.validatedLanguage
-	conv, err := sc.Store.GetConversationByRoom(ce.Ctx, ce.RoomID)
+	conv, err := sc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for status")
@@ -419,7 +416,7 @@ func (sc *Connector) cmdStatus(ce *commands.Event) {
 		return
 	}
 	if conv == nil {
-		count, err := sc.Store.CountOpenConversations(ce.Ctx, ce.User.MXID)
+		count, err := sc.DB.Conversation.CountOpenByOfficer(ce.Ctx, ce.User.MXID)
 		if err != nil {
 			traceID := random.String(8)
 			ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to count conversations for status")

@@ -24,6 +24,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sikkerchat/sikkerchat/appservice"
+	"github.com/sikkerchat/sikkerchat/bridge/scdb"
 )
 
 var (
@@ -37,7 +38,7 @@ var (
 type Connector struct {
 	Bridge     *bridgev2.Bridge
 	Config     Config
-	Store      *Store
+	DB         *scdb.Database
 	Transcript *Transcript
 	Audit      *AuditTrail
 
@@ -90,19 +91,19 @@ func (sc *Connector) AddService(s Service) {
 func (sc *Connector) Init(br *bridgev2.Bridge) {
 	sc.startedAt = time.Now()
 	sc.Bridge = br
-	sc.Store = NewStore(br.DB.Database, dbutil.ZeroLogger(br.Log.With().Str("db_section", "sikkerchat").Logger()))
+	sc.DB = scdb.New(br.DB.Database, dbutil.ZeroLogger(br.Log.With().Str("db_section", "sikkerchat").Logger()))
 	keys, err := NewKeyStore(sc.Config.KeyDir)
 	if err != nil {
 		br.Log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Failed to open the conversation key folder")
 		os.Exit(15)
 	}
-	sc.Transcript = NewTranscript(sc.Store, keys, sc.Config.masterKey)
-	sc.Audit = &AuditTrail{store: sc.Store}
+	sc.Transcript = NewTranscript(sc.DB, keys, sc.Config.masterKey)
+	sc.Audit = &AuditTrail{db: sc.DB}
 	sc.Hub = NewHub()
 	sc.outboxWake = make(chan struct{}, 1)
 	sc.outbox = newOutbox()
 	sc.background = newBackgroundSender()
-	sc.Metrics = NewMetrics(sc.Store.ConversationsByState)
+	sc.Metrics = NewMetrics(sc.DB.Conversation.CountByState)
 	sc.Matrix = &bridgeMatrixSide{sc: sc}
 	sc.registerCommands(br.Commands.(*commands.Processor))
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
@@ -121,7 +122,7 @@ func (sc *Connector) ValidateConfig() error {
 }
 
 func (sc *Connector) Start(ctx context.Context) error {
-	if err := sc.Store.Upgrade(ctx); err != nil {
+	if err := sc.DB.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "sikkerchat"}
 	}
 	if err := sc.checkEncryptionConfig(); err != nil {
@@ -133,7 +134,7 @@ func (sc *Connector) Start(ctx context.Context) error {
 		zerolog.Ctx(ctx).Error().Int("unreadable", unreadable).Int("checked", checked).
 			Msg("Some conversation keys do not open with the master key; those conversations cannot be read")
 	}
-	if _, err := sc.Store.Exec(ctx, deleteUnfinishedFilesQuery); err != nil {
+	if err := sc.DB.File.DeleteUnfinished(ctx); err != nil {
 		return fmt.Errorf("failed to drop uploads a stop cut off: %w", err)
 	}
 	for _, s := range sc.services {
@@ -300,21 +301,21 @@ func NewDetached(ctx context.Context, cfg Config, db *dbutil.Database, m MatrixS
 	if err := sc.Config.validate(); err != nil {
 		return nil, err
 	}
-	sc.Store = NewStore(db, dbutil.NoopLogger)
-	if err := sc.Store.Upgrade(ctx); err != nil {
+	sc.DB = scdb.New(db, dbutil.NoopLogger)
+	if err := sc.DB.Upgrade(ctx); err != nil {
 		return nil, err
 	}
 	keys, err := NewKeyStore(sc.Config.KeyDir)
 	if err != nil {
 		return nil, err
 	}
-	sc.Transcript = NewTranscript(sc.Store, keys, sc.Config.masterKey)
-	sc.Audit = &AuditTrail{store: sc.Store}
+	sc.Transcript = NewTranscript(sc.DB, keys, sc.Config.masterKey)
+	sc.Audit = &AuditTrail{db: sc.DB}
 	sc.Hub = NewHub()
 	sc.outboxWake = make(chan struct{}, 1)
 	sc.outbox = newOutbox()
 	sc.background = newBackgroundSender()
-	sc.Metrics = NewMetrics(sc.Store.ConversationsByState)
+	sc.Metrics = NewMetrics(sc.DB.Conversation.CountByState)
 	sc.Matrix = m
 	return sc, nil
 }

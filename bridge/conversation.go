@@ -150,7 +150,7 @@ func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.U
 	if err = sc.Transcript.CreateKey(conv.ID); err != nil {
 		return nil, fmt.Errorf("failed to make transcript key: %w", err)
 	}
-	if conv.sealedLabel, err = sc.Transcript.SealLabel(ctx, conv.ID, label); err != nil {
+	if conv.SealedLabel, err = sc.Transcript.SealLabel(ctx, conv.ID, label); err != nil {
 		_ = sc.Transcript.DestroyKey(conv.ID)
 		return nil, fmt.Errorf("failed to seal label: %w", err)
 	}
@@ -161,14 +161,14 @@ func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.U
 		CreatedAt:      now,
 		ExpiresAt:      conv.InviteExpiresAt,
 	}
-	if err = sc.Store.InsertConversation(ctx, conv, invite); err != nil {
+	if err = sc.DB.Conversation.Insert(ctx, conv, invite); err != nil {
 		_ = sc.Transcript.DestroyKey(conv.ID)
 		return nil, err
 	}
 	created, err := sc.createConversationRoom(ctx, conv, login, label)
 	if err != nil {
 		// Nothing of a half-made conversation may stay usable: drop the invite with it.
-		if delErr := sc.Store.DeleteConversation(context.WithoutCancel(ctx), conv.ID); delErr != nil {
+		if delErr := sc.DB.Conversation.Delete(context.WithoutCancel(ctx), conv.ID); delErr != nil {
 			log.Err(delErr).Msg("Failed to delete conversation after room creation failed")
 		}
 		_ = sc.Transcript.DestroyKey(conv.ID)
@@ -221,7 +221,7 @@ func (sc *Connector) createConversationRoom(ctx context.Context, conv *Conversat
 		return nil, fmt.Errorf("failed to create conversation room: %w", err)
 	}
 	conv.RoomID = resp.RoomID
-	if err = sc.Store.SetConversationRoom(ctx, conv.ID, conv.RoomID); err != nil {
+	if err = sc.DB.Conversation.SetRoom(ctx, conv.ID, conv.RoomID); err != nil {
 		return nil, fmt.Errorf("failed to save conversation room: %w", err)
 	}
 	portal, err := sc.Bridge.GetPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(conv.ID)})

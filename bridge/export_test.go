@@ -121,9 +121,9 @@ func TestVerifyExportRefusesCompressedEntries(t *testing.T) {
 func TestFindExportRecord(t *testing.T) {
 	row := &AuditRow{Seq: 7, At: time.UnixMilli(1_700_000_000_000), Actor: "@officer:x", Action: AuditExport, ConversationID: "c1",
 		Detail: "sha256 abc123", PrevHash: make([]byte, 32)}
-	row.Hash = row.hashOf()
+	row.Hash = hashOf(row)
 	other := &AuditRow{Seq: 6, At: time.UnixMilli(1), Actor: "system", Action: AuditCreate, ConversationID: "c1", PrevHash: make([]byte, 32)}
-	other.Hash = other.hashOf()
+	other.Hash = hashOf(other)
 	asList, err := json.Marshal([]*AuditRow{other, row})
 	require.NoError(t, err)
 	asProvisioning, err := json.Marshal(map[string]any{"conversation_id": "c1", "rows": []*AuditRow{other, row}, "chain_ok": true})

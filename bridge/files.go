@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -36,18 +35,6 @@ func (e *UploadReadError) Unwrap() error { return e.Err }
 // sent a chunk at a time: neither holds a whole file (let alone two copies
 // of it) in memory, however many guests send or fetch at once.
 const fileChunkSize = 64 << 10
-
-const (
-	insertFileHeaderQuery = `INSERT INTO sikkerchat_file (conversation_id, file_id, created_at, sealed, chunks, size) VALUES ($1, $2, $3, '', -1, 0)`
-	finishFileQuery       = `UPDATE sikkerchat_file SET chunks=$3, size=$4 WHERE conversation_id=$1 AND file_id=$2`
-	insertFileChunkQuery  = `INSERT INTO sikkerchat_file_chunk (conversation_id, file_id, idx, sealed) VALUES ($1, $2, $3, $4)`
-	getFileHeaderQuery    = `SELECT chunks, size, sealed FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
-	getFileChunkQuery     = `SELECT sealed FROM sikkerchat_file_chunk WHERE conversation_id=$1 AND file_id=$2 AND idx=$3`
-	// The chunks go with their file (foreign key).
-	deleteFileQuery = `DELETE FROM sikkerchat_file WHERE conversation_id=$1 AND file_id=$2`
-	// Uploads cut off by a stop of the bridge: nothing refers to them.
-	deleteUnfinishedFilesQuery = `DELETE FROM sikkerchat_file WHERE chunks < 0`
-)
 
 // FileInfo is what the page and the room learn about a file.
 type FileInfo struct {
@@ -119,13 +106,13 @@ func (t *Transcript) storeFileStream(ctx context.Context, conversationID, fileID
 			return nil, err
 		}
 	}
-	if _, err = t.store.Exec(ctx, insertFileHeaderQuery, conversationID, fileID, time.Now().UnixMilli()); err != nil {
+	if err = t.db.File.Begin(ctx, conversationID, fileID, time.Now()); err != nil {
 		return nil, fmt.Errorf("failed to store file: %w", err)
 	}
 	stored, err := t.writeChunks(ctx, key, conversationID, fileID, cur, r, limit, sum)
 	if err != nil {
 		// Not under ctx: a guest who went away must not leave half a file.
-		if _, delErr := t.store.Exec(context.WithoutCancel(ctx), deleteFileQuery, conversationID, fileID); delErr != nil {
+		if delErr := t.db.File.Delete(context.WithoutCancel(ctx), conversationID, fileID); delErr != nil {
 			zerolog.Ctx(ctx).Err(delErr).Msg("Failed to drop an unfinished file")
 		}
 		return nil, err
@@ -157,11 +144,11 @@ func (t *Transcript) writeChunks(ctx context.Context, key []byte, conversationID
 		if err != nil {
 			return nil, err
 		}
-		if _, err = t.store.Exec(ctx, insertFileChunkQuery, conversationID, fileID, idx, sealed); err != nil {
+		if err = t.db.File.PutChunk(ctx, conversationID, fileID, idx, sealed); err != nil {
 			return nil, fmt.Errorf("failed to store file chunk: %w", err)
 		}
 		if last {
-			if _, err = t.store.Exec(ctx, finishFileQuery, conversationID, fileID, idx+1, total); err != nil {
+			if err = t.db.File.Finish(ctx, conversationID, fileID, idx+1, total); err != nil {
 				return nil, fmt.Errorf("failed to store file: %w", err)
 			}
 			return &storedFile{id: fileID, mime: DetectFileType(head), size: total, sha256: hex.EncodeToString(sum.Sum(nil))}, nil
@@ -206,13 +193,13 @@ func (t *Transcript) FileSize(ctx context.Context, conversationID, fileID string
 }
 
 func (t *Transcript) fileHeader(ctx context.Context, conversationID, fileID string) (chunks int, size int64, legacy []byte, err error) {
-	err = t.store.QueryRow(ctx, getFileHeaderQuery, conversationID, fileID).Scan(&chunks, &size, &legacy)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && chunks < 0) {
-		return 0, 0, nil, ErrFileNotFound
-	} else if err != nil {
+	h, err := t.db.File.Header(ctx, conversationID, fileID)
+	if err != nil {
 		return 0, 0, nil, fmt.Errorf("failed to read file: %w", err)
+	} else if h == nil {
+		return 0, 0, nil, ErrFileNotFound
 	}
-	return chunks, size, legacy, nil
+	return h.Chunks, h.Size, h.Legacy, nil
 }
 
 func (t *Transcript) openLegacyFile(ctx context.Context, conversationID, fileID string, sealed []byte) ([]byte, error) {
@@ -244,8 +231,8 @@ func (t *Transcript) StreamFile(ctx context.Context, conversationID, fileID stri
 		return err
 	}
 	for idx := range chunks {
-		var sealed []byte
-		if err = t.store.QueryRow(ctx, getFileChunkQuery, conversationID, fileID, idx).Scan(&sealed); err != nil {
+		sealed, err := t.db.File.Chunk(ctx, conversationID, fileID, idx)
+		if err != nil {
 			return fmt.Errorf("failed to read file chunk %d: %w", idx, err)
 		}
 		chunk, err := open(key, sealed, chunkAAD(conversationID, fileID, idx, idx == chunks-1))
@@ -315,7 +302,7 @@ func (sc *Connector) StoreGuestFile(ctx context.Context, conv *Conversation, nam
 
 // DiscardGuestFile drops a stored upload that will not be sent.
 func (sc *Connector) DiscardGuestFile(ctx context.Context, conv *Conversation, up *GuestUpload) {
-	if _, err := sc.Store.Exec(context.WithoutCancel(ctx), deleteFileQuery, conv.ID, up.info.ID); err != nil {
+	if err := sc.DB.File.Delete(context.WithoutCancel(ctx), conv.ID, up.info.ID); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to drop a guest file that will not be sent")
 	}
 }

@@ -29,7 +29,7 @@ func TestFileChunksCannotBeReorderedCutOrSwapped(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(len(data)), size)
 	var chunks int
-	require.NoError(t, tb.Store.QueryRow(tb.ctx, `SELECT COUNT(*) FROM sikkerchat_file_chunk WHERE file_id=$1`, a.ID).Scan(&chunks))
+	require.NoError(t, tb.DB.QueryRow(tb.ctx, `SELECT COUNT(*) FROM sikkerchat_file_chunk WHERE file_id=$1`, a.ID).Scan(&chunks))
 	require.Equal(t, 4, chunks)
 
 	for _, tamper := range []struct {
@@ -56,9 +56,9 @@ func TestFileChunksCannotBeReorderedCutOrSwapped(t *testing.T) {
 			require.NoError(t, err)
 			for _, q := range tamper.queries {
 				if !strings.Contains(q, "$2") {
-					_, err = tb.Store.Exec(tb.ctx, q, a.ID)
+					_, err = tb.DB.Exec(tb.ctx, q, a.ID)
 				} else {
-					_, err = tb.Store.Exec(tb.ctx, q, a.ID, b.ID)
+					_, err = tb.DB.Exec(tb.ctx, q, a.ID, b.ID)
 				}
 				require.NoError(t, err)
 			}
@@ -81,7 +81,7 @@ func TestBrokenUploadsLeaveNothing(t *testing.T) {
 	var readErr *bridge.UploadReadError
 	require.ErrorAs(t, err, &readErr)
 	var n int
-	require.NoError(t, tb.Store.QueryRow(tb.ctx, `SELECT (SELECT COUNT(*) FROM sikkerchat_file) + (SELECT COUNT(*) FROM sikkerchat_file_chunk)`).Scan(&n))
+	require.NoError(t, tb.DB.QueryRow(tb.ctx, `SELECT (SELECT COUNT(*) FROM sikkerchat_file) + (SELECT COUNT(*) FROM sikkerchat_file_chunk)`).Scan(&n))
 	require.Zero(t, n)
 }
 

@@ -67,7 +67,7 @@ func (tb *testBridge) newInvite(ttl time.Duration) testInvite {
 	require.NoError(tb.t, err)
 	require.NoError(tb.t, tb.Transcript.CreateKey(conv.ID))
 	inv := &bridge.Invite{TokenHash: hash, ConversationID: conv.ID, CodeMAC: bridge.CodeMAC(token, code), CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	require.NoError(tb.t, tb.Store.InsertConversation(tb.ctx, conv, inv))
+	require.NoError(tb.t, tb.DB.Conversation.Insert(tb.ctx, conv, inv))
 	return testInvite{conv: conv, token: token, code: code}
 }
 

@@ -28,15 +28,6 @@ import (
 // whatever is left is handled again. The transcript ignores events it already
 // has, so handling twice shows the guest nothing twice.
 
-const (
-	insertInboxQuery = `INSERT INTO sikkerchat_inbox (event_id, room_id, event, received_at, arrival) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (event_id) DO NOTHING`
-	deleteInboxQuery    = `DELETE FROM sikkerchat_inbox WHERE event_id=$1`
-	leftInboxQuery      = `SELECT event_id, event FROM sikkerchat_inbox WHERE received_at < $1 ORDER BY arrival, received_at, event_id`
-	bumpInboxQuery      = `UPDATE sikkerchat_inbox SET attempts=attempts+1 WHERE event_id=$1`
-	dropStaleInboxQuery = `DELETE FROM sikkerchat_inbox WHERE attempts >= $1 OR received_at < $2`
-)
-
 // inboxMaxAttempts: an event handled this many times at start-up without the
 // guest side taking it (e.g. from someone bridgev2 refuses) is let go.
 const inboxMaxAttempts = 3
@@ -219,13 +210,13 @@ func (sc *Connector) keepTransaction(ctx context.Context, mc inboxMatrix, body [
 		if mc.isBridgeUser(head.Sender) {
 			continue
 		}
-		conv, err := sc.Store.GetConversationByRoom(ctx, head.RoomID)
+		conv, err := sc.DB.Conversation.GetByRoom(ctx, head.RoomID)
 		if err != nil {
 			return nil, err
 		} else if conv == nil {
 			continue
 		}
-		if _, err = sc.Store.Exec(ctx, insertInboxQuery, head.ID, head.RoomID, string(raw), arrived.UnixMilli(), sc.nextArrival(arrived)); err != nil {
+		if err = sc.DB.Inbox.Keep(ctx, head.ID, head.RoomID, string(raw), arrived, sc.nextArrival(arrived)); err != nil {
 			return nil, err
 		}
 		sc.Metrics.TransactionArrived(string(head.ID), arrived)
@@ -236,7 +227,7 @@ func (sc *Connector) keepTransaction(ctx context.Context, mc inboxMatrix, body [
 
 // inboxDone takes an event out of the inbox: the guest side has it (or never will).
 func (sc *Connector) inboxDone(ctx context.Context, eventID id.EventID) {
-	if _, err := sc.Store.Exec(ctx, deleteInboxQuery, eventID); err != nil {
+	if err := sc.DB.Inbox.Done(ctx, eventID); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Stringer("event_id", eventID).Msg("Failed to clear handled event from the inbox")
 	}
 }
@@ -256,39 +247,15 @@ func (sc *Connector) inboxRouted(ctx context.Context, evt *event.Event) {
 	sc.inboxDone(ctx, evt.ID)
 }
 
-type inboxLeft struct {
-	id  id.EventID
-	raw string
-}
-
-// inboxLeftovers reads what arrived before the given time and is still in the
-// inbox, in the order the homeserver sent it.
-func (sc *Connector) inboxLeftovers(ctx context.Context, before time.Time) ([]inboxLeft, error) {
-	rows, err := sc.Store.Query(ctx, leftInboxQuery, before.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var todo []inboxLeft
-	for rows.Next() {
-		var l inboxLeft
-		if err = rows.Scan(&l.id, &l.raw); err != nil {
-			return nil, err
-		}
-		todo = append(todo, l)
-	}
-	return todo, rows.Err()
-}
-
 // replayInbox handles again what was left in the inbox by a bridge that
 // stopped before the guest side had it.
 func (sc *Connector) replayInbox(ctx context.Context, mc *matrix.Connector, before time.Time) {
 	log := zerolog.Ctx(ctx).With().Str("component", "inbox").Logger()
 	ctx = log.WithContext(ctx)
-	if _, err := sc.Store.Exec(ctx, dropStaleInboxQuery, inboxMaxAttempts, time.Now().Add(-inboxMaxAge).UnixMilli()); err != nil {
+	if err := sc.DB.Inbox.DropStale(ctx, inboxMaxAttempts, time.Now().Add(-inboxMaxAge)); err != nil {
 		log.Err(err).Msg("Failed to drop stale inbox events")
 	}
-	todo, err := sc.inboxLeftovers(ctx, before)
+	todo, err := sc.DB.Inbox.Leftovers(ctx, before)
 	if err != nil {
 		log.Err(err).Msg("Failed to read the inbox")
 		return
@@ -297,31 +264,31 @@ func (sc *Connector) replayInbox(ctx context.Context, mc *matrix.Connector, befo
 		if ctx.Err() != nil {
 			return
 		}
-		if _, err = sc.Store.Exec(ctx, bumpInboxQuery, l.id); err != nil {
+		if err = sc.DB.Inbox.CountAttempt(ctx, l.EventID); err != nil {
 			log.Err(err).Msg("Failed to count inbox attempt")
 			return
 		}
 		var evt event.Event
-		if err = json.Unmarshal([]byte(l.raw), &evt); err != nil {
-			log.Warn().Err(err).Stringer("event_id", l.id).Msg("Dropping unreadable inbox event")
-			sc.inboxDone(ctx, l.id)
+		if err = json.Unmarshal([]byte(l.Raw), &evt); err != nil {
+			log.Warn().Err(err).Stringer("event_id", l.EventID).Msg("Dropping unreadable inbox event")
+			sc.inboxDone(ctx, l.EventID)
 			continue
 		}
 		evt.Type.Class = event.MessageEventType
 		evt.Mautrix.EventSource = event.SourceTimeline
 		evt.Mautrix.ReceivedAt = time.Now()
 		if err = evt.Content.ParseRaw(evt.Type); err != nil {
-			log.Warn().Err(err).Stringer("event_id", l.id).Msg("Dropping unparseable inbox event")
-			sc.inboxDone(ctx, l.id)
+			log.Warn().Err(err).Stringer("event_id", l.EventID).Msg("Dropping unparseable inbox event")
+			sc.inboxDone(ctx, l.EventID)
 			continue
 		}
 		if enc := evt.Content.AsEncrypted(); enc != nil {
-			head := inboxEventHead{ID: l.id, RoomID: evt.RoomID}
+			head := inboxEventHead{ID: l.EventID, RoomID: evt.RoomID}
 			head.Content.SenderKey, head.Content.SessionID = enc.SenderKey, enc.SessionID
 			sc.waitForRoomKeys(ctx, bridgeMatrix{mc}, []inboxEventHead{head}, replayKeyWait)
 		}
 		sc.Metrics.Error(ErrKindInboxReplay)
-		log.Info().Stringer("event_id", l.id).Msg("Handling an officer's event again that the last run did not finish")
+		log.Info().Stringer("event_id", l.EventID).Msg("Handling an officer's event again that the last run did not finish")
 		mc.EventProcessor.Dispatch(ctx, &evt)
 	}
 }

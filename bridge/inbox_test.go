@@ -68,8 +68,8 @@ func TestInboxHoldsTransactionUntilItsRoomKeyArrives(t *testing.T) {
 	store, _ := newTestStore(t)
 	transcript := NewTranscript(store, newTestKeys(t), bytes.Repeat([]byte{7}, 32))
 	conv, _, _ := newTestConversation(t, store, transcript)
-	require.NoError(t, store.SetConversationRoom(ctx, conv.ID, "!room:example.org"))
-	sc := &Connector{Store: store, Metrics: NewMetrics(nil), inboxReady: make(chan struct{})}
+	require.NoError(t, store.Conversation.SetRoom(ctx, conv.ID, "!room:example.org"))
+	sc := &Connector{DB: store, Metrics: NewMetrics(nil), inboxReady: make(chan struct{})}
 	close(sc.inboxReady)
 	keys := &fakeKeys{}
 	passed := make(chan string, 4)
@@ -156,8 +156,8 @@ func TestInboxLeftoversKeepTheHomeserversOrder(t *testing.T) {
 	store, _ := newTestStore(t)
 	transcript := NewTranscript(store, newTestKeys(t), bytes.Repeat([]byte{7}, 32))
 	conv, _, _ := newTestConversation(t, store, transcript)
-	require.NoError(t, store.SetConversationRoom(ctx, conv.ID, "!room:example.org"))
-	sc := &Connector{Store: store, Metrics: NewMetrics(nil)}
+	require.NoError(t, store.Conversation.SetRoom(ctx, conv.ID, "!room:example.org"))
+	sc := &Connector{DB: store, Metrics: NewMetrics(nil)}
 	keys := &fakeKeys{}
 	keys.deliver("s")
 	arrived := time.Now()
@@ -180,11 +180,11 @@ func TestInboxLeftoversKeepTheHomeserversOrder(t *testing.T) {
 	_, err = sc.keepTransaction(ctx, keys, first, arrived.Add(time.Second))
 	require.NoError(t, err)
 
-	left, err := sc.inboxLeftovers(ctx, arrived.Add(time.Minute))
+	left, err := sc.DB.Inbox.Leftovers(ctx, arrived.Add(time.Minute))
 	require.NoError(t, err)
 	var got []string
 	for _, l := range left {
-		got = append(got, string(l.id))
+		got = append(got, string(l.EventID))
 	}
 	require.Equal(t, order, got)
 }

@@ -86,7 +86,7 @@ func TestRightCodeAmongParallelGuessesStaysWithinTheLimit(t *testing.T) {
 	n := 0
 	joined.Range(func(key, _ any) bool { n++; require.Equal(t, 20, key); return true })
 	require.LessOrEqual(t, n, 1)
-	inviteRow, err := tb.Store.GetInvite(tb.ctx, bridge.HashInviteToken(inv.token))
+	inviteRow, err := tb.DB.Invite.Get(tb.ctx, bridge.HashInviteToken(inv.token))
 	require.NoError(t, err)
 	require.Equal(t, countOf(actions, bridge.AuditCodeFailed), inviteRow.FailedAttempts, "the stored count is the wrong codes checked")
 }
@@ -97,11 +97,11 @@ func TestRightCodeAmongParallelGuessesStaysWithinTheLimit(t *testing.T) {
 func TestRightCodeIsRefusedOnceTheAttemptsAreUsedUp(t *testing.T) {
 	tb := newTestBridge(t, newTestConfig(t))
 	inv := tb.newInvite(time.Hour)
-	_, err := tb.Store.Exec(tb.ctx, `UPDATE sikkerchat_invite SET failed_attempts=$2 WHERE conversation_id=$1`, inv.conv.ID, tb.Config.MaxCodeAttempts)
+	_, err := tb.DB.Exec(tb.ctx, `UPDATE sikkerchat_invite SET failed_attempts=$2 WHERE conversation_id=$1`, inv.conv.ID, tb.Config.MaxCodeAttempts)
 	require.NoError(t, err)
 	_, _, err = tb.Join(tb.ctx, inv.token, inv.code)
 	require.ErrorIs(t, err, bridge.ErrInviteRevoked)
-	conv, err := tb.Store.GetConversation(tb.ctx, inv.conv.ID)
+	conv, err := tb.DB.Conversation.Get(tb.ctx, inv.conv.ID)
 	require.NoError(t, err)
 	require.Equal(t, bridge.StatusCreated, conv.Status, "nobody joined")
 }

@@ -28,21 +28,6 @@ func (e *UndeliveredError) Error() string {
 	return fmt.Sprintf("%d guest messages are not delivered to the room yet", e.Count)
 }
 
-const (
-	closeConversationQuery = `UPDATE sikkerchat_conversation SET status=$2, closed_at=$3, purge_after=$4
-		WHERE id=$1 AND status IN ('created', 'active')`
-	countUndeliveredQuery = `SELECT COUNT(*) FROM sikkerchat_transcript WHERE conversation_id=$1 AND status='stored'`
-	clearInboxQuery       = `DELETE FROM sikkerchat_inbox WHERE room_id=$1`
-	shredTranscriptQuery  = `DELETE FROM sikkerchat_transcript WHERE conversation_id=$1`
-	shredFilesQuery       = `DELETE FROM sikkerchat_file WHERE conversation_id=$1`
-	revokeAllInvites      = `UPDATE sikkerchat_invite SET revoked_at=$2 WHERE conversation_id=$1 AND revoked_at IS NULL`
-	duePurgeQuery         = `SELECT id FROM sikkerchat_conversation WHERE status IN ('closed', 'expired') AND NOT hold AND purge_after<=$1`
-	setHoldQuery          = `UPDATE sikkerchat_conversation SET hold=$2 WHERE id=$1`
-	expiredInvitesQuery   = `SELECT id FROM sikkerchat_conversation WHERE status='created' AND invite_expires_at<=$1`
-	idleQuery             = `SELECT c.id FROM sikkerchat_conversation c WHERE c.status='active' AND
-		COALESCE((SELECT MAX(t.created_at) FROM sikkerchat_transcript t WHERE t.conversation_id=c.id), c.joined_at, c.created_at)<=$1`
-)
-
 // Close is DESIGN.md's lifecycle step 4, whoever asks for it: the guest loses
 // every way in at once, the guest-side data is destroyed (the key first, so
 // any copy of the rows is unreadable), and the room stays with the police,
@@ -95,40 +80,40 @@ func (sc *Connector) closeDelivered(ctx context.Context, conv *Conversation, rea
 		status = StatusExpired
 	}
 	purgeAfter = now.Add(sc.Config.retention)
-	err = sc.Store.DoTxn(ctx, nil, func(ctx context.Context) error {
-		res, err := sc.Store.Exec(ctx, closeConversationQuery, conv.ID, status, now.UnixMilli(), purgeAfter.UnixMilli())
-		if err != nil {
+	err = sc.DB.DoTxn(ctx, nil, func(ctx context.Context) error {
+		if closed, err := sc.DB.Conversation.Close(ctx, conv.ID, status, now, purgeAfter); err != nil {
 			return fmt.Errorf("failed to mark conversation closed: %w", err)
-		} else if n, _ := res.RowsAffected(); n != 1 {
+		} else if !closed {
 			return ErrAlreadyClosed
 		}
 		// The update above holds the conversation's row: an append of the
 		// guest's either came before (and is counted here) or is refused.
-		var undelivered int
-		if err = sc.Store.QueryRow(ctx, countUndeliveredQuery, conv.ID).Scan(&undelivered); err != nil {
+		if undelivered, err := sc.DB.Transcript.CountUndelivered(ctx, conv.ID); err != nil {
 			return fmt.Errorf("failed to count undelivered guest messages: %w", err)
 		} else if undelivered > 0 {
 			return &UndeliveredError{Count: undelivered}
 		}
 		// Officers' events still waiting for the guest side have nobody to reach.
 		if conv.RoomID != "" {
-			if _, err = sc.Store.Exec(ctx, clearInboxQuery, conv.RoomID); err != nil {
+			if err := sc.DB.Inbox.ClearRoom(ctx, conv.RoomID); err != nil {
 				return fmt.Errorf("failed to clear the inbox: %w", err)
 			}
 		}
-		for _, q := range []string{revokeAllInvites, revokeConversationSessionsQuery} {
-			if _, err = sc.Store.Exec(ctx, q, conv.ID, now.UnixMilli()); err != nil {
-				return fmt.Errorf("failed to revoke guest access: %w", err)
-			}
+		if err := sc.DB.Invite.RevokeAll(ctx, conv.ID, now); err != nil {
+			return fmt.Errorf("failed to revoke guest access: %w", err)
+		}
+		if err := sc.DB.Session.RevokeConversation(ctx, conv.ID, now); err != nil {
+			return fmt.Errorf("failed to revoke guest access: %w", err)
 		}
 		// The key goes first: from that moment every copy of the rows is noise.
-		if err = sc.Transcript.DestroyKey(conv.ID); err != nil {
+		if err := sc.Transcript.DestroyKey(conv.ID); err != nil {
 			return err
 		}
-		for _, q := range []string{shredTranscriptQuery, shredFilesQuery} {
-			if _, err = sc.Store.Exec(ctx, q, conv.ID); err != nil {
-				return fmt.Errorf("failed to destroy guest-side data: %w", err)
-			}
+		if err := sc.DB.Transcript.Shred(ctx, conv.ID); err != nil {
+			return fmt.Errorf("failed to destroy guest-side data: %w", err)
+		}
+		if err := sc.DB.File.Shred(ctx, conv.ID); err != nil {
+			return fmt.Errorf("failed to destroy guest-side data: %w", err)
 		}
 		return nil
 	})
@@ -156,13 +141,13 @@ func (sc *Connector) runLifecycle(ctx context.Context) {
 // has no hold. It also runs at start, for rooms that fell due while the
 // bridge was down.
 func (sc *Connector) PurgeDue(ctx context.Context) {
-	ids, err := sc.queryIDs(ctx, duePurgeQuery, time.Now().UnixMilli())
+	ids, err := sc.DB.Conversation.DuePurge(ctx, time.Now())
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to find rooms due for purge")
 		return
 	}
 	for _, id := range ids {
-		conv, err := sc.Store.GetConversation(ctx, id)
+		conv, err := sc.DB.Conversation.Get(ctx, id)
 		if err != nil || conv == nil || conv.Hold {
 			continue
 		}
@@ -191,7 +176,7 @@ func (sc *Connector) Purge(ctx context.Context, conv *Conversation) error {
 		}
 		sc.Matrix.ForgetRoom(ctx, conv)
 	}
-	if err := sc.Store.DeleteConversation(ctx, conv.ID); err != nil {
+	if err := sc.DB.Conversation.Delete(ctx, conv.ID); err != nil {
 		return fmt.Errorf("failed to drop conversation rows: %w", err)
 	}
 	if err := sc.Audit.Append(ctx, "system", AuditPurge, conv.ID, ""); err != nil {
@@ -207,7 +192,7 @@ var ErrOnHold = errors.New("conversation is on legal hold")
 // SetHold places or lifts a legal hold, shown in the state event. The reason
 // (required to lift one) goes into the audit trail.
 func (sc *Connector) SetHold(ctx context.Context, conv *Conversation, actor string, hold bool, reason string) error {
-	if _, err := sc.Store.Exec(ctx, setHoldQuery, conv.ID, hold); err != nil {
+	if err := sc.DB.Conversation.SetHold(ctx, conv.ID, hold); err != nil {
 		return fmt.Errorf("failed to set hold: %w", err)
 	}
 	conv.Hold = hold
@@ -226,20 +211,20 @@ func (sc *Connector) SetHold(ctx context.Context, conv *Conversation, actor stri
 func (sc *Connector) CloseDue(ctx context.Context) {
 	now := time.Now()
 	for _, due := range []struct {
-		query  string
+		find   func(context.Context, time.Time) ([]string, error)
 		cutoff time.Time
 		reason string
 	}{
-		{expiredInvitesQuery, now, CloseInviteExpired},
-		{idleQuery, now.Add(-sc.Config.idleClose), CloseIdle},
+		{sc.DB.Conversation.ExpiredInvites, now, CloseInviteExpired},
+		{sc.DB.Conversation.Idle, now.Add(-sc.Config.idleClose), CloseIdle},
 	} {
-		ids, err := sc.queryIDs(ctx, due.query, due.cutoff.UnixMilli())
+		ids, err := due.find(ctx, due.cutoff)
 		if err != nil {
 			zerolog.Ctx(ctx).Err(err).Str("reason", due.reason).Msg("Failed to find conversations to close")
 			continue
 		}
 		for _, id := range ids {
-			conv, err := sc.Store.GetConversation(ctx, id)
+			conv, err := sc.DB.Conversation.Get(ctx, id)
 			if err != nil || conv == nil {
 				continue
 			}
@@ -254,22 +239,4 @@ func (sc *Connector) CloseDue(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// queryIDs runs a query that selects conversation IDs.
-func (sc *Connector) queryIDs(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := sc.Store.Query(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err = rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }

@@ -24,7 +24,7 @@ func TestCloseDeliversGuestMessagesFirstOrRefuses(t *testing.T) {
 	var undelivered *bridge.UndeliveredError
 	require.ErrorAs(t, err, &undelivered)
 	require.Equal(t, 1, undelivered.Count)
-	conv, err := tb.Store.GetConversation(tb.ctx, inv.conv.ID)
+	conv, err := tb.DB.Conversation.Get(tb.ctx, inv.conv.ID)
 	require.NoError(t, err)
 	require.Equal(t, bridge.StatusCreated, conv.Status, "still open")
 	entries, err := tb.Transcript.Since(tb.ctx, inv.conv.ID, 0)
@@ -94,11 +94,11 @@ func TestGuestMessagesRacingACloseAreDeliveredOrRefused(t *testing.T) {
 // The close clears what officers sent that never reached the guest side.
 func TestCloseClearsTheInbox(t *testing.T) {
 	tb, inv := newGuardedBridge(t)
-	_, err := tb.Store.Exec(tb.ctx, `INSERT INTO sikkerchat_inbox (event_id, room_id, event, received_at, arrival) VALUES ('$e1', $1, '{}', 1, 1), ('$e2', '!other:x', '{}', 1, 2)`, inv.conv.RoomID)
+	_, err := tb.DB.Exec(tb.ctx, `INSERT INTO sikkerchat_inbox (event_id, room_id, event, received_at, arrival) VALUES ('$e1', $1, '{}', 1, 1), ('$e2', '!other:x', '{}', 1, 2)`, inv.conv.RoomID)
 	require.NoError(t, err)
 	require.NoError(t, tb.Close(tb.ctx, inv.conv, string(officer), bridge.CloseByOfficer))
 	var left []string
-	rows, err := tb.Store.Query(tb.ctx, `SELECT event_id FROM sikkerchat_inbox`)
+	rows, err := tb.DB.Query(tb.ctx, `SELECT event_id FROM sikkerchat_inbox`)
 	require.NoError(t, err)
 	for rows.Next() {
 		var id string

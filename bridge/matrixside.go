@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/matrix"
@@ -230,15 +229,8 @@ func (b *bridgeMatrixSide) ForgetRoom(ctx context.Context, conv *Conversation) {
 			log.Err(err).Msg("Failed to delete portal of purged room")
 		}
 	}
-	for _, q := range []string{
-		`DELETE FROM crypto_megolm_inbound_session WHERE room_id=$1`,
-		`DELETE FROM crypto_megolm_outbound_session WHERE room_id=$1`,
-		`DELETE FROM mx_room_state WHERE room_id=$1`,
-		`DELETE FROM mx_user_profile WHERE room_id=$1`,
-	} {
-		if _, err = b.sc.Bridge.DB.Exec(ctx, q, conv.RoomID); err != nil {
-			log.Err(err).Msg("Failed to drop bridge data of purged room")
-		}
+	if err = b.sc.DB.Bridge.ForgetRoom(ctx, conv.RoomID); err != nil {
+		log.Err(err).Msg("Failed to drop bridge data of purged room")
 	}
 	// The guest's display name may be the officer's label: it goes from the
 	// homeserver profile and from the bridge's ghost table.
@@ -246,16 +238,11 @@ func (b *bridgeMatrixSide) ForgetRoom(ctx context.Context, conv *Conversation) {
 	if err = ghost.Matrix.SetDisplayName(ctx, forgottenGuestName); err != nil {
 		log.Err(err).Msg("Failed to reset the purged guest's profile")
 	}
-	if _, err = b.sc.Bridge.DB.Exec(ctx, `DELETE FROM ghost WHERE bridge_id=$1 AND id=$2`, b.sc.Bridge.ID, conv.GhostID); err != nil {
+	if err = b.sc.DB.Bridge.DeleteGhost(ctx, string(b.sc.Bridge.ID), conv.GhostID); err != nil {
 		log.Err(err).Msg("Failed to drop the purged guest's ghost")
 	}
-	if b.sc.Bridge.DB.Dialect == dbutil.SQLite {
-		// What was deleted is overwritten in the database (secure_delete); the
-		// write-ahead log still has the pages as they were until it is
-		// checkpointed and cut back.
-		if _, err = b.sc.Bridge.DB.Exec(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
-			log.Warn().Err(err).Msg("Failed to checkpoint the write-ahead log after a purge")
-		}
+	if err = b.sc.DB.Bridge.Compact(ctx); err != nil {
+		log.Warn().Err(err).Msg("Failed to checkpoint the write-ahead log after a purge")
 	}
 }
 

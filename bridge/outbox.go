@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -205,26 +206,19 @@ func (sc *Connector) startSender(ctx context.Context, conversationID string) {
 
 // pendingConversations lists conversations with stored, undelivered guest messages.
 func (sc *Connector) pendingConversations(ctx context.Context) ([]string, error) {
-	rows, err := sc.Store.Query(ctx, undeliveredQuery)
+	counts, err := sc.DB.Transcript.Undelivered(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var convs []string
+	convs := make([]string, 0, len(counts))
 	pending := 0
-	for rows.Next() {
-		var conv string
-		var seq int64
-		if err = rows.Scan(&conv, &seq); err != nil {
-			return nil, err
-		}
-		pending++
-		if len(convs) == 0 || convs[len(convs)-1] != conv {
-			convs = append(convs, conv)
-		}
+	for conv, n := range counts {
+		convs = append(convs, conv)
+		pending += n
 	}
+	slices.Sort(convs)
 	sc.Metrics.OutboxPending.Set(float64(pending))
-	return convs, rows.Err()
+	return convs, nil
 }
 
 // deliverPending delivers everything stored now, one conversation after the
@@ -251,7 +245,7 @@ func (sc *Connector) deliverConversation(ctx context.Context, conversationID str
 	defer lock.(*sync.Mutex).Unlock()
 	log := zerolog.Ctx(ctx)
 	for ctx.Err() == nil {
-		seqs, err := sc.queryInt64s(ctx, undeliveredInConversationQuery, conversationID)
+		seqs, err := sc.DB.Transcript.UndeliveredIn(ctx, conversationID)
 		if err != nil {
 			log.Err(err).Str("conversation_id", conversationID).Msg("Failed to list undelivered guest messages")
 			return true
@@ -278,25 +272,8 @@ func (sc *Connector) deliverConversation(ctx context.Context, conversationID str
 	return true
 }
 
-func (sc *Connector) queryInt64s(ctx context.Context, query string, args ...any) ([]int64, error) {
-	rows, err := sc.Store.Query(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var n int64
-		if err = rows.Scan(&n); err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
-}
-
 func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int64) error {
-	conv, err := sc.Store.GetConversation(ctx, conversationID)
+	conv, err := sc.DB.Conversation.Get(ctx, conversationID)
 	if err != nil {
 		return fmt.Errorf("failed to get conversation: %w", err)
 	} else if conv == nil || conv.RoomID == "" {
@@ -333,7 +310,7 @@ func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int
 	}
 	if info, isFile := FileInfoOf(entry); isFile {
 		// The room has the file now; the bridge keeps no copy it does not need.
-		if _, err = sc.Store.Exec(ctx, deleteFileQuery, conversationID, info.ID); err != nil {
+		if err = sc.DB.File.Delete(ctx, conversationID, info.ID); err != nil {
 			zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to drop delivered guest file")
 		}
 	}
@@ -403,14 +380,14 @@ func isPermanent(err error) bool {
 }
 
 func (sc *Connector) markUndeliverable(ctx context.Context, conversationID string, seq int64) {
-	if _, err := sc.Store.Exec(ctx, markUndeliverableQuery, conversationID, seq); err != nil {
+	if err := sc.DB.Transcript.MarkUndeliverable(ctx, conversationID, seq); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to mark guest message undeliverable")
 		return
 	}
 	if entry, err := sc.Transcript.BySeq(ctx, conversationID, seq); err == nil && entry != nil {
 		sc.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
 	}
-	if conv, err := sc.Store.GetConversation(ctx, conversationID); err == nil && conv != nil {
+	if conv, err := sc.DB.Conversation.Get(ctx, conversationID); err == nil && conv != nil {
 		sc.Matrix.Notice(ctx, conv, sc.Config.validatedLanguage.T(msgUndeliverable))
 	}
 }

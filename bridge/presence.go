@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -77,28 +76,17 @@ func newBackgroundSender() *backgroundSender {
 	return &backgroundSender{pending: map[string]func(ctx context.Context){}, running: map[string]bool{}}
 }
 
-const (
-	maxSeqQuery        = `SELECT COALESCE(MAX(seq), 0) FROM sikkerchat_transcript WHERE conversation_id=$1`
-	latestToGuestQuery = `SELECT matrix_event_id FROM sikkerchat_transcript
-		WHERE conversation_id=$1 AND direction='to_guest' AND matrix_event_id IS NOT NULL AND seq<=$2 ORDER BY seq DESC LIMIT 1`
-	seqOfEventQuery = `SELECT seq FROM sikkerchat_transcript WHERE conversation_id=$1 AND matrix_event_id=$2`
-)
-
 // GuestRead sends the guest's read receipt for the newest officer message up
 // to seq, so officers see that the guest has read it. It reads only the
 // plain columns it needs, nothing sealed.
 func (sc *Connector) GuestRead(ctx context.Context, conv *Conversation, seq int64) error {
-	var maxSeq int64
-	if err := sc.Store.QueryRow(ctx, maxSeqQuery, conv.ID).Scan(&maxSeq); err != nil {
+	if maxSeq, err := sc.DB.Transcript.MaxSeq(ctx, conv.ID); err != nil {
 		return err
 	} else if seq > maxSeq {
 		return ErrUnknownSeq
 	}
-	var eventID id.EventID
-	err := sc.Store.QueryRow(ctx, latestToGuestQuery, conv.ID, seq).Scan(&eventID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	} else if err != nil {
+	eventID, err := sc.DB.Transcript.LatestToGuest(ctx, conv.ID, seq)
+	if err != nil || eventID == "" {
 		return err
 	}
 	sc.inBackground(ctx, conv.ID+"/read", func(ctx context.Context) {
@@ -109,44 +97,25 @@ func (sc *Connector) GuestRead(ctx context.Context, conv *Conversation, seq int6
 	return nil
 }
 
-const (
-	getDeliveredFromGuestQuery = `SELECT seq FROM sikkerchat_transcript
-		WHERE conversation_id=$1 AND direction='from_guest' AND status='delivered' AND seq>$2 AND seq<=$3 ORDER BY seq`
-	setOfficerReadQuery = `UPDATE sikkerchat_conversation SET officer_read_seq=$2 WHERE id=$1 AND officer_read_seq<$2`
-)
-
 // OfficerRead notes that an officer has read the room up to an event: every
 // guest message delivered at or before that event's place shows as read. A
 // receipt for an event the transcript does not know (a bot notice) moves nothing.
 func (sc *Connector) OfficerRead(ctx context.Context, conversationID string, eventID id.EventID) error {
-	conv, err := sc.Store.GetConversation(ctx, conversationID)
+	conv, err := sc.DB.Conversation.Get(ctx, conversationID)
 	if err != nil || conv == nil {
 		return err
 	}
-	var upTo int64
-	err = sc.Store.QueryRow(ctx, seqOfEventQuery, conv.ID, eventID).Scan(&upTo)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	} else if err != nil {
+	upTo, err := sc.DB.Transcript.SeqOf(ctx, conv.ID, eventID)
+	if err != nil || upTo == 0 {
 		return err
 	}
-	rows, err := sc.Store.Query(ctx, getDeliveredFromGuestQuery, conv.ID, conv.OfficerReadSeq, upTo)
+	seqs, err := sc.DB.Transcript.DeliveredFromGuest(ctx, conv.ID, conv.OfficerReadSeq, upTo)
 	if err != nil {
 		return fmt.Errorf("failed to find read guest messages: %w", err)
+	} else if len(seqs) == 0 {
+		return nil
 	}
-	var seqs []int64
-	for rows.Next() {
-		var seq int64
-		if err = rows.Scan(&seq); err != nil {
-			break
-		}
-		seqs = append(seqs, seq)
-	}
-	rows.Close()
-	if err != nil || len(seqs) == 0 {
-		return err
-	}
-	if _, err = sc.Store.Exec(ctx, setOfficerReadQuery, conv.ID, seqs[len(seqs)-1]); err != nil {
+	if err = sc.DB.Conversation.SetOfficerRead(ctx, conv.ID, seqs[len(seqs)-1]); err != nil {
 		return fmt.Errorf("failed to save officer read position: %w", err)
 	}
 	for _, seq := range seqs {
@@ -177,7 +146,7 @@ func (sc *Connector) ReviseOfficerMessage(ctx context.Context, conversationID st
 	}
 	if entry.Deleted && fileID != "" {
 		// A deleted file goes with its message.
-		if _, err = sc.Store.Exec(ctx, deleteFileQuery, conversationID, fileID); err != nil {
+		if err = sc.DB.File.Delete(ctx, conversationID, fileID); err != nil {
 			return fmt.Errorf("failed to delete file of deleted message: %w", err)
 		}
 	}

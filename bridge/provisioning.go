@@ -137,10 +137,8 @@ func (sc *Connector) provCreate(w http.ResponseWriter, r *http.Request, user *br
 	writeProvJSON(w, http.StatusCreated, resp)
 }
 
-const provListQuery = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE created_by=$1 ORDER BY created_at`
-
 func (sc *Connector) provList(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
-	convs, err := sc.Store.Conversation.QueryMany(r.Context(), provListQuery, user.MXID)
+	convs, err := sc.DB.Conversation.ListByOfficer(r.Context(), user.MXID)
 	if err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to list conversations for provisioning")
 		mautrix.MUnknown.WithMessage("Failed to list conversations").Write(w)
@@ -176,7 +174,7 @@ func (sc *Connector) provLookup(w http.ResponseWriter, r *http.Request) (id stri
 		mautrix.MNotFound.WithMessage("No such conversation").Write(w)
 		return id, nil, false
 	}
-	conv, err := sc.Store.GetConversation(r.Context(), id)
+	conv, err := sc.DB.Conversation.Get(r.Context(), id)
 	if err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to get conversation for provisioning")
 		mautrix.MUnknown.WithMessage("Failed to get the conversation").Write(w)

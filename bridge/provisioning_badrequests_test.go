@@ -70,7 +70,7 @@ func newProvBridge(t *testing.T) *provBridge {
 	mc := matrix.NewConnector(cfg)
 	br := bridgev2.NewBridge("sikkerchat", raw, zerolog.Nop(), &cfg.Bridge, mc, sc, commands.NewProcessor)
 	require.NoError(t, br.DB.Upgrade(ctx))
-	require.NoError(t, sc.Store.Upgrade(ctx))
+	require.NoError(t, sc.DB.Upgrade(ctx))
 	mc.Provisioning.Init()
 	sc.registerProvisioning()
 	return &provBridge{t: t, sc: sc, handler: mc.AS.Router}
@@ -89,10 +89,10 @@ func (pb *provBridge) conversation(createdBy id.UserID, status ConversationStatu
 	require.NoError(pb.t, err)
 	require.NoError(pb.t, pb.sc.Transcript.CreateKey(conv.ID))
 	inv := &Invite{TokenHash: hash, ConversationID: conv.ID, CodeMAC: CodeMAC(token, "tiger 47"), CreatedAt: now, ExpiresAt: conv.InviteExpiresAt}
-	require.NoError(pb.t, pb.sc.Store.InsertConversation(ctx, conv, inv))
+	require.NoError(pb.t, pb.sc.DB.Conversation.Insert(ctx, conv, inv))
 	require.NoError(pb.t, pb.sc.Audit.Append(ctx, createdBy.String(), AuditCreate, conv.ID, ""))
 	if status != StatusCreated {
-		_, err = pb.sc.Store.Exec(ctx, "UPDATE sikkerchat_conversation SET status=$2, closed_at=$3, purge_after=$4 WHERE id=$1",
+		_, err = pb.sc.DB.Exec(ctx, "UPDATE sikkerchat_conversation SET status=$2, closed_at=$3, purge_after=$4 WHERE id=$1",
 			conv.ID, status, now.UnixMilli(), now.Add(time.Hour).UnixMilli())
 		require.NoError(pb.t, err)
 		conv.Status = status
@@ -119,7 +119,7 @@ func (pb *provBridge) state() map[string]string {
 		"portal":       "SELECT id, mxid FROM portal ORDER BY id",
 		"ghost":        "SELECT id FROM ghost ORDER BY id",
 	} {
-		rows, err := pb.sc.Store.Query(ctx, query)
+		rows, err := pb.sc.DB.Query(ctx, query)
 		require.NoError(pb.t, err, part)
 		cols, err := rows.Columns()
 		require.NoError(pb.t, err)
@@ -336,7 +336,7 @@ func TestProvisioningBadRequests(t *testing.T) {
 	require.GreaterOrEqual(t, len(rows), 150)
 	// Nothing was closed or lost: the open conversations answer as before.
 	for _, c := range []*Conversation{open, fresh} {
-		got, err := pb.sc.Store.GetConversation(context.Background(), c.ID)
+		got, err := pb.sc.DB.Conversation.Get(context.Background(), c.ID)
 		require.NoError(t, err)
 		require.Equal(t, c.Status, got.Status)
 	}

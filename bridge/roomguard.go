@@ -69,7 +69,7 @@ func (sc *Connector) onMember(ctx context.Context, evt *event.Event) {
 	if evt.StateKey == nil {
 		return
 	}
-	conv, err := sc.Store.GetConversationByRoom(ctx, evt.RoomID)
+	conv, err := sc.DB.Conversation.GetByRoom(ctx, evt.RoomID)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to look up the room of a membership")
 		return
@@ -84,7 +84,7 @@ func (sc *Connector) onMember(ctx context.Context, evt *event.Event) {
 // onRedaction writes who redacted what in a conversation room to the audit
 // trail; a redelivered event is written once.
 func (sc *Connector) onRedaction(ctx context.Context, evt *event.Event) {
-	conv, err := sc.Store.GetConversationByRoom(ctx, evt.RoomID)
+	conv, err := sc.DB.Conversation.GetByRoom(ctx, evt.RoomID)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to look up the room of a redaction")
 		return
@@ -122,7 +122,7 @@ func (sc *Connector) RecordRedaction(ctx context.Context, conv *Conversation, se
 // guardRooms brings every room the police still keep up to the current
 // policy (rooms made by an older sikkerchat) and checks its members once.
 func (sc *Connector) guardRooms(ctx context.Context) {
-	convs, err := sc.Store.Conversation.QueryMany(ctx, roomsToGuardQuery)
+	convs, err := sc.DB.Conversation.ListWithRoom(ctx)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to list conversation rooms to check")
 		return
@@ -146,5 +146,3 @@ func (sc *Connector) guardRooms(ctx context.Context) {
 		}
 	}
 }
-
-const roomsToGuardQuery = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE room_id IS NOT NULL ORDER BY created_at`

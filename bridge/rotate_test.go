@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/sikkerchat/sikkerchat/bridge/scdb"
 )
 
 var (
@@ -19,7 +21,7 @@ var (
 
 // newRotateFixture makes n conversations, each with one transcript entry
 // sealed under a key wrapped by rotateOldKey.
-func newRotateFixture(t *testing.T, n int) (*Store, *KeyStore, []*Conversation) {
+func newRotateFixture(t *testing.T, n int) (*scdb.Database, *KeyStore, []*Conversation) {
 	t.Helper()
 	store, _ := newTestStore(t)
 	keys := newTestKeys(t)
@@ -36,7 +38,7 @@ func newRotateFixture(t *testing.T, n int) (*Store, *KeyStore, []*Conversation) 
 }
 
 // opensWith reports whether the conversation's transcript opens under master.
-func opensWith(t *testing.T, store *Store, keys *KeyStore, master []byte, conv *Conversation) bool {
+func opensWith(t *testing.T, store *scdb.Database, keys *KeyStore, master []byte, conv *Conversation) bool {
 	t.Helper()
 	entries, err := NewTranscript(store, keys, master).Since(context.Background(), conv.ID, 0)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -35,50 +34,6 @@ type CodeWrongError struct{ AttemptsLeft int }
 func (e *CodeWrongError) Error() string { return ErrCodeWrong.Error() }
 func (e *CodeWrongError) Unwrap() error { return ErrCodeWrong }
 
-// GuestSession is a browser's right to act as the guest of one conversation.
-type GuestSession struct {
-	TokenHash      []byte
-	ConversationID string
-	CreatedAt      time.Time
-	LastSeenAt     time.Time
-	RevokedAt      time.Time
-}
-
-const (
-	insertSessionQuery              = `INSERT INTO sikkerchat_guest_session (token_hash, conversation_id, created_at, last_seen_at) VALUES ($1, $2, $3, $3)`
-	getSessionQuery                 = `SELECT token_hash, conversation_id, created_at, last_seen_at, revoked_at FROM sikkerchat_guest_session WHERE token_hash=$1`
-	touchSessionQuery               = `UPDATE sikkerchat_guest_session SET last_seen_at=$2 WHERE token_hash=$1 AND revoked_at IS NULL`
-	revokeSessionQuery              = `UPDATE sikkerchat_guest_session SET revoked_at=$2 WHERE token_hash=$1 AND revoked_at IS NULL`
-	revokeConversationSessionsQuery = `UPDATE sikkerchat_guest_session SET revoked_at=$2 WHERE conversation_id=$1 AND revoked_at IS NULL`
-	revokeConversationInvitesQuery  = `UPDATE sikkerchat_invite SET revoked_at=$2 WHERE conversation_id=$1 AND revoked_at IS NULL AND used_at IS NULL`
-	// The attempt is claimed before the code word is checked, in one
-	// conditional UPDATE: guesses fired in parallel can never be checked more
-	// than max_code_attempts times. A right code gives its claim back when it
-	// consumes the invite.
-	claimAttemptQuery = `UPDATE sikkerchat_invite SET failed_attempts=failed_attempts+1
-		WHERE token_hash=$1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at>$2 AND failed_attempts<$3
-		RETURNING failed_attempts`
-	consumeInviteQuery = `UPDATE sikkerchat_invite SET used_at=$2, failed_attempts=failed_attempts-1
-		WHERE token_hash=$1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at>$2 AND failed_attempts<=$3`
-	burnInviteQuery      = `UPDATE sikkerchat_invite SET revoked_at=$2 WHERE token_hash=$1 AND revoked_at IS NULL`
-	activateQuery        = `UPDATE sikkerchat_conversation SET status='active', joined_at=COALESCE(joined_at, $2) WHERE id=$1 AND status IN ('created', 'active')`
-	setInviteExpiryQuery = `UPDATE sikkerchat_conversation SET invite_expires_at=$2 WHERE id=$1`
-)
-
-func scanSession(row *sql.Row) (*GuestSession, error) {
-	var s GuestSession
-	var created, seen int64
-	var revoked sql.NullInt64
-	err := row.Scan(&s.TokenHash, &s.ConversationID, &created, &seen, &revoked)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	s.CreatedAt, s.LastSeenAt, s.RevokedAt = time.UnixMilli(created), time.UnixMilli(seen), timeFromNull(revoked)
-	return &s, nil
-}
-
 func hashSessionToken(token string) []byte {
 	sum := sha256.Sum256([]byte("sikkerchat-session:" + token))
 	return sum[:]
@@ -94,13 +49,13 @@ func (sc *Connector) Join(ctx context.Context, token, code string) (sessionToken
 		return "", nil, ErrCodeMissing
 	}
 	tokenHash := HashInviteToken(token)
-	inv, err := sc.Store.GetInvite(ctx, tokenHash)
+	inv, err := sc.DB.Invite.Get(ctx, tokenHash)
 	if err != nil {
 		return "", nil, fmt.Errorf("failed to get invite: %w", err)
 	} else if inv == nil {
 		return "", nil, ErrInviteUnknown
 	}
-	conv, err = sc.Store.GetConversation(ctx, inv.ConversationID)
+	conv, err = sc.DB.Conversation.Get(ctx, inv.ConversationID)
 	if err != nil {
 		return "", nil, fmt.Errorf("failed to get conversation: %w", err)
 	}
@@ -109,13 +64,12 @@ func (sc *Connector) Join(ctx context.Context, token, code string) (sessionToken
 	if err = joinable(conv, inv, now, sc.Config.MaxCodeAttempts); err != nil {
 		return "", nil, err
 	}
-	var attempt int
-	err = sc.Store.QueryRow(ctx, claimAttemptQuery, tokenHash, now.UnixMilli(), sc.Config.MaxCodeAttempts).Scan(&attempt)
-	if errors.Is(err, sql.ErrNoRows) {
+	attempt, claimed, err := sc.DB.Invite.ClaimAttempt(ctx, tokenHash, now, sc.Config.MaxCodeAttempts)
+	if err != nil {
+		return "", nil, fmt.Errorf("failed to claim code attempt: %w", err)
+	} else if !claimed {
 		// Another request used, burned or revoked the invite since it was read.
 		return "", nil, sc.whyNotJoinable(ctx, tokenHash, now)
-	} else if err != nil {
-		return "", nil, fmt.Errorf("failed to claim code attempt: %w", err)
 	}
 	if !CheckCode(token, code, inv.CodeMAC) {
 		return "", nil, sc.codeFailed(ctx, conv, tokenHash, attempt)
@@ -128,19 +82,18 @@ func (sc *Connector) Join(ctx context.Context, token, code string) (sessionToken
 	// Consume, session and activation together: a crash or a concurrent
 	// reissue can never leave a used link without its session, or a session
 	// that outlived the reissue.
-	err = sc.Store.DoTxn(ctx, nil, func(ctx context.Context) error {
-		res, err := sc.Store.Exec(ctx, consumeInviteQuery, tokenHash, now.UnixMilli(), sc.Config.MaxCodeAttempts)
-		if err != nil {
+	err = sc.DB.DoTxn(ctx, nil, func(ctx context.Context) error {
+		if consumed, err := sc.DB.Invite.Consume(ctx, tokenHash, now, sc.Config.MaxCodeAttempts); err != nil {
 			return fmt.Errorf("failed to consume invite: %w", err)
-		} else if n, _ := res.RowsAffected(); n != 1 {
+		} else if !consumed {
 			// Another browser won the race for the same link, or wrong guesses
 			// running beside this request burned it first.
 			return sc.whyNotJoinable(ctx, tokenHash, now)
 		}
-		if _, err = sc.Store.Exec(ctx, insertSessionQuery, hashSessionToken(sessionToken), conv.ID, now.UnixMilli()); err != nil {
+		if err := sc.DB.Session.Insert(ctx, hashSessionToken(sessionToken), conv.ID, now); err != nil {
 			return fmt.Errorf("failed to store guest session: %w", err)
 		}
-		if _, err = sc.Store.Exec(ctx, activateQuery, conv.ID, now.UnixMilli()); err != nil {
+		if err := sc.DB.Conversation.Activate(ctx, conv.ID, now); err != nil {
 			return fmt.Errorf("failed to activate conversation: %w", err)
 		}
 		return nil
@@ -179,13 +132,13 @@ func joinable(conv *Conversation, inv *Invite, now time.Time, maxAttempts int) e
 // whyNotJoinable reads the invite again after a conditional update found it
 // no longer joinable, so that the guest learns what happened meanwhile.
 func (sc *Connector) whyNotJoinable(ctx context.Context, tokenHash []byte, now time.Time) error {
-	inv, err := sc.Store.GetInvite(ctx, tokenHash)
+	inv, err := sc.DB.Invite.Get(ctx, tokenHash)
 	if err != nil {
 		return fmt.Errorf("failed to get invite: %w", err)
 	} else if inv == nil {
 		return ErrInviteUnknown
 	}
-	conv, err := sc.Store.GetConversation(ctx, inv.ConversationID)
+	conv, err := sc.DB.Conversation.Get(ctx, inv.ConversationID)
 	if err != nil {
 		return fmt.Errorf("failed to get conversation: %w", err)
 	}
@@ -207,7 +160,7 @@ func (sc *Connector) codeFailed(ctx context.Context, conv *Conversation, tokenHa
 	if left > 0 {
 		return &CodeWrongError{AttemptsLeft: left}
 	}
-	if _, err := sc.Store.Exec(ctx, burnInviteQuery, tokenHash, time.Now().UnixMilli()); err != nil {
+	if err := sc.DB.Invite.Burn(ctx, tokenHash, time.Now()); err != nil {
 		return fmt.Errorf("failed to burn invite: %w", err)
 	}
 	zerolog.Ctx(ctx).Warn().Str("conversation_id", conv.ID).Msg("Invite burned after too many wrong code words")
@@ -241,13 +194,13 @@ func (sc *Connector) CheckSession(ctx context.Context, sessionToken string) (*Gu
 		return nil, nil, ErrNoSession
 	}
 	hash := hashSessionToken(sessionToken)
-	sess, err := scanSession(sc.Store.QueryRow(ctx, getSessionQuery, hash))
+	sess, err := sc.DB.Session.Get(ctx, hash)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to get guest session: %w", err)
 	} else if sess == nil {
 		return nil, nil, ErrNoSession
 	}
-	conv, err := sc.Store.GetConversation(ctx, sess.ConversationID)
+	conv, err := sc.DB.Conversation.Get(ctx, sess.ConversationID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to get conversation: %w", err)
 	} else if conv == nil || conv.Status == StatusClosed || conv.Status == StatusExpired {
@@ -257,13 +210,13 @@ func (sc *Connector) CheckSession(ctx context.Context, sessionToken string) (*Gu
 	}
 	now := time.Now()
 	if now.Sub(sess.LastSeenAt) > sc.Config.Guest.SessionIdle {
-		_, _ = sc.Store.Exec(ctx, revokeSessionQuery, hash, now.UnixMilli())
+		_ = sc.DB.Session.Revoke(ctx, hash, now)
 		return nil, nil, ErrSessionIdle
 	}
 	// Writing on every request would make each one a database write; a few
 	// seconds of slack cannot matter against a timeout of minutes.
 	if now.Sub(sess.LastSeenAt) > 10*time.Second {
-		if _, err = sc.Store.Exec(ctx, touchSessionQuery, hash, now.UnixMilli()); err != nil {
+		if err = sc.DB.Session.Touch(ctx, hash, now); err != nil {
 			return nil, nil, fmt.Errorf("failed to note guest activity: %w", err)
 		}
 		sess.LastSeenAt = now
@@ -274,8 +227,7 @@ func (sc *Connector) CheckSession(ctx context.Context, sessionToken string) (*Gu
 // EndSession is the guest leaving (quick exit): their browser loses access,
 // the conversation stays open for the police.
 func (sc *Connector) EndSession(ctx context.Context, sessionToken string) error {
-	_, err := sc.Store.Exec(ctx, revokeSessionQuery, hashSessionToken(sessionToken), time.Now().UnixMilli())
-	return err
+	return sc.DB.Session.Revoke(ctx, hashSessionToken(sessionToken), time.Now())
 }
 
 // Reissue revokes every invite and session of a conversation and makes a new
@@ -294,18 +246,17 @@ func (sc *Connector) Reissue(ctx context.Context, conv *Conversation, actor stri
 	}
 	now := time.Now()
 	expires := now.Add(sc.Config.inviteTTL)
-	err = sc.Store.DoTxn(ctx, nil, func(ctx context.Context) error {
-		if _, err := sc.Store.Exec(ctx, revokeConversationInvitesQuery, conv.ID, now.UnixMilli()); err != nil {
+	err = sc.DB.DoTxn(ctx, nil, func(ctx context.Context) error {
+		if err := sc.DB.Invite.RevokeUnused(ctx, conv.ID, now); err != nil {
 			return err
 		}
-		if _, err := sc.Store.Exec(ctx, revokeConversationSessionsQuery, conv.ID, now.UnixMilli()); err != nil {
+		if err := sc.DB.Session.RevokeConversation(ctx, conv.ID, now); err != nil {
 			return err
 		}
-		if _, err := sc.Store.Exec(ctx, setInviteExpiryQuery, conv.ID, expires.UnixMilli()); err != nil {
+		if err := sc.DB.Conversation.SetInviteExpiry(ctx, conv.ID, expires); err != nil {
 			return err
 		}
-		_, err := sc.Store.Exec(ctx, insertInviteQuery, tokenHash, conv.ID, CodeMAC(token, code), now.UnixMilli(), expires.UnixMilli(), nil, nil, 0)
-		return err
+		return sc.DB.Invite.Insert(ctx, &Invite{TokenHash: tokenHash, ConversationID: conv.ID, CodeMAC: CodeMAC(token, code), CreatedAt: now, ExpiresAt: expires})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to reissue invite: %w", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mau.fi/util/dbutil"
 
+	"github.com/sikkerchat/sikkerchat/bridge/scdb"
 	"github.com/sikkerchat/sikkerchat/internal/testdb"
 )
 
@@ -21,15 +22,15 @@ func newTestKeys(t *testing.T) *KeyStore {
 	return keys
 }
 
-func newTestStore(t *testing.T) (*Store, string) {
+func newTestStore(t *testing.T) (*scdb.Database, string) {
 	t.Helper()
 	raw, path := testdb.New(t)
-	store := NewStore(raw, dbutil.NoopLogger)
+	store := scdb.New(raw, dbutil.NoopLogger)
 	require.NoError(t, store.Upgrade(context.Background()))
 	return store, path
 }
 
-func newTestConversation(t *testing.T, store *Store, transcript *Transcript) (*Conversation, string, string) {
+func newTestConversation(t *testing.T, store *scdb.Database, transcript *Transcript) (*Conversation, string, string) {
 	t.Helper()
 	now := time.UnixMilli(time.Now().UnixMilli())
 	conv := &Conversation{
@@ -40,7 +41,7 @@ func newTestConversation(t *testing.T, store *Store, transcript *Transcript) (*C
 	require.NoError(t, err)
 	require.NoError(t, transcript.CreateKey(conv.ID))
 	inv := &Invite{TokenHash: hash, ConversationID: conv.ID, CodeMAC: CodeMAC(token, "tiger 47"), CreatedAt: now, ExpiresAt: conv.InviteExpiresAt}
-	require.NoError(t, store.InsertConversation(context.Background(), conv, inv))
+	require.NoError(t, store.Conversation.Insert(context.Background(), conv, inv))
 	return conv, token, "tiger 47"
 }
 
@@ -51,22 +52,22 @@ func TestConversationRoundTrip(t *testing.T) {
 	transcript := NewTranscript(store, keys, bytes.Repeat([]byte{7}, 32))
 	conv, token, code := newTestConversation(t, store, transcript)
 
-	got, err := store.GetConversation(ctx, conv.ID)
+	got, err := store.Conversation.Get(ctx, conv.ID)
 	require.NoError(t, err)
 	require.Equal(t, conv, got)
-	require.NoError(t, store.SetConversationRoom(ctx, conv.ID, "!room:example.org"))
-	got, err = store.GetConversationByRoom(ctx, "!room:example.org")
+	require.NoError(t, store.Conversation.SetRoom(ctx, conv.ID, "!room:example.org"))
+	got, err = store.Conversation.GetByRoom(ctx, "!room:example.org")
 	require.NoError(t, err)
 	require.Equal(t, conv.ID, got.ID)
 
-	inv, err := store.GetInvite(ctx, HashInviteToken(token))
+	inv, err := store.Invite.Get(ctx, HashInviteToken(token))
 	require.NoError(t, err)
 	require.True(t, CheckCode(token, code, inv.CodeMAC))
-	missing, err := store.GetInvite(ctx, HashInviteToken("nope"))
+	missing, err := store.Invite.Get(ctx, HashInviteToken("nope"))
 	require.NoError(t, err)
 	require.Nil(t, missing)
 
-	count, err := store.CountOpenConversations(ctx, "@officer:example.org")
+	count, err := store.Conversation.CountOpenByOfficer(ctx, "@officer:example.org")
 	require.NoError(t, err)
 	require.Equal(t, 1, count)
 }
@@ -136,14 +137,14 @@ func TestDeleteConversationCascades(t *testing.T) {
 	conv, token, _ := newTestConversation(t, store, transcript)
 	_, err := transcript.Append(ctx, conv.ID, &TranscriptEntry{Direction: ToGuest, MatrixEventID: "$e", CreatedAt: time.Now(), Kind: "text", Text: "x"})
 	require.NoError(t, err)
-	require.NoError(t, store.DeleteConversation(ctx, conv.ID))
+	require.NoError(t, store.Conversation.Delete(ctx, conv.ID))
 	require.NoError(t, transcript.DestroyKey(conv.ID))
 	for _, table := range []string{"sikkerchat_invite", "sikkerchat_transcript"} {
 		var n int
 		require.NoError(t, store.QueryRow(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n))
 		require.Zero(t, n, table)
 	}
-	inv, err := store.GetInvite(ctx, HashInviteToken(token))
+	inv, err := store.Invite.Get(ctx, HashInviteToken(token))
 	require.NoError(t, err)
 	require.Nil(t, inv)
 	_, err = transcript.Since(ctx, conv.ID, 0)

@@ -36,7 +36,7 @@ func (sc *Connector) BenchSession(ctx context.Context) (sessionToken string, con
 		return "", nil, err
 	}
 	inv := &Invite{TokenHash: tokenHash, ConversationID: conv.ID, CodeMAC: CodeMAC(token, "bench"), CreatedAt: now, ExpiresAt: conv.InviteExpiresAt}
-	if err = sc.Store.InsertConversation(ctx, conv, inv); err != nil {
+	if err = sc.DB.Conversation.Insert(ctx, conv, inv); err != nil {
 		return "", nil, err
 	}
 	raw := make([]byte, 32)
@@ -44,6 +44,6 @@ func (sc *Connector) BenchSession(ctx context.Context) (sessionToken string, con
 		return "", nil, err
 	}
 	sessionToken = base64.RawURLEncoding.EncodeToString(raw)
-	_, err = sc.Store.Exec(ctx, insertSessionQuery, hashSessionToken(sessionToken), conv.ID, now.UnixMilli())
+	err = sc.DB.Session.Insert(ctx, hashSessionToken(sessionToken), conv.ID, now)
 	return sessionToken, conv, err
 }

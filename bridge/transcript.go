@@ -5,7 +5,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,40 +13,13 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/sikkerchat/sikkerchat/bridge/scdb"
 )
 
 // The guest-side transcript is what the guest page shows: history on reload
 // and messages waiting to be pushed. It is sealed with a per-conversation key
 // that the master key wraps; deleting the key row crypto-shreds the transcript.
-
-const (
-	maxTranscriptSeqQuery = `SELECT COALESCE(MAX(seq), 0) FROM sikkerchat_transcript WHERE conversation_id=$1`
-	// A write that changes nothing: it takes the conversation's row lock and
-	// says whether the conversation is still open.
-	holdOpenConversationQuery = `UPDATE sikkerchat_conversation SET status=status WHERE id=$1 AND status IN ('created', 'active')`
-	insertTranscriptQuery     = `INSERT INTO sikkerchat_transcript (conversation_id, seq, direction, matrix_event_id, client_id, status, created_at, sealed)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`
-	transcriptColumns  = `seq, direction, matrix_event_id, client_id, status, created_at, sealed`
-	getTranscriptQuery = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript
-		WHERE conversation_id=$1 AND seq>$2 ORDER BY seq`
-	getByClientIDQuery = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript WHERE conversation_id=$1 AND client_id=$2`
-	getBySeqQuery      = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript WHERE conversation_id=$1 AND seq=$2`
-	getByEventQuery    = `SELECT ` + transcriptColumns + ` FROM sikkerchat_transcript WHERE conversation_id=$1 AND matrix_event_id=$2`
-	markDeliveredQuery = `UPDATE sikkerchat_transcript SET matrix_event_id=$3, status='delivered'
-		WHERE conversation_id=$1 AND seq=$2 AND status='stored'`
-	markUndeliverableQuery         = `UPDATE sikkerchat_transcript SET status='failed' WHERE conversation_id=$1 AND seq=$2 AND status='stored'`
-	resealQuery                    = `UPDATE sikkerchat_transcript SET sealed=$3 WHERE conversation_id=$1 AND seq=$2`
-	undeliveredQuery               = `SELECT conversation_id, seq FROM sikkerchat_transcript WHERE status='stored' ORDER BY conversation_id, seq`
-	undeliveredInConversationQuery = `SELECT seq FROM sikkerchat_transcript WHERE status='stored' AND conversation_id=$1 ORDER BY seq LIMIT 100`
-)
-
-// Direction tells who wrote a transcript entry.
-type Direction string
-
-const (
-	ToGuest   Direction = "to_guest"
-	FromGuest Direction = "from_guest"
-)
 
 // TranscriptEntry is one item the guest page shows, in clear, in memory only.
 type TranscriptEntry struct {
@@ -65,18 +37,6 @@ type TranscriptEntry struct {
 	Deleted       bool        `json:"deleted,omitempty"`
 	Extra         EntryExtras `json:"extra,omitempty"`
 }
-
-// EntryStatus is the delivery state of a guest's message.
-type EntryStatus string
-
-const (
-	EntryStored    EntryStatus = "stored"
-	EntryDelivered EntryStatus = "delivered"
-	// EntryFailed: the homeserver refused it for good (e.g. too large).
-	EntryFailed EntryStatus = "failed"
-	// EntryRead is derived from the officers' read receipts, never stored.
-	EntryRead EntryStatus = "read"
-)
 
 // EntryExtras carries what later kinds of entries need (files, edits) without
 // a schema change: it is sealed with the rest.
@@ -116,7 +76,7 @@ func open(key, sealed, aad []byte) ([]byte, error) {
 
 // Transcript reads and writes the sealed guest-side transcript.
 type Transcript struct {
-	store     *Store
+	db        *scdb.Database
 	keys      *KeyStore
 	masterKey []byte
 
@@ -125,8 +85,8 @@ type Transcript struct {
 	locks sync.Map
 }
 
-func NewTranscript(store *Store, keys *KeyStore, masterKey []byte) *Transcript {
-	return &Transcript{store: store, keys: keys, masterKey: masterKey}
+func NewTranscript(db *scdb.Database, keys *KeyStore, masterKey []byte) *Transcript {
+	return &Transcript{db: db, keys: keys, masterKey: masterKey}
 }
 
 // CreateKey makes a fresh conversation key and stores it wrapped by the master key.
@@ -217,14 +177,14 @@ func (t *Transcript) SealLabel(ctx context.Context, conversationID, label string
 // OpenLabel is a conversation's label: "" when it has none, or when it is
 // closed (its key is gone).
 func (t *Transcript) OpenLabel(ctx context.Context, conv *Conversation) string {
-	if conv.Label != "" || len(conv.sealedLabel) == 0 {
+	if conv.Label != "" || len(conv.SealedLabel) == 0 {
 		return conv.Label
 	}
 	key, err := t.conversationKey(ctx, conv.ID)
 	if err != nil {
 		return ""
 	}
-	label, err := open(key, conv.sealedLabel, labelAAD(conv.ID))
+	label, err := open(key, conv.SealedLabel, labelAAD(conv.ID))
 	if err != nil {
 		return ""
 	}
@@ -247,15 +207,15 @@ func (t *Transcript) Append(ctx context.Context, conversationID string, entry *T
 	lock.(*sync.Mutex).Lock()
 	defer lock.(*sync.Mutex).Unlock()
 	var seq int64
-	var res sql.Result
-	err = t.store.DoTxn(ctx, nil, func(ctx context.Context) error {
+	var inserted bool
+	err = t.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		// Hold the conversation row while appending: a close that runs at the
 		// same time either sees this entry (and delivers it before it shreds
 		// anything) or has closed first (and this is refused). Nothing the
 		// guest saw as sent is shredded unseen.
-		if open, err := t.store.Exec(ctx, holdOpenConversationQuery, conversationID); err != nil {
+		if open, err := t.db.Conversation.HoldOpen(ctx, conversationID); err != nil {
 			return fmt.Errorf("failed to hold conversation: %w", err)
-		} else if n, _ := open.RowsAffected(); n != 1 {
+		} else if !open {
 			return ErrConversationNotOpen
 		}
 		// Read under the hold: a close cannot be destroying it now.
@@ -263,7 +223,7 @@ func (t *Transcript) Append(ctx context.Context, conversationID string, entry *T
 		if err != nil {
 			return err
 		}
-		if err := t.store.QueryRow(ctx, maxTranscriptSeqQuery, conversationID).Scan(&seq); err != nil {
+		if seq, err = t.db.Transcript.MaxSeq(ctx, conversationID); err != nil {
 			return fmt.Errorf("failed to get transcript position: %w", err)
 		}
 		seq++
@@ -271,8 +231,8 @@ func (t *Transcript) Append(ctx context.Context, conversationID string, entry *T
 		if err != nil {
 			return err
 		}
-		res, err = t.store.Exec(ctx, insertTranscriptQuery, conversationID, seq, entry.Direction,
-			nullString(string(entry.MatrixEventID)), nullString(entry.ClientID), entry.Status, entry.CreatedAt.UnixMilli(), sealed)
+		inserted, err = t.db.Transcript.Insert(ctx, &scdb.TranscriptRow{ConversationID: conversationID, Seq: seq, Direction: entry.Direction,
+			MatrixEventID: entry.MatrixEventID, ClientID: entry.ClientID, Status: entry.Status, CreatedAt: entry.CreatedAt, Sealed: sealed})
 		if err != nil {
 			return fmt.Errorf("failed to store transcript entry: %w", err)
 		}
@@ -281,7 +241,7 @@ func (t *Transcript) Append(ctx context.Context, conversationID string, entry *T
 	if err != nil {
 		return false, err
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
+	if inserted {
 		entry.Seq = seq
 		t.countMessage(ctx, entry)
 		return true, nil
@@ -305,79 +265,79 @@ func (t *Transcript) Append(ctx context.Context, conversationID string, entry *T
 
 // Since returns the entries after seq, opened.
 func (t *Transcript) Since(ctx context.Context, conversationID string, after int64) ([]*TranscriptEntry, error) {
-	return t.query(ctx, conversationID, getTranscriptQuery, conversationID, after)
-}
-
-// ByClientID finds a guest message by the guest's own ID; nil if there is none.
-func (t *Transcript) ByClientID(ctx context.Context, conversationID, clientID string) (*TranscriptEntry, error) {
-	return t.one(ctx, conversationID, getByClientIDQuery, conversationID, clientID)
-}
-
-// BySeq finds an entry by its position; nil if there is none.
-func (t *Transcript) BySeq(ctx context.Context, conversationID string, seq int64) (*TranscriptEntry, error) {
-	return t.one(ctx, conversationID, getBySeqQuery, conversationID, seq)
-}
-
-// ByEvent finds an entry by its Matrix event; nil if there is none.
-func (t *Transcript) ByEvent(ctx context.Context, conversationID string, eventID id.EventID) (*TranscriptEntry, error) {
-	return t.one(ctx, conversationID, getByEventQuery, conversationID, eventID)
-}
-
-// MarkDelivered records the Matrix event of a guest message; false if it was already delivered.
-func (t *Transcript) MarkDelivered(ctx context.Context, conversationID string, seq int64, eventID id.EventID) (bool, error) {
-	res, err := t.store.Exec(ctx, markDeliveredQuery, conversationID, seq, eventID)
-	if err != nil {
-		return false, fmt.Errorf("failed to mark guest message delivered: %w", err)
-	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
-}
-
-func (t *Transcript) one(ctx context.Context, conversationID, query string, args ...any) (*TranscriptEntry, error) {
-	entries, err := t.query(ctx, conversationID, query, args...)
-	if err != nil || len(entries) == 0 {
-		return nil, err
-	}
-	return entries[0], nil
-}
-
-func (t *Transcript) query(ctx context.Context, conversationID, query string, args ...any) ([]*TranscriptEntry, error) {
+	// The key first: a closed conversation has none, whatever rows are left.
 	key, err := t.conversationKey(ctx, conversationID)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := t.store.Query(ctx, query, args...)
+	rows, err := t.db.Transcript.Since(ctx, conversationID, after)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read transcript: %w", err)
 	}
-	defer rows.Close()
-	var entries []*TranscriptEntry
-	for rows.Next() {
-		var seq, createdAt int64
-		var dir Direction
-		var eventID, clientID sql.NullString
-		var status EntryStatus
-		var sealed []byte
-		if err = rows.Scan(&seq, &dir, &eventID, &clientID, &status, &createdAt, &sealed); err != nil {
+	return openRows(key, conversationID, rows...)
+}
+
+// ByClientID finds a guest message by the guest's own ID; nil if there is none.
+func (t *Transcript) ByClientID(ctx context.Context, conversationID, clientID string) (*TranscriptEntry, error) {
+	return t.openOne(ctx, conversationID)(t.db.Transcript.ByClientID(ctx, conversationID, clientID))
+}
+
+// BySeq finds an entry by its position; nil if there is none.
+func (t *Transcript) BySeq(ctx context.Context, conversationID string, seq int64) (*TranscriptEntry, error) {
+	return t.openOne(ctx, conversationID)(t.db.Transcript.BySeq(ctx, conversationID, seq))
+}
+
+// ByEvent finds an entry by its Matrix event; nil if there is none.
+func (t *Transcript) ByEvent(ctx context.Context, conversationID string, eventID id.EventID) (*TranscriptEntry, error) {
+	return t.openOne(ctx, conversationID)(t.db.Transcript.ByEvent(ctx, conversationID, eventID))
+}
+
+// MarkDelivered records the Matrix event of a guest message; false if it was already delivered.
+func (t *Transcript) MarkDelivered(ctx context.Context, conversationID string, seq int64, eventID id.EventID) (bool, error) {
+	ok, err := t.db.Transcript.MarkDelivered(ctx, conversationID, seq, eventID)
+	if err != nil {
+		return false, fmt.Errorf("failed to mark guest message delivered: %w", err)
+	}
+	return ok, nil
+}
+
+// openOne opens the row a lookup found (nil stays nil).
+func (t *Transcript) openOne(ctx context.Context, conversationID string) func(*scdb.TranscriptRow, error) (*TranscriptEntry, error) {
+	return func(row *scdb.TranscriptRow, err error) (*TranscriptEntry, error) {
+		if err != nil {
+			return nil, fmt.Errorf("failed to read transcript: %w", err)
+		}
+		key, err := t.conversationKey(ctx, conversationID)
+		if err != nil {
+			return nil, err
+		} else if row == nil {
+			return nil, nil
+		}
+		entries, err := openRows(key, conversationID, row)
+		if err != nil {
 			return nil, err
 		}
-		plaintext, err := open(key, sealed, entryAAD(conversationID, seq, dir))
+		return entries[0], nil
+	}
+}
+
+// openRows opens sealed rows with the conversation key.
+func openRows(key []byte, conversationID string, rows ...*scdb.TranscriptRow) ([]*TranscriptEntry, error) {
+	entries := make([]*TranscriptEntry, 0, len(rows))
+	for _, row := range rows {
+		plaintext, err := open(key, row.Sealed, entryAAD(conversationID, row.Seq, row.Direction))
 		if err != nil {
-			return nil, fmt.Errorf("failed to open transcript entry %d: %w", seq, err)
+			return nil, fmt.Errorf("failed to open transcript entry %d: %w", row.Seq, err)
 		}
 		entry := &TranscriptEntry{}
 		if err = json.Unmarshal(plaintext, entry); err != nil {
 			return nil, err
 		}
-		entry.Seq, entry.Direction, entry.CreatedAt = seq, dir, time.UnixMilli(createdAt)
-		entry.MatrixEventID, entry.ClientID, entry.Status = id.EventID(eventID.String), clientID.String, status
+		entry.Seq, entry.Direction, entry.CreatedAt = row.Seq, row.Direction, row.CreatedAt
+		entry.MatrixEventID, entry.ClientID, entry.Status = row.MatrixEventID, row.ClientID, row.Status
 		entries = append(entries, entry)
 	}
-	return entries, rows.Err()
-}
-
-func nullString(s string) sql.NullString {
-	return sql.NullString{String: s, Valid: s != ""}
+	return entries, nil
 }
 
 // Revise re-seals an entry after fn changed it (edits and deletions).
@@ -399,7 +359,7 @@ func (t *Transcript) Revise(ctx context.Context, conversationID string, eventID 
 	if err != nil {
 		return nil, err
 	}
-	if _, err = t.store.Exec(ctx, resealQuery, conversationID, entry.Seq, sealed); err != nil {
+	if err = t.db.Transcript.Reseal(ctx, conversationID, entry.Seq, sealed); err != nil {
 		return nil, fmt.Errorf("failed to revise transcript entry: %w", err)
 	}
 	return entry, nil

@@ -145,7 +145,7 @@ func FindExportRecord(auditJSON []byte, packageSHA256 string) (*ExportRecord, er
 		if r.Action != AuditExport || r.Detail != "sha256 "+packageSHA256 {
 			continue
 		}
-		if !bytes.Equal(r.Hash, r.hashOf()) {
+		if !bytes.Equal(r.Hash, hashOf(r)) {
 			return nil, fmt.Errorf("audit row %d names this package but its hash does not match its fields (changed)", r.Seq)
 		}
 		return &ExportRecord{Seq: r.Seq, At: r.At.UnixMilli(), Actor: r.Actor}, nil

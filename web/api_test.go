@@ -83,7 +83,7 @@ func TestJoin(t *testing.T) {
 	require.Equal(t, errInviteUsed, res.errcode())
 
 	require.Eventually(t, func() bool { _, notices := ts.matrix.Snapshot(); return len(notices) == 1 }, 5*time.Second, 10*time.Millisecond)
-	conv, err := ts.sc.Store.GetConversation(context.Background(), inv.conv.ID)
+	conv, err := ts.sc.DB.Conversation.Get(context.Background(), inv.conv.ID)
 	require.NoError(t, err)
 	require.Equal(t, bridge.StatusActive, conv.Status)
 
@@ -164,7 +164,7 @@ func TestReissueRevokesOldLinkAndSessions(t *testing.T) {
 	ts := newTestServer(t, newTestConfig(t))
 	inv := ts.newInvite(time.Hour)
 	cookie := ts.join(inv)
-	conv, err := ts.sc.Store.GetConversation(context.Background(), inv.conv.ID)
+	conv, err := ts.sc.DB.Conversation.Get(context.Background(), inv.conv.ID)
 	require.NoError(t, err)
 	created, err := ts.sc.Reissue(context.Background(), conv, "@officer:example.org")
 	require.NoError(t, err)
@@ -387,7 +387,7 @@ func TestLeaveEndsSessionOnly(t *testing.T) {
 	require.Equal(t, -1, res.Result().Cookies()[0].MaxAge)
 	res = ts.request("GET", "/api/session", nil, nil, cookie)
 	require.Equal(t, http.StatusUnauthorized, res.Code)
-	conv, err := ts.sc.Store.GetConversation(context.Background(), inv.conv.ID)
+	conv, err := ts.sc.DB.Conversation.Get(context.Background(), inv.conv.ID)
 	require.NoError(t, err)
 	require.Equal(t, bridge.StatusActive, conv.Status, "the conversation stays open for the police")
 

@@ -96,7 +96,7 @@ func newBadFixtures(t *testing.T) *badFixtures {
 
 	reissued := ts.newInvite(time.Hour)
 	fx.cookies["reissued"] = fx.join(reissued)
-	conv, err := ts.sc.Store.GetConversation(ctx, reissued.conv.ID)
+	conv, err := ts.sc.DB.Conversation.Get(ctx, reissued.conv.ID)
 	require.NoError(t, err)
 	_, err = ts.sc.Reissue(ctx, conv, "@officer:example.org")
 	require.NoError(t, err)
@@ -105,7 +105,7 @@ func newBadFixtures(t *testing.T) *badFixtures {
 	closed := ts.newInvite(time.Hour)
 	fx.cookies["closed"] = fx.join(closed)
 	fx.closedToken, fx.closedCode = closed.token, closed.code
-	conv, err = ts.sc.Store.GetConversation(ctx, closed.conv.ID)
+	conv, err = ts.sc.DB.Conversation.Get(ctx, closed.conv.ID)
 	require.NoError(t, err)
 	require.NoError(t, ts.sc.Close(ctx, conv, "@officer:example.org", bridge.CloseByOfficer))
 
@@ -125,7 +125,7 @@ func newBadFixtures(t *testing.T) *badFixtures {
 	fx.expiredToken, fx.expiredCode = expired.token, expired.code
 	revoked := ts.newInvite(time.Hour)
 	fx.revokedToken, fx.revokedCode = revoked.token, revoked.code
-	conv, err = ts.sc.Store.GetConversation(ctx, revoked.conv.ID)
+	conv, err = ts.sc.DB.Conversation.Get(ctx, revoked.conv.ID)
 	require.NoError(t, err)
 	_, err = ts.sc.Reissue(ctx, conv, "@officer:example.org")
 	require.NoError(t, err)
@@ -138,7 +138,7 @@ func newBadFixtures(t *testing.T) *badFixtures {
 	require.Equal(t, errInviteRevoked, res.errcode(), "burned")
 	usedUp := ts.newInvite(time.Hour)
 	fx.usedUpToken, fx.usedUpCode = usedUp.token, usedUp.code
-	_, err = ts.sc.Store.Exec(ctx, "UPDATE sikkerchat_invite SET failed_attempts=$2 WHERE conversation_id=$1", usedUp.conv.ID, ts.sc.Config.MaxCodeAttempts)
+	_, err = ts.sc.DB.Exec(ctx, "UPDATE sikkerchat_invite SET failed_attempts=$2 WHERE conversation_id=$1", usedUp.conv.ID, ts.sc.Config.MaxCodeAttempts)
 	require.NoError(t, err)
 	fx.unknownToken, _, err = bridge.NewInviteToken()
 	require.NoError(t, err)
@@ -158,7 +158,7 @@ func (fx *badFixtures) expired() string {
 	name := fmt.Sprintf("expired %d", len(fx.cookies))
 	inv := ts.newInvite(time.Hour)
 	fx.cookies[name] = fx.join(inv)
-	_, err := ts.sc.Store.Exec(context.Background(), "UPDATE sikkerchat_guest_session SET last_seen_at=$2 WHERE conversation_id=$1",
+	_, err := ts.sc.DB.Exec(context.Background(), "UPDATE sikkerchat_guest_session SET last_seen_at=$2 WHERE conversation_id=$1",
 		inv.conv.ID, time.Now().Add(-24*time.Hour).UnixMilli())
 	require.NoError(ts.t, err)
 	return name
@@ -228,7 +228,7 @@ func (ts *testServer) guestState() map[string]string {
 		"stats":        "SELECT day, direction, kind, count FROM sikkerchat_stats_daily ORDER BY day, direction, kind",
 		"inbox":        "SELECT event_id, room_id, attempts FROM sikkerchat_inbox ORDER BY event_id",
 	} {
-		rows, err := ts.sc.Store.Query(ctx, query)
+		rows, err := ts.sc.DB.Query(ctx, query)
 		require.NoError(ts.t, err, part)
 		cols, err := rows.Columns()
 		require.NoError(ts.t, err)
@@ -392,7 +392,7 @@ func TestGuestBadRequests(t *testing.T) {
 	// Bad input lost nothing: the live session, the conversation, the unused link.
 	res := ts.request("GET", "/api/session", nil, nil, fx.cookies["live"])
 	require.Equal(t, http.StatusOK, res.Code)
-	conv, err := ts.sc.Store.GetConversation(context.Background(), fx.live.ID)
+	conv, err := ts.sc.DB.Conversation.Get(context.Background(), fx.live.ID)
 	require.NoError(t, err)
 	require.Equal(t, bridge.StatusActive, conv.Status)
 	entries, err := ts.sc.Transcript.Since(context.Background(), fx.live.ID, 0)

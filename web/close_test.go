@@ -17,6 +17,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sikkerchat/sikkerchat/bridge"
+	"github.com/sikkerchat/sikkerchat/bridge/scdb"
 	"github.com/sikkerchat/sikkerchat/internal/testdb"
 )
 
@@ -39,7 +40,7 @@ func TestCloseRevokesEverythingAndShredsGuestData(t *testing.T) {
 	defer resp.Body.Close()
 	require.Eventually(t, func() bool { return ts.sc.Hub.Subscribers(inv.conv.ID) == 1 }, 5*time.Second, 10*time.Millisecond)
 
-	conv, err := ts.sc.Store.GetConversation(ctx, inv.conv.ID)
+	conv, err := ts.sc.DB.Conversation.Get(ctx, inv.conv.ID)
 	require.NoError(t, err)
 	require.NoError(t, ts.sc.Close(ctx, conv, "@officer:example.org", bridge.CloseByOfficer))
 	body := make([]byte, 64<<10)
@@ -63,10 +64,10 @@ func TestCloseRevokesEverythingAndShredsGuestData(t *testing.T) {
 	require.ErrorContains(t, err, "conversation key not found")
 	for _, table := range []string{"sikkerchat_transcript", "sikkerchat_file"} {
 		var count int
-		require.NoError(t, ts.sc.Store.QueryRow(ctx, "SELECT COUNT(*) FROM "+table+" WHERE conversation_id=$1", inv.conv.ID).Scan(&count))
+		require.NoError(t, ts.sc.DB.QueryRow(ctx, "SELECT COUNT(*) FROM "+table+" WHERE conversation_id=$1", inv.conv.ID).Scan(&count))
 		require.Zero(t, count, table)
 	}
-	conv, err = ts.sc.Store.GetConversation(ctx, inv.conv.ID)
+	conv, err = ts.sc.DB.Conversation.Get(ctx, inv.conv.ID)
 	require.NoError(t, err)
 	require.Equal(t, bridge.StatusClosed, conv.Status)
 	require.False(t, conv.ClosedAt.IsZero())
@@ -91,7 +92,7 @@ func TestUnusedInviteExpiresAndCloses(t *testing.T) {
 	inv := ts.newInvite(50 * time.Millisecond)
 	time.Sleep(100 * time.Millisecond)
 	ts.sc.CloseDue(context.Background())
-	conv, err := ts.sc.Store.GetConversation(context.Background(), inv.conv.ID)
+	conv, err := ts.sc.DB.Conversation.Get(context.Background(), inv.conv.ID)
 	require.NoError(t, err)
 	require.Equal(t, bridge.StatusExpired, conv.Status)
 	res := ts.request("POST", "/api/join", map[string]string{"token": inv.token, "code": inv.code}, nil)
@@ -108,13 +109,13 @@ func TestAuditChainDetectsTampering(t *testing.T) {
 	ts.request("POST", "/api/join", map[string]string{"token": inv.token, "code": "feil 11"}, nil)
 	ts.join(inv)
 	require.NoError(t, ts.sc.Audit.Verify(ctx))
-	_, err := ts.sc.Store.Exec(ctx, "UPDATE sikkerchat_audit SET actor='@someone:else' WHERE seq=1")
+	_, err := ts.sc.DB.Exec(ctx, "UPDATE sikkerchat_audit SET actor='@someone:else' WHERE seq=1")
 	require.NoError(t, err)
 	require.ErrorContains(t, ts.sc.Audit.Verify(ctx), "audit row 1 was changed")
-	_, err = ts.sc.Store.Exec(ctx, "UPDATE sikkerchat_audit SET actor='guest' WHERE seq=1")
+	_, err = ts.sc.DB.Exec(ctx, "UPDATE sikkerchat_audit SET actor='guest' WHERE seq=1")
 	require.NoError(t, err)
 	require.NoError(t, ts.sc.Audit.Verify(ctx))
-	_, err = ts.sc.Store.Exec(ctx, "DELETE FROM sikkerchat_audit WHERE seq=1")
+	_, err = ts.sc.DB.Exec(ctx, "DELETE FROM sikkerchat_audit WHERE seq=1")
 	require.NoError(t, err)
 	require.ErrorContains(t, ts.sc.Audit.Verify(ctx), "missing")
 }
@@ -148,11 +149,11 @@ func TestPurgeAfterRetentionUnlessHeld(t *testing.T) {
 	ctx := context.Background()
 	held, free := ts.newInvite(time.Hour), ts.newInvite(time.Hour)
 	for _, inv := range []createdInvite{held, free} {
-		conv, err := ts.sc.Store.GetConversation(ctx, inv.conv.ID)
+		conv, err := ts.sc.DB.Conversation.Get(ctx, inv.conv.ID)
 		require.NoError(t, err)
 		require.NoError(t, ts.sc.Close(ctx, conv, "@officer:example.org", bridge.CloseByOfficer))
 	}
-	heldConv, err := ts.sc.Store.GetConversation(ctx, held.conv.ID)
+	heldConv, err := ts.sc.DB.Conversation.Get(ctx, held.conv.ID)
 	require.NoError(t, err)
 	require.NoError(t, ts.sc.SetHold(ctx, heldConv, "@lead:example.org", true, ""))
 
@@ -162,7 +163,7 @@ func TestPurgeAfterRetentionUnlessHeld(t *testing.T) {
 	ts.sc.PurgeDue(ctx)
 	require.Equal(t, []id.RoomID{free.conv.RoomID}, purger.purged, "the held room survives")
 
-	gone, err := ts.sc.Store.GetConversation(ctx, free.conv.ID)
+	gone, err := ts.sc.DB.Conversation.Get(ctx, free.conv.ID)
 	require.NoError(t, err)
 	require.Nil(t, gone, "the bridge keeps no rows of a purged conversation")
 	rows, err := ts.sc.Audit.ForConversation(ctx, free.conv.ID)
@@ -193,10 +194,10 @@ func TestDatabaseCopyIsUnreadableAfterClose(t *testing.T) {
 	require.NoError(t, err)
 
 	copyPath := filepath.Join(t.TempDir(), "copy.db")
-	_, err = ts.sc.Store.Exec(ctx, "VACUUM INTO '"+copyPath+"'")
+	_, err = ts.sc.DB.Exec(ctx, "VACUUM INTO '"+copyPath+"'")
 	require.NoError(t, err)
 
-	conv, err := ts.sc.Store.GetConversation(ctx, inv.conv.ID)
+	conv, err := ts.sc.DB.Conversation.Get(ctx, inv.conv.ID)
 	require.NoError(t, err)
 	require.NoError(t, ts.sc.Close(ctx, conv, "@officer:example.org", bridge.CloseByOfficer))
 
@@ -209,7 +210,7 @@ func TestDatabaseCopyIsUnreadableAfterClose(t *testing.T) {
 	var sealedRows int
 	require.NoError(t, raw.QueryRow(ctx, "SELECT COUNT(*) FROM sikkerchat_transcript WHERE conversation_id=$1", inv.conv.ID).Scan(&sealedRows))
 	require.Equal(t, 2, sealedRows, "the copy still has the sealed rows")
-	copied := bridge.NewTranscript(&bridge.Store{Database: raw}, ts.sc.Transcript.Keys(), []byte(strings.Repeat("\x00", 32)))
+	copied := bridge.NewTranscript(scdb.New(raw, dbutil.NoopLogger), ts.sc.Transcript.Keys(), []byte(strings.Repeat("\x00", 32)))
 	_, err = copied.Since(ctx, inv.conv.ID, 0)
 	require.ErrorContains(t, err, "conversation key not found", "with the bridge's own keys and master key, nothing opens")
 }
@@ -227,7 +228,7 @@ func TestStatisticsAreAnonymousCounts(t *testing.T) {
 	unused := ts.newInvite(time.Hour)
 	require.NoError(t, ts.sc.Audit.Append(ctx, "@officer:example.org", bridge.AuditCreate, unused.conv.ID, ""))
 	for _, c := range []createdInvite{inv, unused} {
-		conv, err := ts.sc.Store.GetConversation(ctx, c.conv.ID)
+		conv, err := ts.sc.DB.Conversation.Get(ctx, c.conv.ID)
 		require.NoError(t, err)
 		reason := bridge.CloseByOfficer
 		if c.conv.ID == unused.conv.ID {

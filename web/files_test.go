@@ -76,7 +76,7 @@ func TestFileUploadAndDownload(t *testing.T) {
 		// Delivered: the bridge drops its copy of the guest's bytes.
 		require.Eventually(t, func() bool {
 			var n int
-			_ = ts.sc.Store.QueryRow(context.Background(), "SELECT COUNT(*) FROM sikkerchat_file").Scan(&n)
+			_ = ts.sc.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM sikkerchat_file").Scan(&n)
 			return n == 0
 		}, 5*time.Second, 10*time.Millisecond)
 	}

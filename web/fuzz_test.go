@@ -211,7 +211,7 @@ func FuzzMultipartUpload(f *testing.F) {
 			}
 		}
 		var stored int
-		require.NoError(t, ts.sc.Store.QueryRow(ctx, "SELECT COUNT(*) FROM sikkerchat_file WHERE conversation_id=$1", inv.conv.ID).Scan(&stored))
+		require.NoError(t, ts.sc.DB.QueryRow(ctx, "SELECT COUNT(*) FROM sikkerchat_file WHERE conversation_id=$1", inv.conv.ID).Scan(&stored))
 		switch {
 		case res.Code >= 400:
 			if len(files) != 0 || stored != 0 {

@@ -95,7 +95,7 @@ func (ts *testServer) newInvite(ttl time.Duration) createdInvite {
 	require.NoError(ts.t, err)
 	require.NoError(ts.t, ts.sc.Transcript.CreateKey(conv.ID))
 	inv := &bridge.Invite{TokenHash: hash, ConversationID: conv.ID, CodeMAC: bridge.CodeMAC(token, code), CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	require.NoError(ts.t, ts.sc.Store.InsertConversation(context.Background(), conv, inv))
+	require.NoError(ts.t, ts.sc.DB.Conversation.Insert(context.Background(), conv, inv))
 	return createdInvite{conv: conv, token: token, code: code}
 }
 

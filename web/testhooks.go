@@ -31,7 +31,7 @@ func registerTestHooks(s *Server) {
 			return
 		}
 		ctx := r.Context()
-		conv, err := s.Connector.Store.GetConversation(ctx, r.PathValue("id"))
+		conv, err := s.Connector.DB.Conversation.Get(ctx, r.PathValue("id"))
 		if err != nil || conv == nil {
 			writeError(w, http.StatusNotFound, "NO.SIKKERCHAT.NOT_FOUND", "no such conversation")
 			return
@@ -98,19 +98,10 @@ func registerTestHooks(s *Server) {
 			"sys": ms.Sys, "goroutines": runtime.NumGoroutine()})
 	})
 	s.mux.HandleFunc("GET /_test/conversations/{id}/rows", func(w http.ResponseWriter, r *http.Request) {
-		counts := map[string]int{}
-		for _, table := range []string{"sikkerchat_conversation", "sikkerchat_invite", "sikkerchat_guest_session",
-			"sikkerchat_transcript", "sikkerchat_file", "sikkerchat_audit"} {
-			column := "conversation_id"
-			if table == "sikkerchat_conversation" {
-				column = "id"
-			}
-			var n int
-			if err := s.Connector.Store.QueryRow(r.Context(), "SELECT COUNT(*) FROM "+table+" WHERE "+column+"=$1", r.PathValue("id")).Scan(&n); err != nil {
-				writeError(w, http.StatusInternalServerError, "NO.SIKKERCHAT.UNKNOWN", err.Error())
-				return
-			}
-			counts[table] = n
+		counts, err := s.Connector.DB.RowsOf(r.Context(), r.PathValue("id"))
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "NO.SIKKERCHAT.UNKNOWN", err.Error())
+			return
 		}
 		writeJSON(w, http.StatusOK, counts)
 	})

@@ -127,9 +127,9 @@ func TestStalledUploadsDoNotStopOtherConversations(t *testing.T) {
 		}
 	}
 	var files int
-	require.NoError(t, ts.sc.Store.QueryRow(context.Background(), "SELECT COUNT(*) FROM sikkerchat_file WHERE chunks < 0").Scan(&files))
+	require.NoError(t, ts.sc.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM sikkerchat_file WHERE chunks < 0").Scan(&files))
 	require.Zero(t, files, "no half-stored upload is left")
-	require.NoError(t, ts.sc.Store.QueryRow(context.Background(), "SELECT COUNT(*) FROM sikkerchat_file_chunk").Scan(&files))
+	require.NoError(t, ts.sc.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM sikkerchat_file_chunk").Scan(&files))
 	require.LessOrEqual(t, files, 1, "only the delivered file's chunk, if the outbox has not dropped it yet")
 	ts.uploadSlots.lock.Lock()
 	require.Empty(t, ts.uploadSlots.used, "every slot is back")

@@ -1,4 +1,4 @@
-package bridge
+package scdb
 
 import (
 	"context"
@@ -48,25 +48,24 @@ func TestUpgradeFromV1KeepsData(t *testing.T) {
 		VALUES ('c1', 1, 'to_guest', '$e1', $1, $2)`, now, []byte("sealed"))
 	require.NoError(t, err)
 
-	store := NewStore(raw, dbutil.NoopLogger)
-	require.NoError(t, store.Upgrade(ctx))
+	db := New(raw, dbutil.NoopLogger)
+	require.NoError(t, db.Upgrade(ctx))
 
-	conv, err := store.GetConversation(ctx, "c1")
+	conv, err := db.Conversation.Get(ctx, "c1")
 	require.NoError(t, err)
 	require.Equal(t, StatusActive, conv.Status)
 	require.Zero(t, conv.OfficerReadSeq)
 	var n int
-	require.NoError(t, store.QueryRow(ctx, "SELECT COUNT(*) FROM sikkerchat_transcript WHERE conversation_id='c1' AND status=''").Scan(&n))
+	require.NoError(t, db.QueryRow(ctx, "SELECT COUNT(*) FROM sikkerchat_transcript WHERE conversation_id='c1' AND status=''").Scan(&n))
 	require.Equal(t, 1, n, "transcript rows survive")
-	exists, err := store.TableExists(ctx, "sikkerchat_conversation_key")
+	exists, err := db.TableExists(ctx, "sikkerchat_conversation_key")
 	require.NoError(t, err)
 	require.False(t, exists, "keys no longer live in the database")
 	// The later features work on the upgraded database.
-	_, err = store.Exec(ctx, insertSessionQuery, []byte("h"), "c1", now)
-	require.NoError(t, err)
-	_, err = store.Exec(ctx, insertFileHeaderQuery, "c1", "f1", now)
-	require.NoError(t, err)
-	require.NoError(t, (&AuditTrail{store: store}).Append(ctx, "system", AuditCreate, "c1", ""))
+	require.NoError(t, db.Session.Insert(ctx, []byte("h"), "c1", time.UnixMilli(now)))
+	require.NoError(t, db.File.Begin(ctx, "c1", "f1", time.UnixMilli(now)))
+	require.NoError(t, db.Audit.Insert(ctx, &AuditRow{Seq: 1, At: time.UnixMilli(now), Actor: "system", Action: "create", ConversationID: "c1",
+		PrevHash: make([]byte, 32), Hash: make([]byte, 32)}))
 }
 
 func stripComments(stmt string) string {
