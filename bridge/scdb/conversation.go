@@ -60,16 +60,16 @@ const (
 	countOpenByOfficerQuery    = `SELECT COUNT(*) FROM sikkerchat_conversation WHERE created_by=$1 AND status IN ('created', 'active')`
 	listOpenByOfficerQuery     = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation
 		WHERE status IN ('created', 'active') AND created_by=$1 ORDER BY created_at`
-	listByOfficerQuery = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE created_by=$1 ORDER BY created_at`
-	listWithRoomQuery  = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE room_id IS NOT NULL ORDER BY created_at`
+	listByOfficerQuery      = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE created_by=$1 ORDER BY created_at`
+	listWithRoomQuery       = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE room_id IS NOT NULL ORDER BY created_at`
 	insertConversationQuery = `INSERT INTO sikkerchat_conversation (` + conversationColumns + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
-	setConversationRoomQuery = `UPDATE sikkerchat_conversation SET room_id=$2 WHERE id=$1`
-	deleteConversationQuery  = `DELETE FROM sikkerchat_conversation WHERE id=$1`
+	setConversationRoomQuery  = `UPDATE sikkerchat_conversation SET room_id=$2 WHERE id=$1`
+	deleteConversationQuery   = `DELETE FROM sikkerchat_conversation WHERE id=$1`
 	conversationsByStateQuery = `SELECT status, COUNT(*) FROM sikkerchat_conversation GROUP BY status`
-	activateQuery            = `UPDATE sikkerchat_conversation SET status='active', joined_at=COALESCE(joined_at, $2) WHERE id=$1 AND status IN ('created', 'active')`
-	setInviteExpiryQuery     = `UPDATE sikkerchat_conversation SET invite_expires_at=$2 WHERE id=$1`
-	closeConversationQuery   = `UPDATE sikkerchat_conversation SET status=$2, closed_at=$3, purge_after=$4
+	activateQuery             = `UPDATE sikkerchat_conversation SET status='active', joined_at=COALESCE(joined_at, $2) WHERE id=$1 AND status IN ('created', 'active')`
+	setInviteExpiryQuery      = `UPDATE sikkerchat_conversation SET invite_expires_at=$2 WHERE id=$1`
+	closeConversationQuery    = `UPDATE sikkerchat_conversation SET status=$2, closed_at=$3, purge_after=$4
 		WHERE id=$1 AND status IN ('created', 'active')`
 	// A write that changes nothing: it takes the conversation's row lock and
 	// says whether the conversation is still open.

@@ -67,8 +67,8 @@ const (
 	shredTranscriptQuery           = `DELETE FROM sikkerchat_transcript WHERE conversation_id=$1`
 	latestToGuestQuery             = `SELECT matrix_event_id FROM sikkerchat_transcript
 		WHERE conversation_id=$1 AND direction='to_guest' AND matrix_event_id IS NOT NULL AND seq<=$2 ORDER BY seq DESC LIMIT 1`
-	seqOfEventQuery            = `SELECT seq FROM sikkerchat_transcript WHERE conversation_id=$1 AND matrix_event_id=$2`
-	deliveredFromGuestQuery    = `SELECT seq FROM sikkerchat_transcript
+	seqOfEventQuery         = `SELECT seq FROM sikkerchat_transcript WHERE conversation_id=$1 AND matrix_event_id=$2`
+	deliveredFromGuestQuery = `SELECT seq FROM sikkerchat_transcript
 		WHERE conversation_id=$1 AND direction='from_guest' AND status='delivered' AND seq>$2 AND seq<=$3 ORDER BY seq`
 )
 
