@@ -19,6 +19,11 @@ import (
 
 var helpSectionSikkerchat = commands.HelpSection{Name: "sikkerchat", Order: 5}
 
+// officerCommands are the `!sc` commands.
+type officerCommands struct {
+	*Connector
+}
+
 // sikkerchatCommands are the only commands the bot answers. bridgev2 brings
 // its own for networks with logins and chats to manage; in sikkerchat they
 // would let an officer or an admin go around close, retention and the audit
@@ -51,71 +56,72 @@ func registeredCommands(proc *commands.Processor) []string {
 	return append(names, bridgeBuiltins...)
 }
 
-func (sc *Connector) registerCommands(proc *commands.Processor) {
+func registerCommands(sc *Connector, proc *commands.Processor) {
+	oc := &officerCommands{Connector: sc}
 	for _, name := range registeredCommands(proc) {
 		if !slices.Contains(sikkerchatCommands, name) {
-			proc.AddHandler(&commands.FullHandler{Func: sc.cmdUnknown, Name: name})
+			proc.AddHandler(&commands.FullHandler{Func: oc.cmdUnknown, Name: name})
 		}
 	}
 	proc.AddHandlers(
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.cmdNew),
+			Func: oc.officerOnly(oc.cmdNew),
 			Name: "new",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Create a secure conversation", Args: "[label]"},
 		},
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.cmdStatus),
+			Func: oc.officerOnly(oc.cmdStatus),
 			Name: "status",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Show conversation status"},
 		},
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.cmdReissue),
+			Func: oc.officerOnly(oc.cmdReissue),
 			Name: "reissue",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Make a new link and code word"},
 		},
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.cmdClose),
+			Func: oc.officerOnly(oc.cmdClose),
 			Name: "close",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "End the conversation"},
 		},
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.inConversation(func(ce *commands.Event, conv *Conversation) { sc.cmdHold(ce, conv, true) })),
+			Func: oc.officerOnly(oc.inConversation(func(ce *commands.Event, conv *Conversation) { oc.cmdHold(ce, conv, true) })),
 			Name: "hold",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Place a legal hold"},
 		},
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.inConversation(func(ce *commands.Event, conv *Conversation) { sc.cmdHold(ce, conv, false) })),
+			Func: oc.officerOnly(oc.inConversation(func(ce *commands.Event, conv *Conversation) { oc.cmdHold(ce, conv, false) })),
 			Name: "unhold",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Lift a legal hold"},
 		},
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.inConversation(sc.cmdAudit)),
+			Func: oc.officerOnly(oc.inConversation(oc.cmdAudit)),
 			Name: "audit",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Show the audit trail"},
 		},
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.cmdList),
+			Func: oc.officerOnly(oc.cmdList),
 			Name: "list",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "List open conversations"},
 		},
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.inConversation(sc.cmdAdd)),
+			Func: oc.officerOnly(oc.inConversation(oc.cmdAdd)),
 			Name: "add",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Bring a colleague in", Args: "<@officer:domain>"},
 		},
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.inConversation(sc.cmdExport)),
+			Func: oc.officerOnly(oc.inConversation(oc.cmdExport)),
 			Name: "export",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Make an evidence package"},
 		},
 		&commands.FullHandler{
-			Func: sc.officerOnly(sc.cmdStats),
+			Func: oc.officerOnly(oc.cmdStats),
 			Name: "stats",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Anonymous statistics", Args: "[days]"},
 		},
 		// Replaces bridgev2's English help: officers get the commands they use, in their language.
 		&commands.FullHandler{
-			Func:    sc.officerOnly(sc.cmdHelp),
+			Func:    oc.officerOnly(oc.cmdHelp),
 			Name:    "help",
 			Aliases: []string{"hjelp"},
 			Help:    commands.HelpMeta{Section: commands.HelpSectionGeneral, Description: "Show help"},
@@ -125,81 +131,81 @@ func (sc *Connector) registerCommands(proc *commands.Processor) {
 
 // officerOnly refuses, politely and in the officer language, anyone whom the
 // bridge permissions do not let use sikkerchat (the `user` level or above).
-func (sc *Connector) officerOnly(fn func(*commands.Event)) func(*commands.Event) {
+func (oc *officerCommands) officerOnly(fn func(*commands.Event)) func(*commands.Event) {
 	return func(ce *commands.Event) {
 		if !ce.User.Permissions.Login {
 			ce.Log.Info().Stringer("user_id", ce.User.MXID).Str("command", ce.Command).Msg("Refused command from user who is not an officer")
-			sc.reply(ce, sc.Config.validatedLanguage.T(msgNotOfficer))
+			oc.reply(ce, oc.Config.validatedLanguage.T(msgNotOfficer))
 			return
 		}
 		fn(ce)
 	}
 }
 
-func (sc *Connector) cmdUnknown(ce *commands.Event) {
-	sc.reply(ce, sc.Config.validatedLanguage.T(msgUnknownCommand, sc.commandPrefix()))
+func (oc *officerCommands) cmdUnknown(ce *commands.Event) {
+	oc.reply(ce, oc.Config.validatedLanguage.T(msgUnknownCommand, oc.Config.commandPrefix))
 }
 
-func (sc *Connector) cmdHelp(ce *commands.Event) {
-	sc.reply(ce, sc.Config.validatedLanguage.T(msgHelp, sc.commandPrefix()))
+func (oc *officerCommands) cmdHelp(ce *commands.Event) {
+	oc.reply(ce, oc.Config.validatedLanguage.T(msgHelp, oc.Config.commandPrefix))
 }
 
-func (sc *Connector) cmdNew(ce *commands.Event) {
-	lang := sc.Config.validatedLanguage
-	created, err := sc.CreateConversation(ce.Ctx, ce.User, ce.RawArgs)
+func (oc *officerCommands) cmdNew(ce *commands.Event) {
+	lang := oc.Config.validatedLanguage
+	created, err := oc.Conversations.Create(ce.Ctx, ce.User, ce.RawArgs)
 	switch {
 	case errors.Is(err, ErrLabelTooLong):
-		sc.reply(ce, lang.T(msgLabelTooLong, MaxLabelLength))
+		oc.reply(ce, lang.T(msgLabelTooLong, MaxLabelLength))
 		return
 	case errors.Is(err, ErrEncryptionDisabled):
-		sc.reply(ce, lang.T(msgEncryptionOff))
+		oc.reply(ce, lang.T(msgEncryptionOff))
 		return
 	case err != nil:
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to create conversation")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	}
-	if _, err = sc.sendInviteReply(ce.Ctx, ce.RoomID, ce.EventID, created); err != nil {
+	if _, err = oc.Conversations.sendInviteReply(ce.Ctx, ce.RoomID, ce.EventID, created); err != nil {
 		// The officer cannot hand out a link they never saw: delete the conversation
 		// (and with it the invite) rather than leave a live link nobody knows.
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Str("conversation_id", created.Conversation.ID).Msg("Failed to send invite reply")
-		_ = sc.Transcript.DestroyKey(created.Conversation.ID)
-		if delErr := sc.DB.Conversation.Delete(ce.Ctx, created.Conversation.ID); delErr != nil {
+		_ = oc.Transcript.DestroyKey(created.Conversation.ID)
+		if delErr := oc.DB.Conversation.Delete(ce.Ctx, created.Conversation.ID); delErr != nil {
 			ce.Log.Err(delErr).Str("conversation_id", created.Conversation.ID).Msg("Failed to delete conversation whose invite was never delivered")
 		}
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 	}
 }
 
-func (sc *Connector) cmdReissue(ce *commands.Event) {
-	lang := sc.Config.validatedLanguage
-	conv, err := sc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
+func (oc *officerCommands) cmdReissue(ce *commands.Event) {
+	lang := oc.Config.validatedLanguage
+	conv, err := oc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for reissue")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	} else if conv == nil {
-		sc.reply(ce, lang.T(msgNotInConversation))
+		oc.reply(ce, lang.T(msgNotInConversation))
 		return
 	}
-	created, err := sc.Reissue(ce.Ctx, conv, ce.User.MXID.String())
+	created, err := oc.Conversations.Reissue(ce.Ctx, conv, ce.User.MXID.String())
 	if errors.Is(err, ErrConversationNotOpen) {
-		sc.reply(ce, lang.T(msgReissueClosed))
+		oc.reply(ce, lang.T(msgReissueClosed))
 		return
 	} else if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to reissue invite")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	}
 	text := lang.T(msgReissued, created.GuestName, created.URL, created.Code, formatTime(conv.InviteExpiresAt, lang))
 	content := renderNotice(text)
 	content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(ce.EventID)
 	quietCtx := ce.Log.Level(max(zerolog.InfoLevel, ce.Log.GetLevel())).WithContext(ce.Ctx)
-	_, err = sc.Bridge.Bot.SendMessage(quietCtx, ce.RoomID, event.EventMessage, &event.Content{
+	_, err = oc.Bridge.Bot.SendMessage(quietCtx, ce.RoomID, event.EventMessage, &event.Content{
 		Parsed: content,
 		Raw:    map[string]any{"no.sikkerchat.invite": created.InviteField()},
 	}, nil)
@@ -208,43 +214,43 @@ func (sc *Connector) cmdReissue(ce *commands.Event) {
 	}
 }
 
-func (sc *Connector) cmdClose(ce *commands.Event) {
-	lang := sc.Config.validatedLanguage
-	conv, err := sc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
+func (oc *officerCommands) cmdClose(ce *commands.Event) {
+	lang := oc.Config.validatedLanguage
+	conv, err := oc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for close")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	} else if conv == nil {
-		sc.reply(ce, lang.T(msgNotInConversation))
+		oc.reply(ce, lang.T(msgNotInConversation))
 		return
 	}
-	err = sc.Close(ce.Ctx, conv, ce.User.MXID.String(), CloseByOfficer)
+	err = oc.Conversations.Close(ce.Ctx, conv, ce.User.MXID.String(), CloseByOfficer)
 	var undelivered *UndeliveredError
 	if errors.Is(err, ErrAlreadyClosed) {
-		sc.reply(ce, lang.T(msgAlreadyClosed))
+		oc.reply(ce, lang.T(msgAlreadyClosed))
 	} else if errors.As(err, &undelivered) {
-		sc.reply(ce, lang.T(msgCloseUndelivered, undelivered.Count))
+		oc.reply(ce, lang.T(msgCloseUndelivered, undelivered.Count))
 	} else if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to close conversation")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 	}
 }
 
 // inConversation runs a command that only makes sense in a conversation room.
-func (sc *Connector) inConversation(fn func(*commands.Event, *Conversation)) func(*commands.Event) {
+func (oc *officerCommands) inConversation(fn func(*commands.Event, *Conversation)) func(*commands.Event) {
 	return func(ce *commands.Event) {
-		lang := sc.Config.validatedLanguage
-		conv, err := sc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
+		lang := oc.Config.validatedLanguage
+		conv, err := oc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 		if err != nil {
 			traceID := random.String(8)
 			ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for command")
-			sc.reply(ce, lang.T(msgCreateFailed, traceID))
+			oc.reply(ce, lang.T(msgCreateFailed, traceID))
 			return
 		} else if conv == nil {
-			sc.reply(ce, lang.T(msgNotInConversation))
+			oc.reply(ce, lang.T(msgNotInConversation))
 			return
 		}
 		fn(ce, conv)
@@ -257,38 +263,38 @@ const maxHoldReason = 500
 // cmdHold places a legal hold (any officer of the conversation) or lifts one:
 // only an admin can, with a reason that goes into the audit trail, because
 // lifting a hold lets the room be purged.
-func (sc *Connector) cmdHold(ce *commands.Event, conv *Conversation, hold bool) {
-	lang := sc.Config.validatedLanguage
+func (oc *officerCommands) cmdHold(ce *commands.Event, conv *Conversation, hold bool) {
+	lang := oc.Config.validatedLanguage
 	reason := strings.Join(strings.Fields(ce.RawArgs), " ")
 	if !hold {
 		if !ce.User.Permissions.Admin {
-			sc.reply(ce, lang.T(msgUnholdAdminOnly))
+			oc.reply(ce, lang.T(msgUnholdAdminOnly))
 			return
 		} else if reason == "" || utf8.RuneCountInString(reason) > maxHoldReason {
-			sc.reply(ce, lang.T(msgUnholdUsage, sc.commandPrefix()))
+			oc.reply(ce, lang.T(msgUnholdUsage, oc.Config.commandPrefix))
 			return
 		}
 	}
-	if err := sc.SetHold(ce.Ctx, conv, ce.User.MXID.String(), hold, reason); err != nil {
+	if err := oc.Conversations.SetHold(ce.Ctx, conv, ce.User.MXID.String(), hold, reason); err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to set hold")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	}
 	if hold {
-		sc.reply(ce, lang.T(msgHoldOn))
+		oc.reply(ce, lang.T(msgHoldOn))
 	} else {
-		sc.reply(ce, lang.T(msgHoldOff, formatTime(conv.PurgeAfter, lang)))
+		oc.reply(ce, lang.T(msgHoldOff, formatTime(conv.PurgeAfter, lang)))
 	}
 }
 
-func (sc *Connector) cmdAudit(ce *commands.Event, conv *Conversation) {
-	lang := sc.Config.validatedLanguage
-	rows, err := sc.Audit.ForConversation(ce.Ctx, conv.ID)
+func (oc *officerCommands) cmdAudit(ce *commands.Event, conv *Conversation) {
+	lang := oc.Config.validatedLanguage
+	rows, err := oc.Audit.ForConversation(ce.Ctx, conv.ID)
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to read audit trail")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	}
 	var sb strings.Builder
@@ -299,25 +305,25 @@ func (sc *Connector) cmdAudit(ce *commands.Event, conv *Conversation) {
 			fmt.Fprintf(&sb, " (%s)", r.Detail)
 		}
 	}
-	if err = sc.Audit.Verify(ce.Ctx); err != nil {
+	if err = oc.Audit.Verify(ce.Ctx); err != nil {
 		sb.WriteString("\n\n⚠️ " + lang.T(msgAuditBroken, err.Error()))
 	} else {
 		sb.WriteString("\n\n" + lang.T(msgAuditOK))
 	}
-	sc.reply(ce, sb.String())
+	oc.reply(ce, sb.String())
 }
 
-func (sc *Connector) cmdList(ce *commands.Event) {
-	lang := sc.Config.validatedLanguage
-	convs, err := sc.DB.Conversation.ListOpenByOfficer(ce.Ctx, ce.User.MXID)
+func (oc *officerCommands) cmdList(ce *commands.Event) {
+	lang := oc.Config.validatedLanguage
+	convs, err := oc.DB.Conversation.ListOpenByOfficer(ce.Ctx, ce.User.MXID)
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to list conversations")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	}
 	if len(convs) == 0 {
-		sc.reply(ce, lang.T(msgListEmpty))
+		oc.reply(ce, lang.T(msgListEmpty))
 		return
 	}
 	var sb strings.Builder
@@ -325,74 +331,74 @@ func (sc *Connector) cmdList(ce *commands.Event) {
 	for _, c := range convs {
 		fmt.Fprintf(&sb, "\n* [%s](https://matrix.to/#/%s) – %s, %s", c.ID, c.RoomID, lang.statusName(c.Status), formatTime(c.CreatedAt, lang))
 	}
-	sc.reply(ce, sb.String())
+	oc.reply(ce, sb.String())
 }
 
-func (sc *Connector) cmdAdd(ce *commands.Event, conv *Conversation) {
-	lang := sc.Config.validatedLanguage
+func (oc *officerCommands) cmdAdd(ce *commands.Event, conv *Conversation) {
+	lang := oc.Config.validatedLanguage
 	if len(ce.Args) != 1 {
-		sc.reply(ce, lang.T(msgAddUsage, sc.commandPrefix()))
+		oc.reply(ce, lang.T(msgAddUsage, oc.Config.commandPrefix))
 		return
 	}
 	colleague := id.UserID(ce.Args[0])
 	if _, _, err := colleague.Parse(); err != nil {
-		sc.reply(ce, lang.T(msgAddUsage, sc.commandPrefix()))
+		oc.reply(ce, lang.T(msgAddUsage, oc.Config.commandPrefix))
 		return
 	}
-	if !sc.Bridge.Config.Permissions.Get(colleague).Login {
-		sc.reply(ce, lang.T(msgAddNotOfficer, colleague))
+	if !oc.Bridge.Config.Permissions.Get(colleague).Login {
+		oc.reply(ce, lang.T(msgAddNotOfficer, colleague))
 		return
 	}
 	if conv.Status == StatusClosed || conv.Status == StatusExpired {
 		// Closed rooms stay with whoever is in them; a colleague joins an open one.
-		sc.reply(ce, lang.T(msgReissueClosed))
+		oc.reply(ce, lang.T(msgReissueClosed))
 		return
 	}
-	user, err := sc.Bridge.GetUserByMXID(ce.Ctx, colleague)
+	user, err := oc.Bridge.GetUserByMXID(ce.Ctx, colleague)
 	if err == nil {
-		_, err = sc.ensureOfficerLogin(ce.Ctx, user)
+		_, err = oc.Conversations.ensureOfficerLogin(ce.Ctx, user)
 	}
 	if err == nil {
-		err = sc.Matrix.InviteOfficer(ce.Ctx, conv, colleague)
+		err = oc.Matrix.InviteOfficer(ce.Ctx, conv, colleague)
 	}
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to add officer")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	}
-	if err = sc.Audit.Append(ce.Ctx, ce.User.MXID.String(), AuditAddOfficer, conv.ID, colleague.String()); err != nil {
+	if err = oc.Audit.Append(ce.Ctx, ce.User.MXID.String(), AuditAddOfficer, conv.ID, colleague.String()); err != nil {
 		ce.Log.Err(err).Msg("Failed to write audit row for add officer")
 	}
-	sc.reply(ce, lang.T(msgAdded, colleague))
+	oc.reply(ce, lang.T(msgAdded, colleague))
 }
 
-func (sc *Connector) cmdExport(ce *commands.Event, conv *Conversation) {
-	lang := sc.Config.validatedLanguage
-	name, err := sc.Export(ce.Ctx, conv, ce.User.MXID.String())
+func (oc *officerCommands) cmdExport(ce *commands.Event, conv *Conversation) {
+	lang := oc.Config.validatedLanguage
+	name, err := oc.Evidence.Export(ce.Ctx, conv, ce.User.MXID.String())
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to export conversation")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	}
-	sc.reply(ce, lang.T(msgExported, name))
+	oc.reply(ce, lang.T(msgExported, name))
 }
 
-func (sc *Connector) cmdStats(ce *commands.Event) {
-	lang := sc.Config.validatedLanguage
+func (oc *officerCommands) cmdStats(ce *commands.Event) {
+	lang := oc.Config.validatedLanguage
 	days := 30
 	if len(ce.Args) > 0 {
 		if _, err := fmt.Sscanf(ce.Args[0], "%d", &days); err != nil || days < 1 || days > 3660 {
-			sc.reply(ce, lang.T(msgStatsUsage, sc.commandPrefix()))
+			oc.reply(ce, lang.T(msgStatsUsage, oc.Config.commandPrefix))
 			return
 		}
 	}
-	st, err := sc.Statistics(ce.Ctx, days)
+	st, err := Statistics(ce.Ctx, oc.DB, days)
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to compute statistics")
-		sc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.reply(ce, lang.T(msgCreateFailed, traceID))
 		return
 	}
 	dur := func(s *float64) string {
@@ -401,45 +407,45 @@ func (sc *Connector) cmdStats(ce *commands.Event) {
 		}
 		return (time.Duration(*s) * time.Second).Round(time.Second).String()
 	}
-	sc.reply(ce, lang.T(msgStats, st.Days, st.Created, st.Opened, st.Closed, st.Expired,
+	oc.reply(ce, lang.T(msgStats, st.Days, st.Created, st.Opened, st.Closed, st.Expired,
 		dur(st.MedianSecondsToOpen), dur(st.MedianSecondsToClose),
 		st.Messages[string(FromGuest)], st.Messages[string(ToGuest)], st.Files[string(FromGuest)], st.Files[string(ToGuest)]))
 }
 
-func (sc *Connector) cmdStatus(ce *commands.Event) {
-	lang := sc.Config.validatedLanguage
-	conv, err := sc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
+func (oc *officerCommands) cmdStatus(ce *commands.Event) {
+	lang := oc.Config.validatedLanguage
+	conv, err := oc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 	if err != nil {
 		traceID := random.String(8)
 		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for status")
-		sc.reply(ce, lang.T(msgStatusFailed, traceID))
+		oc.reply(ce, lang.T(msgStatusFailed, traceID))
 		return
 	}
 	if conv == nil {
-		count, err := sc.DB.Conversation.CountOpenByOfficer(ce.Ctx, ce.User.MXID)
+		count, err := oc.DB.Conversation.CountOpenByOfficer(ce.Ctx, ce.User.MXID)
 		if err != nil {
 			traceID := random.String(8)
 			ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to count conversations for status")
-			sc.reply(ce, lang.T(msgStatusFailed, traceID))
+			oc.reply(ce, lang.T(msgStatusFailed, traceID))
 			return
 		}
-		sc.reply(ce, lang.T(msgStatusOverview, count, sc.commandPrefix()))
+		oc.reply(ce, lang.T(msgStatusOverview, count, oc.Config.commandPrefix))
 		return
 	}
-	guest := sc.StateOf(conv).Guest
-	sc.reply(ce, lang.T(msgStatusConversation, conv.ID, lang.statusName(conv.Status),
+	guest := oc.Conversations.StateOf(conv).Guest
+	oc.reply(ce, lang.T(msgStatusConversation, conv.ID, lang.statusName(conv.Status),
 		formatTime(conv.CreatedAt, lang), conv.CreatedBy, guest, formatTime(conv.InviteExpiresAt, lang)))
 	zerolog.Ctx(ce.Ctx).Debug().Str("conversation_id", conv.ID).Msg("Sent conversation status")
 }
 
 // reply answers a command as a notice that replies to it, so that an officer
 // with several commands in flight sees which answer is which.
-func (sc *Connector) reply(ce *commands.Event, markdown string) {
+func (oc *officerCommands) reply(ce *commands.Event, markdown string) {
 	content := renderNotice(markdown)
 	if ce.EventID != "" {
 		content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(ce.EventID)
 	}
-	if _, err := sc.Bridge.Bot.SendMessage(ce.Ctx, ce.OrigRoomID, event.EventMessage, &event.Content{Parsed: content}, nil); err != nil {
+	if _, err := oc.Bridge.Bot.SendMessage(ce.Ctx, ce.OrigRoomID, event.EventMessage, &event.Content{Parsed: content}, nil); err != nil {
 		ce.Log.Err(err).Msg("Failed to reply to command")
 	}
 }

@@ -19,9 +19,8 @@ func TestBridgeBuiltinsAreUnknownCommands(t *testing.T) {
 		"debug-account-data", "debug-register-push", "filter", "set-management-room", "id", "cancel", "logout"} {
 		require.Contains(t, builtins, dangerous, "the processor was read")
 	}
-	sc := &Connector{}
-	sc.registerCommands(proc)
-	unknown := reflect.ValueOf(sc.cmdUnknown).Pointer()
+	registerCommands(&Connector{}, proc)
+	unknown := reflect.ValueOf((&officerCommands{}).cmdUnknown).Pointer()
 	handlers := reflect.ValueOf(proc).Elem().FieldByName("handlers")
 	ours := 0
 	for _, key := range handlers.MapKeys() {

@@ -42,6 +42,8 @@ type Config struct {
 	displaynameTmpl   *template.Template
 	publicURL         *url.URL
 	validatedLanguage Language
+	// commandPrefix is bridgev2's (bridge.command_prefix); "!sc" without a bridge.
+	commandPrefix string
 }
 
 // RateLimitConfig bounds how fast guests can call the guest API (per minute,
@@ -117,6 +119,9 @@ func upgradeConfig(helper up.Helper) {
 // stops the bridge at start-up instead of failing the first officer command.
 func (c *Config) validate() error {
 	var err error
+	if c.commandPrefix == "" {
+		c.commandPrefix = "!sc"
+	}
 	if c.inviteTTL, err = time.ParseDuration(c.InviteTTL); err != nil || c.inviteTTL <= 0 {
 		return fmt.Errorf("network.invite_ttl must be a positive duration like 24h, got %q", c.InviteTTL)
 	}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +33,12 @@ var (
 	_ bridgev2.MaxFileSizeingNetwork   = (*Connector)(nil)
 )
 
-// Connector is the sikkerchat network connector.
+// Connector is the sikkerchat network connector: bridgev2's entry points and
+// the start and stop of everything else. The work is done by its parts:
+// Guests (the guest page's requests), Officers (officers' messages on the
+// guest side), Conversations (a conversation's life), the Outbox and the
+// Inbox (both ways, durably), the RoomGuard (who may be in a room) and
+// Evidence (exports).
 type Connector struct {
 	Bridge     *bridgev2.Bridge
 	Config     Config
@@ -51,29 +55,47 @@ type Connector struct {
 	// Hub pushes what happens in a conversation to its open guest pages.
 	Hub *Hub
 
-	// Services started with the bridge and stopped with it (the guest web listener).
-	services []Service
-
 	// Metrics counts and times what the bridge does (served when network.metrics.listen is set).
 	Metrics *Metrics
 
-	outboxWake chan struct{}
-	outbox     *outbox
+	Guests        *Guests
+	Officers      *Officers
+	Conversations *Conversations
+	Outbox        *Outbox
+	Inbox         *Inbox
+	Guard         *RoomGuard
+	Evidence      *Evidence
+
+	// Services started with the bridge and stopped with it (the guest web listener).
+	services []Service
 	// startedAt is when this process began (inbox events older than it are left-overs).
 	startedAt time.Time
-	// background sends guests' typing and read marks.
-	background *backgroundSender
-	// inboxReady is closed once the last run's left-overs are handled.
-	inboxReady chan struct{}
-	// keysNotCome: megolm session ID → when a wait for its key gave up.
-	keysNotCome sync.Map
-	// lastArrival is the order key of the last event kept in the inbox.
-	lastArrival atomic.Int64
-	// officerCheck overrides the bridge permissions (SetOfficerCheck).
-	officerCheck func(id.UserID) bool
 	// homeserverMaxFile is the homeserver's upload limit (0: not known yet).
 	homeserverMaxFile atomic.Int64
 	stop              context.CancelFunc
+}
+
+// setup makes the connector's parts over its database; Init (with bridgev2)
+// and NewDetached (without) share it.
+func (sc *Connector) setup(db *dbutil.Database, log dbutil.DatabaseLogger) error {
+	sc.startedAt = time.Now()
+	sc.DB = scdb.New(db, log)
+	keys, err := NewKeyStore(sc.Config.KeyDir)
+	if err != nil {
+		return fmt.Errorf("failed to open the conversation key folder: %w", err)
+	}
+	sc.Transcript = NewTranscript(sc.DB, keys, sc.Config.masterKey)
+	sc.Audit = &AuditTrail{db: sc.DB}
+	sc.Hub = NewHub()
+	sc.Metrics = NewMetrics(sc.DB.Conversation.CountByState)
+	sc.Guests = &Guests{Connector: sc, background: newBackgroundSender()}
+	sc.Officers = &Officers{Connector: sc}
+	sc.Conversations = &Conversations{Connector: sc}
+	sc.Outbox = newOutbox(sc)
+	sc.Inbox = &Inbox{Connector: sc}
+	sc.Guard = &RoomGuard{Connector: sc}
+	sc.Evidence = &Evidence{Connector: sc}
+	return nil
 }
 
 // Service is something the connector runs beside bridgev2.
@@ -89,31 +111,24 @@ func (sc *Connector) AddService(s Service) {
 }
 
 func (sc *Connector) Init(br *bridgev2.Bridge) {
-	sc.startedAt = time.Now()
 	sc.Bridge = br
-	sc.DB = scdb.New(br.DB.Database, dbutil.ZeroLogger(br.Log.With().Str("db_section", "sikkerchat").Logger()))
-	keys, err := NewKeyStore(sc.Config.KeyDir)
-	if err != nil {
-		br.Log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Failed to open the conversation key folder")
+	if br.Config.CommandPrefix != "" {
+		sc.Config.commandPrefix = br.Config.CommandPrefix
+	}
+	if err := sc.setup(br.DB.Database, dbutil.ZeroLogger(br.Log.With().Str("db_section", "sikkerchat").Logger())); err != nil {
+		br.Log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Failed to set up sikkerchat")
 		os.Exit(15)
 	}
-	sc.Transcript = NewTranscript(sc.DB, keys, sc.Config.masterKey)
-	sc.Audit = &AuditTrail{db: sc.DB}
-	sc.Hub = NewHub()
-	sc.outboxWake = make(chan struct{}, 1)
-	sc.outbox = newOutbox()
-	sc.background = newBackgroundSender()
-	sc.Metrics = NewMetrics(sc.DB.Conversation.CountByState)
 	sc.Matrix = &bridgeMatrixSide{sc: sc}
-	sc.registerCommands(br.Commands.(*commands.Processor))
+	registerCommands(sc, br.Commands.(*commands.Processor))
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		if mc.Crypto != nil {
 			mc.Crypto = &durableSyncCrypto{Crypto: mc.Crypto}
 		}
-		sc.interceptTransactions(mc)
-		sc.instrumentHomeserverClient(mc)
-		mc.EventProcessor.On(event.StateMember, sc.onMember)
-		mc.EventProcessor.On(event.EventRedaction, sc.onRedaction)
+		sc.Inbox.intercept(mc)
+		instrumentHomeserverClient(mc, sc.Metrics)
+		mc.EventProcessor.On(event.StateMember, sc.Guard.onMember)
+		mc.EventProcessor.On(event.EventRedaction, sc.Guard.onRedaction)
 	}
 }
 
@@ -150,14 +165,12 @@ func (sc *Connector) Start(ctx context.Context) error {
 			return fmt.Errorf("failed to start metrics listener: %w", err)
 		}
 	}
-	if err := sc.startInbox(bgCtx); err != nil {
-		return err
-	}
-	go sc.runOutbox(bgCtx)
+	sc.Inbox.start(bgCtx)
+	go sc.Outbox.Run(bgCtx)
 	sc.setupPurger()
-	sc.registerProvisioning()
-	go sc.runLifecycle(bgCtx)
-	go sc.guardRooms(bgCtx)
+	registerProvisioning(sc)
+	go sc.Conversations.run(bgCtx)
+	go sc.Guard.guardRooms(bgCtx)
 	if err := sc.startEphemeralSync(bgCtx); err != nil {
 		return err
 	}
@@ -229,11 +242,6 @@ func checkDevicePolicy(receive, send id.TrustState) error {
 	return nil
 }
 
-func (sc *Connector) encryptionEnabled() bool {
-	mc, ok := sc.Bridge.Matrix.(*matrix.Connector)
-	return ok && mc.Config.Encryption.Allow && mc.Crypto != nil
-}
-
 func (sc *Connector) GetName() bridgev2.BridgeName {
 	return bridgev2.BridgeName{
 		DisplayName:          "sikkerchat",
@@ -277,23 +285,6 @@ func officerLoginID(user *bridgev2.User) networkid.UserLoginID {
 	return networkid.UserLoginID(user.MXID)
 }
 
-// ensureOfficerLogin gives a permitted officer the login that bridgev2 routes
-// their messages in conversation rooms through.
-func (sc *Connector) ensureOfficerLogin(ctx context.Context, user *bridgev2.User) (*bridgev2.UserLogin, error) {
-	if login := user.GetDefaultLogin(); login != nil {
-		return login, nil
-	}
-	login, err := user.NewLogin(ctx, &database.UserLogin{
-		ID:         officerLoginID(user),
-		RemoteName: user.MXID.String(),
-	}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("failed to create officer login: %w", err)
-	}
-	login.Client.Connect(ctx)
-	return login, nil
-}
-
 // NewDetached makes a connector without a bridgev2 bridge: only the guest side,
 // over the given database and Matrix side. Handler tests and tools use it.
 func NewDetached(ctx context.Context, cfg Config, db *dbutil.Database, m MatrixSide) (*Connector, error) {
@@ -301,40 +292,14 @@ func NewDetached(ctx context.Context, cfg Config, db *dbutil.Database, m MatrixS
 	if err := sc.Config.validate(); err != nil {
 		return nil, err
 	}
-	sc.DB = scdb.New(db, dbutil.NoopLogger)
+	if err := sc.setup(db, dbutil.NoopLogger); err != nil {
+		return nil, err
+	}
 	if err := sc.DB.Upgrade(ctx); err != nil {
 		return nil, err
 	}
-	keys, err := NewKeyStore(sc.Config.KeyDir)
-	if err != nil {
-		return nil, err
-	}
-	sc.Transcript = NewTranscript(sc.DB, keys, sc.Config.masterKey)
-	sc.Audit = &AuditTrail{db: sc.DB}
-	sc.Hub = NewHub()
-	sc.outboxWake = make(chan struct{}, 1)
-	sc.outbox = newOutbox()
-	sc.background = newBackgroundSender()
-	sc.Metrics = NewMetrics(sc.DB.Conversation.CountByState)
 	sc.Matrix = m
 	return sc, nil
-}
-
-// RunOutbox delivers stored guest messages until ctx ends (Start runs it for the bridge).
-func (sc *Connector) RunOutbox(ctx context.Context) {
-	sc.runOutbox(ctx)
-}
-
-// RunOutboxOnce delivers what is stored now and returns (tests and tools).
-func (sc *Connector) RunOutboxOnce(ctx context.Context) {
-	sc.deliverPending(ctx)
-}
-
-func (sc *Connector) commandPrefix() string {
-	if sc.Bridge == nil {
-		return sc.GetName().DefaultCommandPrefix
-	}
-	return sc.Bridge.Config.CommandPrefix
 }
 
 // SetMaxFileSize learns the homeserver's upload limit: a guest file above it
@@ -345,16 +310,6 @@ func (sc *Connector) SetMaxFileSize(maxSize int64) {
 		sc.Bridge.Log.Warn().Int64("homeserver_limit", maxSize).Int64("max_file_bytes", sc.Config.Guest.MaxFileBytes).
 			Msg("network.guest.max_file_bytes is above the homeserver's upload limit; guests get the lower limit")
 	}
-}
-
-// MaxGuestFileBytes is the largest file a guest can send now.
-func (sc *Connector) MaxGuestFileBytes() int64 {
-	limit := sc.Config.Guest.MaxFileBytes
-	// Encryption adds nothing to the size, but leave room for the request.
-	if hs := sc.homeserverMaxFile.Load(); hs > 0 && hs < limit {
-		limit = hs
-	}
-	return limit
 }
 
 func (sc *Connector) setupPurger() {

@@ -60,6 +60,12 @@ func (cc *CreatedConversation) InviteField() InviteField {
 	}
 }
 
+// Conversations runs a conversation's life: creation, a new link, close,
+// legal hold and purge.
+type Conversations struct {
+	*Connector
+}
+
 var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 func randomID(bytes int) string {
@@ -70,13 +76,13 @@ func randomID(bytes int) string {
 	return lowerBase32.EncodeToString(b)
 }
 
-func (sc *Connector) botIntent() *matrix.ASIntent {
-	return sc.Bridge.Bot.(*matrix.ASIntent)
+func (cv *Conversations) botIntent() *matrix.ASIntent {
+	return cv.Bridge.Bot.(*matrix.ASIntent)
 }
 
-func (sc *Connector) encryptionContent() event.EncryptionEventContent {
+func (cv *Conversations) encryptionContent() event.EncryptionEventContent {
 	content := event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}
-	if mc, ok := sc.Bridge.Matrix.(*matrix.Connector); ok {
+	if mc, ok := cv.Bridge.Matrix.(*matrix.Connector); ok {
 		if rot := mc.Config.Encryption.Rotation; rot.EnableCustom {
 			content.RotationPeriodMillis = rot.Milliseconds
 			content.RotationPeriodMessages = rot.Messages
@@ -86,7 +92,7 @@ func (sc *Connector) encryptionContent() event.EncryptionEventContent {
 }
 
 // StateOf is the integrator-facing state event content for a conversation.
-func (sc *Connector) StateOf(conv *Conversation) *appservice.ConversationState {
+func (cv *Conversations) StateOf(conv *Conversation) *appservice.ConversationState {
 	ms := func(t time.Time) int64 {
 		if t.IsZero() {
 			return 0
@@ -99,30 +105,30 @@ func (sc *Connector) StateOf(conv *Conversation) *appservice.ConversationState {
 		CreatedBy:       conv.CreatedBy,
 		CreatedAt:       ms(conv.CreatedAt),
 		InviteExpiresAt: ms(conv.InviteExpiresAt),
-		Guest:           sc.guestMXID(conv),
+		Guest:           cv.guestMXID(conv),
 		ClosedAt:        ms(conv.ClosedAt),
 		PurgeAfter:      ms(conv.PurgeAfter),
 		Hold:            conv.Hold,
 	}
 }
 
-func (sc *Connector) guestMXID(conv *Conversation) id.UserID {
-	if sc.Bridge == nil {
+func (cv *Conversations) guestMXID(conv *Conversation) id.UserID {
+	if cv.Bridge == nil {
 		return ""
 	}
-	return sc.Bridge.Matrix.GhostIntent(networkid.UserID(conv.GhostID)).GetMXID()
+	return cv.Bridge.Matrix.GhostIntent(networkid.UserID(conv.GhostID)).GetMXID()
 }
 
 // CreateConversation runs DESIGN.md's lifecycle step 1 for a permitted officer.
-func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.User, label string) (*CreatedConversation, error) {
+func (cv *Conversations) Create(ctx context.Context, officer *bridgev2.User, label string) (*CreatedConversation, error) {
 	label = strings.Join(strings.Fields(label), " ")
 	if utf8.RuneCountInString(label) > MaxLabelLength {
 		return nil, ErrLabelTooLong
 	}
-	if !sc.encryptionEnabled() {
+	if !cv.encryptionEnabled() {
 		return nil, ErrEncryptionDisabled
 	}
-	login, err := sc.ensureOfficerLogin(ctx, officer)
+	login, err := cv.ensureOfficerLogin(ctx, officer)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +140,7 @@ func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.U
 		Status:          StatusCreated,
 		CreatedBy:       officer.MXID,
 		CreatedAt:       now,
-		InviteExpiresAt: now.Add(sc.Config.inviteTTL),
+		InviteExpiresAt: now.Add(cv.Config.inviteTTL),
 	}
 	log := zerolog.Ctx(ctx).With().Str("conversation_id", conv.ID).Logger()
 	ctx = log.WithContext(ctx)
@@ -147,11 +153,11 @@ func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.U
 	if err != nil {
 		return nil, fmt.Errorf("failed to make code word: %w", err)
 	}
-	if err = sc.Transcript.CreateKey(conv.ID); err != nil {
+	if err = cv.Transcript.CreateKey(conv.ID); err != nil {
 		return nil, fmt.Errorf("failed to make transcript key: %w", err)
 	}
-	if conv.SealedLabel, err = sc.Transcript.SealLabel(ctx, conv.ID, label); err != nil {
-		_ = sc.Transcript.DestroyKey(conv.ID)
+	if conv.SealedLabel, err = cv.Transcript.SealLabel(ctx, conv.ID, label); err != nil {
+		_ = cv.Transcript.DestroyKey(conv.ID)
 		return nil, fmt.Errorf("failed to seal label: %w", err)
 	}
 	invite := &Invite{
@@ -161,30 +167,30 @@ func (sc *Connector) CreateConversation(ctx context.Context, officer *bridgev2.U
 		CreatedAt:      now,
 		ExpiresAt:      conv.InviteExpiresAt,
 	}
-	if err = sc.DB.Conversation.Insert(ctx, conv, invite); err != nil {
-		_ = sc.Transcript.DestroyKey(conv.ID)
+	if err = cv.DB.Conversation.Insert(ctx, conv, invite); err != nil {
+		_ = cv.Transcript.DestroyKey(conv.ID)
 		return nil, err
 	}
-	created, err := sc.createConversationRoom(ctx, conv, login, label)
+	created, err := cv.createConversationRoom(ctx, conv, login, label)
 	if err != nil {
 		// Nothing of a half-made conversation may stay usable: drop the invite with it.
-		if delErr := sc.DB.Conversation.Delete(context.WithoutCancel(ctx), conv.ID); delErr != nil {
+		if delErr := cv.DB.Conversation.Delete(context.WithoutCancel(ctx), conv.ID); delErr != nil {
 			log.Err(delErr).Msg("Failed to delete conversation after room creation failed")
 		}
-		_ = sc.Transcript.DestroyKey(conv.ID)
+		_ = cv.Transcript.DestroyKey(conv.ID)
 		return nil, err
 	}
-	created.URL = sc.Config.InviteURL(token)
+	created.URL = cv.Config.InviteURL(token)
 	created.Code = code
-	if err = sc.Audit.Append(ctx, officer.MXID.String(), AuditCreate, conv.ID, ""); err != nil {
+	if err = cv.Audit.Append(ctx, officer.MXID.String(), AuditCreate, conv.ID, ""); err != nil {
 		log.Err(err).Msg("Failed to write audit row for create")
 	}
 	log.Info().Stringer("room_id", conv.RoomID).Stringer("created_by", officer.MXID).Msg("Conversation created")
 	return created, nil
 }
 
-func (sc *Connector) createConversationRoom(ctx context.Context, conv *Conversation, login *bridgev2.UserLogin, label string) (*CreatedConversation, error) {
-	ghost, err := sc.Bridge.GetGhostByID(ctx, networkid.UserID(conv.GhostID))
+func (cv *Conversations) createConversationRoom(ctx context.Context, conv *Conversation, login *bridgev2.UserLogin, label string) (*CreatedConversation, error) {
+	ghost, err := cv.Bridge.GetGhostByID(ctx, networkid.UserID(conv.GhostID))
 	if err != nil {
 		return nil, fmt.Errorf("failed to get guest ghost: %w", err)
 	}
@@ -194,25 +200,25 @@ func (sc *Connector) createConversationRoom(ctx context.Context, conv *Conversat
 		if err != nil {
 			return nil, err
 		}
-		guestName = sc.Config.guestDisplayname(int(n.Int64()) + 1000)
+		guestName = cv.Config.guestDisplayname(int(n.Int64()) + 1000)
 	}
 	// The label may name a person: keep the request bodies that carry it out of debug logs.
 	quietCtx := zerolog.Ctx(ctx).Level(max(zerolog.InfoLevel, zerolog.Ctx(ctx).GetLevel())).WithContext(ctx)
 	isBot := false
 	ghost.UpdateInfo(quietCtx, &bridgev2.UserInfo{Name: &guestName, IsBot: &isBot})
 
-	lang := sc.Config.validatedLanguage
+	lang := cv.Config.validatedLanguage
 	roomName := "🔒 " + guestName
-	bot := sc.botIntent()
+	bot := cv.botIntent()
 	req := appservice.CreateRoomRequest(appservice.RoomSpec{
 		Name:       roomName,
-		Topic:      lang.T(msgRoomTopic, sc.Config.UnitName),
+		Topic:      lang.T(msgRoomTopic, cv.Config.UnitName),
 		Bot:        bot.GetMXID(),
 		Officers:   []id.UserID{conv.CreatedBy},
 		Guest:      ghost.Intent.GetMXID(),
-		State:      *sc.StateOf(conv),
-		Encryption: sc.encryptionContent(),
-		Federate:   sc.federateRooms(),
+		State:      *cv.StateOf(conv),
+		Encryption: cv.encryptionContent(),
+		Federate:   cv.federateRooms(),
 	})
 	// The request goes straight to the homeserver client (not bridgev2's
 	// CreateRoom) so that the room's whole policy is in its initial state.
@@ -221,10 +227,10 @@ func (sc *Connector) createConversationRoom(ctx context.Context, conv *Conversat
 		return nil, fmt.Errorf("failed to create conversation room: %w", err)
 	}
 	conv.RoomID = resp.RoomID
-	if err = sc.DB.Conversation.SetRoom(ctx, conv.ID, conv.RoomID); err != nil {
+	if err = cv.DB.Conversation.SetRoom(ctx, conv.ID, conv.RoomID); err != nil {
 		return nil, fmt.Errorf("failed to save conversation room: %w", err)
 	}
-	portal, err := sc.Bridge.GetPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(conv.ID)})
+	portal, err := cv.Bridge.GetPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(conv.ID)})
 	if err != nil {
 		return nil, fmt.Errorf("failed to get portal: %w", err)
 	}
@@ -244,7 +250,7 @@ func (sc *Connector) createConversationRoom(ctx context.Context, conv *Conversat
 		return nil, fmt.Errorf("failed to join guest ghost to room: %w", err)
 	}
 	officerName := conv.CreatedBy.String()
-	_, err = sc.Bridge.Bot.SendMessage(ctx, conv.RoomID, event.EventMessage, &event.Content{
+	_, err = cv.Bridge.Bot.SendMessage(ctx, conv.RoomID, event.EventMessage, &event.Content{
 		Parsed: &event.MessageEventContent{
 			MsgType: event.MsgNotice,
 			Body:    lang.T(msgCreatedInRoom, officerName, formatTime(conv.InviteExpiresAt, lang)),
@@ -260,8 +266,8 @@ func (sc *Connector) createConversationRoom(ctx context.Context, conv *Conversat
 	}, nil
 }
 
-func (sc *Connector) federateRooms() bool {
-	mc, ok := sc.Bridge.Matrix.(*matrix.Connector)
+func (cv *Conversations) federateRooms() bool {
+	mc, ok := cv.Bridge.Matrix.(*matrix.Connector)
 	return ok && mc.Config.Matrix.FederateRooms
 }
 
@@ -283,22 +289,99 @@ func formatTime(t time.Time, lang Language) string {
 
 // sendInviteReply answers the officer with the link and code word, as text and
 // as the machine-readable `no.sikkerchat.invite` field.
-func (sc *Connector) sendInviteReply(ctx context.Context, roomID id.RoomID, replyTo id.EventID, cc *CreatedConversation) (*mautrix.RespSendEvent, error) {
-	if mc, ok := sc.Bridge.Matrix.(*matrix.Connector); ok {
+func (cv *Conversations) sendInviteReply(ctx context.Context, roomID id.RoomID, replyTo id.EventID, cc *CreatedConversation) (*mautrix.RespSendEvent, error) {
+	if mc, ok := cv.Bridge.Matrix.(*matrix.Connector); ok {
 		if encrypted, err := mc.StateStore.IsEncrypted(ctx, roomID); err != nil || !encrypted {
 			return nil, fmt.Errorf("refusing to send an invite link into a room that is not encrypted")
 		}
 	}
 	// The link and code word must not reach debug logs with the request body.
 	ctx = zerolog.Ctx(ctx).Level(max(zerolog.InfoLevel, zerolog.Ctx(ctx).GetLevel())).WithContext(ctx)
-	lang := sc.Config.validatedLanguage
+	lang := cv.Config.validatedLanguage
 	text := lang.T(msgCreated, cc.GuestName, cc.URL, cc.Code, formatTime(cc.Conversation.InviteExpiresAt, lang))
 	content := renderNotice(text)
 	if replyTo != "" {
 		content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(replyTo)
 	}
-	return sc.Bridge.Bot.SendMessage(ctx, roomID, event.EventMessage, &event.Content{
+	return cv.Bridge.Bot.SendMessage(ctx, roomID, event.EventMessage, &event.Content{
 		Parsed: content,
 		Raw:    map[string]any{"no.sikkerchat.invite": cc.InviteField()},
 	}, nil)
+}
+
+// Reissue revokes every invite and session of a conversation and makes a new
+// link and code word.
+func (cv *Conversations) Reissue(ctx context.Context, conv *Conversation, actor string) (*CreatedConversation, error) {
+	if conv.Status == StatusClosed || conv.Status == StatusExpired {
+		return nil, ErrConversationNotOpen
+	}
+	token, tokenHash, err := NewInviteToken()
+	if err != nil {
+		return nil, err
+	}
+	code, err := NewCodeWord()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	expires := now.Add(cv.Config.inviteTTL)
+	err = cv.DB.DoTxn(ctx, nil, func(ctx context.Context) error {
+		if err := cv.DB.Invite.RevokeUnused(ctx, conv.ID, now); err != nil {
+			return err
+		}
+		if err := cv.DB.Session.RevokeConversation(ctx, conv.ID, now); err != nil {
+			return err
+		}
+		if err := cv.DB.Conversation.SetInviteExpiry(ctx, conv.ID, expires); err != nil {
+			return err
+		}
+		return cv.DB.Invite.Insert(ctx, &Invite{TokenHash: tokenHash, ConversationID: conv.ID, CodeMAC: CodeMAC(token, code), CreatedAt: now, ExpiresAt: expires})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to reissue invite: %w", err)
+	}
+	conv.InviteExpiresAt = expires
+	cv.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventClosed, Reason: "reissued"})
+	cv.updateStateEvent(ctx, conv)
+	ghostName := ""
+	if cv.Bridge != nil {
+		if ghost, err := cv.Bridge.GetExistingGhostByID(ctx, ghostIDOf(conv)); err == nil && ghost != nil {
+			ghostName = ghost.Name
+		}
+	}
+	zerolog.Ctx(ctx).Info().Str("conversation_id", conv.ID).Msg("Invite reissued")
+	if err = cv.Audit.Append(ctx, actor, AuditReissue, conv.ID, ""); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for reissue")
+	}
+	return &CreatedConversation{Conversation: conv, GuestName: ghostName, URL: cv.Config.InviteURL(token), Code: code}, nil
+}
+
+func (cv *Conversations) sendRoomNotice(ctx context.Context, conv *Conversation, text string) {
+	cv.Matrix.Notice(ctx, conv, text)
+}
+
+func (cv *Conversations) updateStateEvent(ctx context.Context, conv *Conversation) {
+	cv.Matrix.UpdateState(ctx, conv, cv.StateOf(conv))
+}
+
+// ensureOfficerLogin gives a permitted officer the login that bridgev2 routes
+// their messages in conversation rooms through.
+func (cv *Conversations) ensureOfficerLogin(ctx context.Context, user *bridgev2.User) (*bridgev2.UserLogin, error) {
+	if login := user.GetDefaultLogin(); login != nil {
+		return login, nil
+	}
+	login, err := user.NewLogin(ctx, &database.UserLogin{
+		ID:         officerLoginID(user),
+		RemoteName: user.MXID.String(),
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create officer login: %w", err)
+	}
+	login.Client.Connect(ctx)
+	return login, nil
+}
+
+func (cv *Conversations) encryptionEnabled() bool {
+	mc, ok := cv.Bridge.Matrix.(*matrix.Connector)
+	return ok && mc.Config.Encryption.Allow && mc.Crypto != nil
 }

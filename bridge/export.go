@@ -27,6 +27,11 @@ import (
 // canonical JSON, chained, so that `sikkerchat verify-export` can say exactly
 // what was changed in a copy.
 
+// Evidence builds evidence packages from conversation rooms.
+type Evidence struct {
+	*Connector
+}
+
 // ExportMessage is one message of transcript.json.
 type ExportMessage struct {
 	EventID       id.EventID `json:"event_id"`
@@ -92,12 +97,12 @@ func chainNext(prev, msgHash string) string {
 }
 
 // readRoom pages through the room's history as the bot and decrypts it.
-func (sc *Connector) readRoom(ctx context.Context, roomID id.RoomID) ([]*ExportMessage, map[string][]byte, error) {
-	mc, ok := sc.Bridge.Matrix.(*matrix.Connector)
+func (ev *Evidence) readRoom(ctx context.Context, roomID id.RoomID) ([]*ExportMessage, map[string][]byte, error) {
+	mc, ok := ev.Bridge.Matrix.(*matrix.Connector)
 	if !ok || mc.Crypto == nil {
 		return nil, nil, ErrEncryptionDisabled
 	}
-	bot := sc.Bridge.Bot.(*matrix.ASIntent)
+	bot := ev.Bridge.Bot.(*matrix.ASIntent)
 	var events []*event.Event
 	from := ""
 	for {
@@ -231,8 +236,8 @@ var transcriptTemplate = template.Must(template.New("t").Parse(`<!doctype html>
 `))
 
 // BuildExport makes the evidence ZIP for a conversation.
-func (sc *Connector) BuildExport(ctx context.Context, conv *Conversation, actor string) ([]byte, error) {
-	messages, files, err := sc.readRoom(ctx, conv.RoomID)
+func (ev *Evidence) BuildExport(ctx context.Context, conv *Conversation, actor string) ([]byte, error) {
+	messages, files, err := ev.readRoom(ctx, conv.RoomID)
 	if err != nil {
 		return nil, err
 	}
@@ -240,10 +245,10 @@ func (sc *Connector) BuildExport(ctx context.Context, conv *Conversation, actor 
 	// redactions to appservices) is written to the audit trail now, once.
 	for _, m := range messages {
 		if m.Redacted && m.RedactionID != "" {
-			sc.RecordRedaction(ctx, conv, m.RedactedBy, m.RedactionID, m.EventID)
+			ev.Guard.RecordRedaction(ctx, conv, m.RedactedBy, m.RedactionID, m.EventID)
 		}
 	}
-	audit, err := sc.Audit.ForConversation(ctx, conv.ID)
+	audit, err := ev.Audit.ForConversation(ctx, conv.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -338,24 +343,24 @@ func writeExportZip(manifestJSON []byte, contents map[string][]byte, exportedAt 
 
 // Export builds the package, uploads it encrypted into the room and writes
 // it to evidence_dir when one is configured.
-func (sc *Connector) Export(ctx context.Context, conv *Conversation, actor string) (string, error) {
-	data, err := sc.BuildExport(ctx, conv, actor)
+func (ev *Evidence) Export(ctx context.Context, conv *Conversation, actor string) (string, error) {
+	data, err := ev.BuildExport(ctx, conv, actor)
 	if err != nil {
 		return "", err
 	}
 	name := fmt.Sprintf("sikkerchat-%s-%s.zip", conv.ID, time.Now().In(oslo).Format("20060102-150405"))
-	if sc.Config.EvidenceDir != "" {
-		if err = os.MkdirAll(sc.Config.EvidenceDir, 0o700); err == nil {
-			err = os.WriteFile(filepath.Join(sc.Config.EvidenceDir, name), data, 0o600)
+	if ev.Config.EvidenceDir != "" {
+		if err = os.MkdirAll(ev.Config.EvidenceDir, 0o700); err == nil {
+			err = os.WriteFile(filepath.Join(ev.Config.EvidenceDir, name), data, 0o600)
 		}
 		if err != nil {
 			return "", fmt.Errorf("failed to write export to evidence_dir: %w", err)
 		}
 	}
-	if err = sc.Matrix.SendExport(ctx, conv, name, data); err != nil {
+	if err = ev.Matrix.SendExport(ctx, conv, name, data); err != nil {
 		return "", err
 	}
-	if err = sc.Audit.Append(ctx, actor, AuditExport, conv.ID, "sha256 "+sha256Hex(data)); err != nil {
+	if err = ev.Audit.Append(ctx, actor, AuditExport, conv.ID, "sha256 "+sha256Hex(data)); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for export")
 	}
 	return name, nil

@@ -7,11 +7,11 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// What the external tests (package bridge_test) reach of the connector's
+// What the external tests (package bridge_test) reach of the bridge's
 // insides; compiled into tests only.
 
-func (sc *Connector) CheckMember(ctx context.Context, conv *Conversation, user id.UserID, membership event.Membership) {
-	sc.checkMember(ctx, conv, user, membership)
+func (rg *RoomGuard) CheckMember(ctx context.Context, conv *Conversation, user id.UserID, membership event.Membership) {
+	rg.checkMember(ctx, conv, user, membership)
 }
 
-func (sc *Connector) GuardRooms(ctx context.Context) { sc.guardRooms(ctx) }
+func (rg *RoomGuard) GuardRooms(ctx context.Context) { rg.guardRooms(ctx) }

@@ -20,7 +20,7 @@ func TestFileChunksCannotBeReorderedCutOrSwapped(t *testing.T) {
 	data := make([]byte, 200_000) // four chunks
 	_, err := rand.Read(data)
 	require.NoError(t, err)
-	a, err := tb.StoreFileForGuest(tb.ctx, inv.conv.ID, "a.bin", data)
+	a, err := tb.Officers.StoreFile(tb.ctx, inv.conv.ID, "a.bin", data)
 	require.NoError(t, err)
 	got, err := tb.Transcript.File(tb.ctx, inv.conv.ID, a.ID)
 	require.NoError(t, err)
@@ -50,9 +50,9 @@ func TestFileChunksCannotBeReorderedCutOrSwapped(t *testing.T) {
 		t.Run(tamper.name, func(t *testing.T) {
 			tb := newTestBridge(t, newTestConfig(t))
 			inv := tb.newInvite(time.Hour)
-			a, err := tb.StoreFileForGuest(tb.ctx, inv.conv.ID, "a.bin", data)
+			a, err := tb.Officers.StoreFile(tb.ctx, inv.conv.ID, "a.bin", data)
 			require.NoError(t, err)
-			b, err := tb.StoreFileForGuest(tb.ctx, inv.conv.ID, "b.bin", data)
+			b, err := tb.Officers.StoreFile(tb.ctx, inv.conv.ID, "b.bin", data)
 			require.NoError(t, err)
 			for _, q := range tamper.queries {
 				if !strings.Contains(q, "$2") {
@@ -75,9 +75,9 @@ func TestBrokenUploadsLeaveNothing(t *testing.T) {
 	tb := newTestBridge(t, cfg)
 	inv := tb.newInvite(time.Hour)
 	png := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 150_000)...)
-	_, err := tb.StoreGuestFile(tb.ctx, inv.conv, "stor.png", "image/png", bytes.NewReader(png))
+	_, err := tb.Guests.StoreFile(tb.ctx, inv.conv, "stor.png", "image/png", bytes.NewReader(png))
 	require.ErrorIs(t, err, bridge.ErrFileTooLarge)
-	_, err = tb.StoreGuestFile(tb.ctx, inv.conv, "avbrutt.png", "image/png", &failingReader{data: png[:70_000]})
+	_, err = tb.Guests.StoreFile(tb.ctx, inv.conv, "avbrutt.png", "image/png", &failingReader{data: png[:70_000]})
 	var readErr *bridge.UploadReadError
 	require.ErrorAs(t, err, &readErr)
 	var n int

@@ -93,3 +93,33 @@ func countOf(list []string, what string) (n int) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// join opens a guest session for the invite, as the page does.
+func (tb *testBridge) join(inv testInvite) string {
+	tb.t.Helper()
+	session, _, err := tb.Guests.Join(tb.ctx, inv.token, inv.code)
+	require.NoError(tb.t, err)
+	return session
+}
+
+// conv reads a conversation as stored now.
+func (tb *testBridge) conv(conversationID string) *bridge.Conversation {
+	tb.t.Helper()
+	conv, err := tb.DB.Conversation.Get(tb.ctx, conversationID)
+	require.NoError(tb.t, err)
+	return conv
+}
+
+// officerFile stores a file as if an officer had sent it in the room.
+func (tb *testBridge) officerFile(conversationID, name string, data []byte) string {
+	tb.t.Helper()
+	info, err := tb.Officers.StoreFile(tb.ctx, conversationID, name, data)
+	require.NoError(tb.t, err)
+	entry := &bridge.TranscriptEntry{Direction: bridge.ToGuest, MatrixEventID: id.EventID("$" + info.ID), CreatedAt: time.Now(), Kind: "file", Extra: info.Extras()}
+	_, err = tb.Transcript.Append(tb.ctx, conversationID, entry)
+	require.NoError(tb.t, err)
+	return info.ID
+}
+
+// A minimal PDF, real enough for type detection.
+var pdfBytes = []byte("%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -28,6 +30,18 @@ import (
 // whatever is left is handled again. The transcript ignores events it already
 // has, so handling twice shows the guest nothing twice.
 
+// Inbox makes officers' events durable before the homeserver is answered,
+// and hands on what a stopped bridge left behind (see the top of this file).
+type Inbox struct {
+	*Connector
+	// ready is closed once the last run's left-overs are handled.
+	ready chan struct{}
+	// keysNotCome: megolm session ID → when a wait for its key gave up.
+	keysNotCome sync.Map
+	// lastArrival is the order key of the last event kept in the inbox.
+	lastArrival atomic.Int64
+}
+
 // inboxMaxAttempts: an event handled this many times at start-up without the
 // guest side taking it (e.g. from someone bridgev2 refuses) is let go.
 const inboxMaxAttempts = 3
@@ -37,20 +51,20 @@ const inboxMaxAge = 7 * 24 * time.Hour
 
 const maxTransactionBytes = 64 << 20
 
-// interceptTransactions puts the inbox in front of mautrix's transaction
+// intercept puts the inbox in front of mautrix's transaction
 // handler. It must run before the appservice listener starts (Init).
-func (sc *Connector) interceptTransactions(mc *matrix.Connector) {
-	sc.inboxReady = make(chan struct{})
+func (ib *Inbox) intercept(mc *matrix.Connector) {
+	ib.ready = make(chan struct{})
 	next := mc.AS.Router
 	mux := http.NewServeMux()
-	mux.Handle("PUT /_matrix/app/v1/transactions/{txnID}", sc.inboxHandler(bridgeMatrix{mc}, next))
+	mux.Handle("PUT /_matrix/app/v1/transactions/{txnID}", ib.handler(bridgeMatrix{mc}, next))
 	mux.Handle("/", next)
 	mc.AS.Router = mux
 	// After bridgev2 has routed a decrypted event, events that never reach the
 	// guest-side handlers leave the inbox here.
 	for _, evtType := range []event.Type{event.EventMessage, event.EventSticker, event.EventReaction,
 		event.EventUnstablePollStart, event.EventUnstablePollResponse} {
-		mc.EventProcessor.On(evtType, sc.inboxRouted)
+		mc.EventProcessor.On(evtType, ib.routed)
 	}
 }
 
@@ -82,7 +96,7 @@ func (b bridgeMatrix) waitForSession(ctx context.Context, roomID id.RoomID, send
 	return b.mc.Crypto.WaitForSession(ctx, roomID, senderKey, sessionID, timeout)
 }
 
-func (sc *Connector) inboxHandler(mc inboxMatrix, next http.Handler) http.HandlerFunc {
+func (ib *Inbox) handler(mc inboxMatrix, next http.Handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		arrived := time.Now()
 		token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -99,22 +113,22 @@ func (sc *Connector) inboxHandler(mc inboxMatrix, next http.Handler) http.Handle
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		kept, err := sc.keepTransaction(r.Context(), mc, body, arrived)
+		kept, err := ib.keepTransaction(r.Context(), mc, body, arrived)
 		if err != nil {
 			zerolog.Ctx(r.Context()).Err(err).Str("transaction_id", r.PathValue("txnID")).
 				Msg("Failed to keep officers' events before answering the homeserver; it will retry")
-			sc.Metrics.Error(ErrKindTransactionStore)
+			ib.Metrics.Error(ErrKindTransactionStore)
 			mautrix.MUnknown.WithMessage("Failed to store transaction, try again").Write(w)
 			return
 		}
 		// What the last run left comes first: officers' messages reach the
 		// guest in the order they were sent.
 		select {
-		case <-sc.inboxReady:
+		case <-ib.ready:
 		case <-r.Context().Done():
 			return
 		}
-		sc.waitForRoomKeys(r.Context(), mc, kept, transactionKeyWait)
+		ib.waitForRoomKeys(r.Context(), mc, kept, transactionKeyWait)
 		next.ServeHTTP(w, r)
 	}
 }
@@ -151,7 +165,7 @@ const replayKeyWait = 10 * time.Second
 // little after the first events that use it. mautrix would then wait for the
 // key beside the event stream and let later events overtake. Whatever does
 // not come within the wait is handed on anyway (mautrix asks for the key).
-func (sc *Connector) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events []inboxEventHead, limit time.Duration) {
+func (ib *Inbox) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events []inboxEventHead, limit time.Duration) {
 	if len(events) == 0 {
 		return
 	}
@@ -161,7 +175,7 @@ func (sc *Connector) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events
 		if head.Content.SessionID == "" || wait <= 0 {
 			continue
 		}
-		if given, ok := sc.keysNotCome.Load(head.Content.SessionID); ok && time.Since(given.(time.Time)) < keyGiveUpMemory {
+		if given, ok := ib.keysNotCome.Load(head.Content.SessionID); ok && time.Since(given.(time.Time)) < keyGiveUpMemory {
 			continue // waited for it in vain already: do not hold every transaction again
 		}
 		started := time.Now()
@@ -171,7 +185,7 @@ func (sc *Connector) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events
 					Msg("Held an officer's event until its room key arrived")
 			}
 		} else if ctx.Err() == nil {
-			sc.keysNotCome.Store(head.Content.SessionID, time.Now())
+			ib.keysNotCome.Store(head.Content.SessionID, time.Now())
 			zerolog.Ctx(ctx).Warn().Stringer("event_id", head.ID).Stringer("session_id", head.Content.SessionID).
 				Msg("Room key for an officer's event did not arrive in time; handing it on")
 		}
@@ -182,11 +196,11 @@ func (sc *Connector) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events
 // strictly after the one before, so the events of one transaction (which
 // share their arrival time) and of transactions in the same instant keep the
 // homeserver's order. Across restarts the wall clock orders them.
-func (sc *Connector) nextArrival(arrived time.Time) int64 {
+func (ib *Inbox) nextArrival(arrived time.Time) int64 {
 	for {
-		last := sc.lastArrival.Load()
+		last := ib.lastArrival.Load()
 		next := max(arrived.UnixNano(), last+1)
-		if sc.lastArrival.CompareAndSwap(last, next) {
+		if ib.lastArrival.CompareAndSwap(last, next) {
 			return next
 		}
 	}
@@ -194,7 +208,7 @@ func (sc *Connector) nextArrival(arrived time.Time) int64 {
 
 // keepTransaction writes the transaction's officer events for conversation
 // rooms to the inbox and returns them.
-func (sc *Connector) keepTransaction(ctx context.Context, mc inboxMatrix, body []byte, arrived time.Time) ([]inboxEventHead, error) {
+func (ib *Inbox) keepTransaction(ctx context.Context, mc inboxMatrix, body []byte, arrived time.Time) ([]inboxEventHead, error) {
 	var txn struct {
 		Events []json.RawMessage `json:"events"`
 	}
@@ -210,52 +224,52 @@ func (sc *Connector) keepTransaction(ctx context.Context, mc inboxMatrix, body [
 		if mc.isBridgeUser(head.Sender) {
 			continue
 		}
-		conv, err := sc.DB.Conversation.GetByRoom(ctx, head.RoomID)
+		conv, err := ib.DB.Conversation.GetByRoom(ctx, head.RoomID)
 		if err != nil {
 			return nil, err
 		} else if conv == nil {
 			continue
 		}
-		if err = sc.DB.Inbox.Keep(ctx, head.ID, head.RoomID, string(raw), arrived, sc.nextArrival(arrived)); err != nil {
+		if err = ib.DB.Inbox.Keep(ctx, head.ID, head.RoomID, string(raw), arrived, ib.nextArrival(arrived)); err != nil {
 			return nil, err
 		}
-		sc.Metrics.TransactionArrived(string(head.ID), arrived)
+		ib.Metrics.TransactionArrived(string(head.ID), arrived)
 		kept = append(kept, head)
 	}
 	return kept, nil
 }
 
-// inboxDone takes an event out of the inbox: the guest side has it (or never will).
-func (sc *Connector) inboxDone(ctx context.Context, eventID id.EventID) {
-	if err := sc.DB.Inbox.Done(ctx, eventID); err != nil {
+// done takes an event out of the inbox: the guest side has it (or never will).
+func (ib *Inbox) done(ctx context.Context, eventID id.EventID) {
+	if err := ib.DB.Inbox.Done(ctx, eventID); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Stringer("event_id", eventID).Msg("Failed to clear handled event from the inbox")
 	}
 }
 
-// inboxRouted runs after bridgev2 has routed a decrypted event. Messages for
+// routed runs after bridgev2 has routed a decrypted event. Messages for
 // the guest leave the inbox in the handlers once kept; everything else
 // (commands, reactions, polls) leaves now.
-func (sc *Connector) inboxRouted(ctx context.Context, evt *event.Event) {
+func (ib *Inbox) routed(ctx context.Context, evt *event.Event) {
 	if !evt.Mautrix.WasEncrypted {
 		return // never in the inbox
 	}
 	if evt.Type == event.EventMessage {
-		if msg := evt.Content.AsMessage(); msg != nil && !strings.HasPrefix(msg.Body, sc.commandPrefix()) {
+		if msg := evt.Content.AsMessage(); msg != nil && !strings.HasPrefix(msg.Body, ib.Config.commandPrefix) {
 			return
 		}
 	}
-	sc.inboxDone(ctx, evt.ID)
+	ib.done(ctx, evt.ID)
 }
 
-// replayInbox handles again what was left in the inbox by a bridge that
+// replay handles again what was left in the inbox by a bridge that
 // stopped before the guest side had it.
-func (sc *Connector) replayInbox(ctx context.Context, mc *matrix.Connector, before time.Time) {
+func (ib *Inbox) replay(ctx context.Context, mc *matrix.Connector, before time.Time) {
 	log := zerolog.Ctx(ctx).With().Str("component", "inbox").Logger()
 	ctx = log.WithContext(ctx)
-	if err := sc.DB.Inbox.DropStale(ctx, inboxMaxAttempts, time.Now().Add(-inboxMaxAge)); err != nil {
+	if err := ib.DB.Inbox.DropStale(ctx, inboxMaxAttempts, time.Now().Add(-inboxMaxAge)); err != nil {
 		log.Err(err).Msg("Failed to drop stale inbox events")
 	}
-	todo, err := sc.DB.Inbox.Leftovers(ctx, before)
+	todo, err := ib.DB.Inbox.Leftovers(ctx, before)
 	if err != nil {
 		log.Err(err).Msg("Failed to read the inbox")
 		return
@@ -264,14 +278,14 @@ func (sc *Connector) replayInbox(ctx context.Context, mc *matrix.Connector, befo
 		if ctx.Err() != nil {
 			return
 		}
-		if err = sc.DB.Inbox.CountAttempt(ctx, l.EventID); err != nil {
+		if err = ib.DB.Inbox.CountAttempt(ctx, l.EventID); err != nil {
 			log.Err(err).Msg("Failed to count inbox attempt")
 			return
 		}
 		var evt event.Event
 		if err = json.Unmarshal([]byte(l.Raw), &evt); err != nil {
 			log.Warn().Err(err).Stringer("event_id", l.EventID).Msg("Dropping unreadable inbox event")
-			sc.inboxDone(ctx, l.EventID)
+			ib.done(ctx, l.EventID)
 			continue
 		}
 		evt.Type.Class = event.MessageEventType
@@ -279,32 +293,31 @@ func (sc *Connector) replayInbox(ctx context.Context, mc *matrix.Connector, befo
 		evt.Mautrix.ReceivedAt = time.Now()
 		if err = evt.Content.ParseRaw(evt.Type); err != nil {
 			log.Warn().Err(err).Stringer("event_id", l.EventID).Msg("Dropping unparseable inbox event")
-			sc.inboxDone(ctx, l.EventID)
+			ib.done(ctx, l.EventID)
 			continue
 		}
 		if enc := evt.Content.AsEncrypted(); enc != nil {
 			head := inboxEventHead{ID: l.EventID, RoomID: evt.RoomID}
 			head.Content.SenderKey, head.Content.SessionID = enc.SenderKey, enc.SessionID
-			sc.waitForRoomKeys(ctx, bridgeMatrix{mc}, []inboxEventHead{head}, replayKeyWait)
+			ib.waitForRoomKeys(ctx, bridgeMatrix{mc}, []inboxEventHead{head}, replayKeyWait)
 		}
-		sc.Metrics.Error(ErrKindInboxReplay)
+		ib.Metrics.Error(ErrKindInboxReplay)
 		log.Info().Stringer("event_id", l.EventID).Msg("Handling an officer's event again that the last run did not finish")
 		mc.EventProcessor.Dispatch(ctx, &evt)
 	}
 }
 
-// startInbox handles what a previous run left in the inbox.
-func (sc *Connector) startInbox(ctx context.Context) error {
-	mc, ok := sc.Bridge.Matrix.(*matrix.Connector)
+// start handles what a previous run left in the inbox.
+func (ib *Inbox) start(ctx context.Context) {
+	mc, ok := ib.Bridge.Matrix.(*matrix.Connector)
 	if !ok {
-		return nil
+		return
 	}
 	// Only what arrived before this process began: anything later is being
 	// handled now, and handling a command twice would be wrong. New
-	// transactions wait until this is done (inboxReady).
+	// transactions wait until this is done (ready).
 	go func() {
-		defer close(sc.inboxReady)
-		sc.replayInbox(ctx, mc, sc.startedAt)
+		defer close(ib.ready)
+		ib.replay(ctx, mc, ib.startedAt)
 	}()
-	return nil
 }

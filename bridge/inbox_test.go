@@ -69,8 +69,9 @@ func TestInboxHoldsTransactionUntilItsRoomKeyArrives(t *testing.T) {
 	transcript := NewTranscript(store, newTestKeys(t), bytes.Repeat([]byte{7}, 32))
 	conv, _, _ := newTestConversation(t, store, transcript)
 	require.NoError(t, store.Conversation.SetRoom(ctx, conv.ID, "!room:example.org"))
-	sc := &Connector{DB: store, Metrics: NewMetrics(nil), inboxReady: make(chan struct{})}
-	close(sc.inboxReady)
+	sc := &Connector{DB: store, Metrics: NewMetrics(nil)}
+	ib := &Inbox{Connector: sc, ready: make(chan struct{})}
+	close(ib.ready)
 	keys := &fakeKeys{}
 	passed := make(chan string, 4)
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -78,7 +79,7 @@ func TestInboxHoldsTransactionUntilItsRoomKeyArrives(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	mux := http.NewServeMux()
-	mux.Handle("PUT /_matrix/app/v1/transactions/{txnID}", sc.inboxHandler(keys, next))
+	mux.Handle("PUT /_matrix/app/v1/transactions/{txnID}", ib.handler(keys, next))
 
 	put := func(txnID string, events ...map[string]any) *httptest.ResponseRecorder {
 		body, err := json.Marshal(map[string]any{"events": events})
@@ -133,16 +134,16 @@ func keyHead(eventID id.EventID, session id.SessionID) inboxEventHead {
 // A key that never comes holds the transaction only for the wait, then mautrix
 // gets it (and asks the officer's devices for the key).
 func TestWaitForRoomKeysGivesUp(t *testing.T) {
-	sc := &Connector{}
+	ib := &Inbox{Connector: &Connector{}}
 	keys := &fakeKeys{}
-	sc.waitForRoomKeys(context.Background(), keys, []inboxEventHead{
+	ib.waitForRoomKeys(context.Background(), keys, []inboxEventHead{
 		keyHead("$a", "missing"),
 		keyHead("$b", "missing-too"),
 	}, 300*time.Millisecond)
 	// Both events share one deadline: the first used it up, the second is not waited for.
 	require.Equal(t, []id.SessionID{"missing"}, keys.waits)
 	// A session waited for in vain is not waited for again.
-	sc.waitForRoomKeys(context.Background(), keys, []inboxEventHead{
+	ib.waitForRoomKeys(context.Background(), keys, []inboxEventHead{
 		keyHead("$c", "missing"),
 	}, 300*time.Millisecond)
 	require.Equal(t, []id.SessionID{"missing"}, keys.waits)
@@ -158,6 +159,7 @@ func TestInboxLeftoversKeepTheHomeserversOrder(t *testing.T) {
 	conv, _, _ := newTestConversation(t, store, transcript)
 	require.NoError(t, store.Conversation.SetRoom(ctx, conv.ID, "!room:example.org"))
 	sc := &Connector{DB: store, Metrics: NewMetrics(nil)}
+	ib := &Inbox{Connector: sc}
 	keys := &fakeKeys{}
 	keys.deliver("s")
 	arrived := time.Now()
@@ -172,12 +174,12 @@ func TestInboxLeftoversKeepTheHomeserversOrder(t *testing.T) {
 	require.NoError(t, err)
 	second, err := json.Marshal(map[string]any{"events": events[3:]})
 	require.NoError(t, err)
-	_, err = sc.keepTransaction(ctx, keys, first, arrived)
+	_, err = ib.keepTransaction(ctx, keys, first, arrived)
 	require.NoError(t, err)
-	_, err = sc.keepTransaction(ctx, keys, second, arrived) // same millisecond
+	_, err = ib.keepTransaction(ctx, keys, second, arrived) // same millisecond
 	require.NoError(t, err)
 	// The homeserver sends the first transaction again: nothing moves.
-	_, err = sc.keepTransaction(ctx, keys, first, arrived.Add(time.Second))
+	_, err = ib.keepTransaction(ctx, keys, first, arrived.Add(time.Second))
 	require.NoError(t, err)
 
 	left, err := sc.DB.Inbox.Leftovers(ctx, arrived.Add(time.Minute))

@@ -25,7 +25,7 @@ func TestParallelWrongCodesCannotBeatTheAttemptLimit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, _, results[i] = tb.Join(tb.ctx, inv.token, "feil kode 99")
+			_, _, results[i] = tb.Guests.Join(tb.ctx, inv.token, "feil kode 99")
 		}()
 	}
 	close(start)
@@ -50,7 +50,7 @@ func TestParallelWrongCodesCannotBeatTheAttemptLimit(t *testing.T) {
 	require.Equal(t, 1, countOf(actions, bridge.AuditBurned), "the invite is burned once")
 
 	// The right code after the limit is refused: the invite is dead.
-	_, _, err := tb.Join(tb.ctx, inv.token, inv.code)
+	_, _, err := tb.Guests.Join(tb.ctx, inv.token, inv.code)
 	require.ErrorIs(t, err, bridge.ErrInviteRevoked)
 	_, notices := tb.matrix.Snapshot()
 	require.Len(t, notices, 1, "the room is told once to reissue")
@@ -74,7 +74,7 @@ func TestRightCodeAmongParallelGuessesStaysWithinTheLimit(t *testing.T) {
 			if i == 20 {
 				code = inv.code
 			}
-			if _, _, err := tb.Join(tb.ctx, inv.token, code); err == nil {
+			if _, _, err := tb.Guests.Join(tb.ctx, inv.token, code); err == nil {
 				joined.Store(i, true)
 			}
 		}()
@@ -99,7 +99,7 @@ func TestRightCodeIsRefusedOnceTheAttemptsAreUsedUp(t *testing.T) {
 	inv := tb.newInvite(time.Hour)
 	_, err := tb.DB.Exec(tb.ctx, `UPDATE sikkerchat_invite SET failed_attempts=$2 WHERE conversation_id=$1`, inv.conv.ID, tb.Config.MaxCodeAttempts)
 	require.NoError(t, err)
-	_, _, err = tb.Join(tb.ctx, inv.token, inv.code)
+	_, _, err = tb.Guests.Join(tb.ctx, inv.token, inv.code)
 	require.ErrorIs(t, err, bridge.ErrInviteRevoked)
 	conv, err := tb.DB.Conversation.Get(tb.ctx, inv.conv.ID)
 	require.NoError(t, err)

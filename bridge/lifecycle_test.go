@@ -16,11 +16,11 @@ import (
 // take it, the close is refused and nothing is shredded.
 func TestCloseDeliversGuestMessagesFirstOrRefuses(t *testing.T) {
 	tb, inv := newGuardedBridge(t)
-	_, _, err := tb.QueueGuestText(tb.ctx, inv.conv, "close-test-client-01", "hjelp meg")
+	_, _, err := tb.Guests.QueueText(tb.ctx, inv.conv, "close-test-client-01", "hjelp meg")
 	require.NoError(t, err)
 
 	tb.matrix.Failing = true
-	err = tb.Close(tb.ctx, inv.conv, string(officer), bridge.CloseByOfficer)
+	err = tb.Conversations.Close(tb.ctx, inv.conv, string(officer), bridge.CloseByOfficer)
 	var undelivered *bridge.UndeliveredError
 	require.ErrorAs(t, err, &undelivered)
 	require.Equal(t, 1, undelivered.Count)
@@ -32,10 +32,10 @@ func TestCloseDeliversGuestMessagesFirstOrRefuses(t *testing.T) {
 	require.Len(t, entries, 1, "nothing shredded")
 
 	tb.matrix.Failing = false
-	require.NoError(t, tb.Close(tb.ctx, conv, string(officer), bridge.CloseByOfficer))
+	require.NoError(t, tb.Conversations.Close(tb.ctx, conv, string(officer), bridge.CloseByOfficer))
 	sent, _ := tb.matrix.Snapshot()
 	require.Equal(t, []string{"hjelp meg"}, sent, "delivered before the close")
-	_, _, err = tb.QueueGuestText(tb.ctx, conv, "close-test-client-02", "etterpå")
+	_, _, err = tb.Guests.QueueText(tb.ctx, conv, "close-test-client-02", "etterpå")
 	require.Error(t, err)
 }
 
@@ -60,7 +60,7 @@ func TestGuestMessagesRacingACloseAreDeliveredOrRefused(t *testing.T) {
 					}
 					time.Sleep(5 * time.Millisecond) // far faster than the rate limit lets a guest send
 					text := fmt.Sprintf("melding %d-%d-%d", round, g, i)
-					_, _, err := tb.QueueGuestText(tb.ctx, inv.conv, fmt.Sprintf("race-client-%02d-%06d", g, i), text)
+					_, _, err := tb.Guests.QueueText(tb.ctx, inv.conv, fmt.Sprintf("race-client-%02d-%06d", g, i), text)
 					if err == nil {
 						lock.Lock()
 						accepted = append(accepted, text)
@@ -74,7 +74,7 @@ func TestGuestMessagesRacingACloseAreDeliveredOrRefused(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 		for attempt := 0; ; attempt++ {
-			err := tb.Close(tb.ctx, inv.conv, string(officer), bridge.CloseByOfficer)
+			err := tb.Conversations.Close(tb.ctx, inv.conv, string(officer), bridge.CloseByOfficer)
 			var undelivered *bridge.UndeliveredError
 			if errors.As(err, &undelivered) && attempt < 20 {
 				continue // as an officer would: try again
@@ -96,7 +96,7 @@ func TestCloseClearsTheInbox(t *testing.T) {
 	tb, inv := newGuardedBridge(t)
 	_, err := tb.DB.Exec(tb.ctx, `INSERT INTO sikkerchat_inbox (event_id, room_id, event, received_at, arrival) VALUES ('$e1', $1, '{}', 1, 1), ('$e2', '!other:x', '{}', 1, 2)`, inv.conv.RoomID)
 	require.NoError(t, err)
-	require.NoError(t, tb.Close(tb.ctx, inv.conv, string(officer), bridge.CloseByOfficer))
+	require.NoError(t, tb.Conversations.Close(tb.ctx, inv.conv, string(officer), bridge.CloseByOfficer))
 	var left []string
 	rows, err := tb.DB.Query(tb.ctx, `SELECT event_id FROM sikkerchat_inbox`)
 	require.NoError(t, err)

@@ -3,15 +3,13 @@ package bridge
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
@@ -39,62 +37,18 @@ func ValidClientID(clientID string) bool {
 	return clientIDPattern.MatchString(clientID)
 }
 
-// QueueGuestText stores a guest's text for delivery. The bool is false when
-// the same client_id was already accepted (the stored entry is returned).
-func (sc *Connector) QueueGuestText(ctx context.Context, conv *Conversation, clientID, text string) (*TranscriptEntry, bool, error) {
-	if !ValidClientID(clientID) {
-		return nil, false, ErrBadClientID
-	}
-	if !utf8.ValidString(text) {
-		return nil, false, ErrEmptyMessage
-	}
-	text = strings.TrimRight(text, " \t\r\n")
-	if strings.TrimSpace(text) == "" {
-		return nil, false, ErrEmptyMessage
-	} else if utf8.RuneCountInString(text) > sc.Config.Guest.MaxMessageLength {
-		return nil, false, ErrMessageTooLong
-	}
-	entry := &TranscriptEntry{
-		Direction: FromGuest,
-		ClientID:  clientID,
-		Status:    EntryStored,
-		CreatedAt: time.Now(),
-		Kind:      "text",
-		Text:      text,
-	}
-	isNew, err := sc.Transcript.Append(ctx, conv.ID, entry)
-	if err != nil {
-		return nil, false, err
-	}
-	if !isNew {
-		existing, err := sc.Transcript.ByClientID(ctx, conv.ID, clientID)
-		if err != nil {
-			return nil, false, err
-		} else if existing == nil || existing.Text != text || existing.Kind != "text" {
-			return nil, false, ErrClientIDReused
-		}
-		return existing, false, nil
-	}
-	sc.Metrics.GuestPosted(guestTxnID(conv.ID, clientID), RequestStart(ctx))
-	sc.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventMessage, Entry: entry})
-	sc.wakeOutbox()
-	return entry, true, nil
-}
-
-func (sc *Connector) wakeOutbox() {
-	select {
-	case sc.outboxWake <- struct{}{}:
-	default:
-	}
-}
-
 // outboxWorkers bounds how many conversations send at the same time.
 const outboxWorkers = 16
 
-// outbox tracks the per-conversation senders: each conversation's messages go
-// out one after the other (order is kept), conversations go out side by side
-// (one slow upload or busy room holds up nobody else).
-type outbox struct {
+// Outbox delivers guests' stored messages to their rooms: each
+// conversation's messages go out one after the other (order is kept),
+// conversations go out side by side (one slow upload or busy room holds up
+// nobody else). A new message wakes its own conversation's sender, with the
+// entry in hand, so the first send needs no read of what was just written.
+type Outbox struct {
+	*Connector
+	// ctx is the running outbox's (nil before Run).
+	ctx     atomic.Pointer[context.Context]
 	lock    sync.Mutex
 	running map[string]bool
 	again   map[string]bool
@@ -105,32 +59,80 @@ type outbox struct {
 	// delivering: conversation ID → *sync.Mutex held while its messages go out
 	// (the outbox's sender and a close never send the same message side by side).
 	delivering sync.Map
+	// held: the entries just stored, by conversation and position, until delivered.
+	held map[heldKey]*TranscriptEntry
 }
 
-func newOutbox() *outbox {
-	return &outbox{
-		running: map[string]bool{},
-		again:   map[string]bool{},
-		slots:   make(chan struct{}, outboxWorkers),
-		failed:  make(chan struct{}, 1),
-		unsure:  map[string]bool{},
+type heldKey struct {
+	conversationID string
+	seq            int64
+}
+
+// maxHeld bounds the entries the outbox keeps in memory; beyond it (a long
+// homeserver outage) the sender reads them back from the transcript.
+const maxHeld = 1000
+
+func newOutbox(sc *Connector) *Outbox {
+	return &Outbox{
+		Connector: sc,
+		running:   map[string]bool{},
+		again:     map[string]bool{},
+		slots:     make(chan struct{}, outboxWorkers),
+		failed:    make(chan struct{}, 1),
+		unsure:    map[string]bool{},
+		held:      map[heldKey]*TranscriptEntry{},
 	}
 }
 
-// runOutbox delivers stored guest messages until ctx ends. After a failed
-// send the conversation is retried with backoff (1 s doubling to 30 s) or as
-// soon as the guest sends more; without failures a sweep runs every minute.
-func (sc *Connector) runOutbox(ctx context.Context) {
+// Wake hands the outbox a guest message just stored: its conversation's
+// sender starts (or looks again when it is done) without a sweep of the rest.
+func (ob *Outbox) Wake(conversationID string, entry *TranscriptEntry) {
+	if entry != nil {
+		ob.lock.Lock()
+		if len(ob.held) < maxHeld {
+			ob.held[heldKey{conversationID, entry.Seq}] = entry
+		}
+		ob.lock.Unlock()
+	}
+	if ctx := ob.ctx.Load(); ctx != nil {
+		ob.startSender(*ctx, conversationID)
+	}
+}
+
+// heldEntry is a copy of the entry a Wake handed over (the page's stream
+// may be reading the original), or nil.
+func (ob *Outbox) heldEntry(conversationID string, seq int64) *TranscriptEntry {
+	ob.lock.Lock()
+	defer ob.lock.Unlock()
+	if e := ob.held[heldKey{conversationID, seq}]; e != nil {
+		cp := *e
+		return &cp
+	}
+	return nil
+}
+
+func (ob *Outbox) release(conversationID string, seq int64) {
+	ob.lock.Lock()
+	defer ob.lock.Unlock()
+	delete(ob.held, heldKey{conversationID, seq})
+}
+
+// Run delivers stored guest messages until ctx ends (Start runs it). After
+// a failed send the conversations are tried again with backoff (1 s doubling
+// to 30 s) or as soon as the guest sends more; without failures a sweep runs
+// every minute.
+func (ob *Outbox) Run(ctx context.Context) {
 	log := zerolog.Ctx(ctx).With().Str("component", "outbox").Logger()
 	ctx = log.WithContext(ctx)
+	ob.ctx.Store(&ctx)
 	backoff := time.Second
 	for {
-		convs, err := sc.pendingConversations(ctx)
+		convs, err := ob.pendingConversations(ctx)
 		if err != nil {
 			log.Err(err).Msg("Failed to list undelivered guest messages")
 		}
 		for _, conv := range convs {
-			sc.startSender(ctx, conv)
+			ob.startSender(ctx, conv)
 		}
 		var retry <-chan time.Time
 		if err != nil {
@@ -143,14 +145,12 @@ func (sc *Connector) runOutbox(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-sc.outboxWake:
-				break wait
 			case <-sweep:
 				backoff = time.Second
 				break wait
 			case <-retry:
 				break wait
-			case <-sc.outbox.failed:
+			case <-ob.failed:
 				if retry == nil {
 					retry = time.After(backoff)
 					backoff = min(backoff*2, 30*time.Second)
@@ -162,8 +162,7 @@ func (sc *Connector) runOutbox(ctx context.Context) {
 
 // startSender makes sure a sender runs for the conversation; if one already
 // does, it looks again once it is done.
-func (sc *Connector) startSender(ctx context.Context, conversationID string) {
-	ob := sc.outbox
+func (ob *Outbox) startSender(ctx context.Context, conversationID string) {
 	ob.lock.Lock()
 	if ob.running[conversationID] {
 		ob.again[conversationID] = true
@@ -183,7 +182,7 @@ func (sc *Connector) startSender(ctx context.Context, conversationID string) {
 		}
 		defer func() { <-ob.slots }()
 		for {
-			failed := sc.deliverConversation(ctx, conversationID)
+			failed := ob.deliverConversation(ctx, conversationID)
 			if failed {
 				select {
 				case ob.failed <- struct{}{}:
@@ -205,8 +204,8 @@ func (sc *Connector) startSender(ctx context.Context, conversationID string) {
 }
 
 // pendingConversations lists conversations with stored, undelivered guest messages.
-func (sc *Connector) pendingConversations(ctx context.Context) ([]string, error) {
-	counts, err := sc.DB.Transcript.Undelivered(ctx)
+func (ob *Outbox) pendingConversations(ctx context.Context) ([]string, error) {
+	counts, err := ob.DB.Transcript.Undelivered(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -217,20 +216,20 @@ func (sc *Connector) pendingConversations(ctx context.Context) ([]string, error)
 		pending += n
 	}
 	slices.Sort(convs)
-	sc.Metrics.OutboxPending.Set(float64(pending))
+	ob.Metrics.OutboxPending.Set(float64(pending))
 	return convs, nil
 }
 
-// deliverPending delivers everything stored now, one conversation after the
-// other, and returns (tests and tools).
-func (sc *Connector) deliverPending(ctx context.Context) (failed bool) {
-	convs, err := sc.pendingConversations(ctx)
+// RunOnce delivers everything stored now, one conversation after the other,
+// and returns (tests and tools).
+func (ob *Outbox) RunOnce(ctx context.Context) (failed bool) {
+	convs, err := ob.pendingConversations(ctx)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to list undelivered guest messages")
 		return true
 	}
 	for _, conv := range convs {
-		if sc.deliverConversation(ctx, conv) {
+		if ob.deliverConversation(ctx, conv) {
 			failed = true
 		}
 	}
@@ -239,32 +238,37 @@ func (sc *Connector) deliverPending(ctx context.Context) (failed bool) {
 
 // deliverConversation sends a conversation's stored messages in order. It
 // stops at the first failure that a retry may fix.
-func (sc *Connector) deliverConversation(ctx context.Context, conversationID string) (failed bool) {
-	lock, _ := sc.outbox.delivering.LoadOrStore(conversationID, &sync.Mutex{})
+func (ob *Outbox) deliverConversation(ctx context.Context, conversationID string) (failed bool) {
+	lock, _ := ob.delivering.LoadOrStore(conversationID, &sync.Mutex{})
 	lock.(*sync.Mutex).Lock()
 	defer lock.(*sync.Mutex).Unlock()
 	log := zerolog.Ctx(ctx)
 	for ctx.Err() == nil {
-		seqs, err := sc.DB.Transcript.UndeliveredIn(ctx, conversationID)
+		seqs, err := ob.DB.Transcript.UndeliveredIn(ctx, conversationID)
 		if err != nil {
 			log.Err(err).Str("conversation_id", conversationID).Msg("Failed to list undelivered guest messages")
 			return true
 		} else if len(seqs) == 0 {
 			return false
 		}
+		conv, err := ob.DB.Conversation.Get(ctx, conversationID)
+		if err != nil {
+			log.Err(err).Str("conversation_id", conversationID).Msg("Failed to get conversation to deliver to")
+			return true
+		}
 		for _, seq := range seqs {
-			err := sc.deliver(ctx, conversationID, seq)
+			err := ob.deliver(ctx, conv, seq)
 			switch {
 			case err == nil:
 			case isPermanent(err):
 				// Retrying cannot help (too large for the homeserver, refused): give up on
 				// this one, tell the guest and the officers, and let the next ones through.
 				log.Err(err).Str("conversation_id", conversationID).Int64("seq", seq).Msg("Guest message can never be delivered")
-				sc.Metrics.Error(ErrKindUndeliverable)
-				sc.markUndeliverable(ctx, conversationID, seq)
+				ob.Metrics.Error(ErrKindUndeliverable)
+				ob.markUndeliverable(ctx, conversationID, seq)
 			default:
 				log.Warn().Err(err).Str("conversation_id", conversationID).Int64("seq", seq).Msg("Guest message not delivered yet, will retry")
-				sc.Metrics.Error(ErrKindHomeserverSend)
+				ob.Metrics.Error(ErrKindHomeserverSend)
 				return true
 			}
 		}
@@ -272,26 +276,28 @@ func (sc *Connector) deliverConversation(ctx context.Context, conversationID str
 	return true
 }
 
-func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int64) error {
-	conv, err := sc.DB.Conversation.Get(ctx, conversationID)
-	if err != nil {
-		return fmt.Errorf("failed to get conversation: %w", err)
-	} else if conv == nil || conv.RoomID == "" {
+func (ob *Outbox) deliver(ctx context.Context, conv *Conversation, seq int64) (err error) {
+	if conv == nil || conv.RoomID == "" {
 		return ErrConversationNotOpen
 	}
-	entry, err := sc.Transcript.BySeq(ctx, conversationID, seq)
-	if err != nil {
-		return err
-	} else if entry == nil || entry.Status != EntryStored {
-		return nil
+	conversationID := conv.ID
+	// The message the guest just sent is in hand; one from before a restart
+	// (or beyond what the outbox holds) is read back.
+	entry := ob.heldEntry(conversationID, seq)
+	if entry == nil {
+		if entry, err = ob.Transcript.BySeq(ctx, conversationID, seq); err != nil {
+			return err
+		} else if entry == nil || entry.Status != EntryStored {
+			return nil
+		}
 	}
 	txnID := guestTxnID(conv.ID, entry.ClientID)
 	var eventID id.EventID
-	if sc.outbox.uncertain(txnID, entry, sc.startedAt) {
+	if ob.uncertain(txnID, entry, ob.startedAt) {
 		// An earlier attempt may have reached the room without an answer coming
 		// back (a crash, a timeout). Homeservers forget the transaction IDs of
 		// such requests, so look before sending again.
-		if eventID, err = sc.Matrix.FindSent(ctx, conv, txnID); err != nil {
+		if eventID, err = ob.Matrix.FindSent(ctx, conv, txnID); err != nil {
 			return err
 		} else if eventID != "" {
 			zerolog.Ctx(ctx).Info().Str("conversation_id", conversationID).Int64("seq", seq).
@@ -299,18 +305,19 @@ func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int
 		}
 	}
 	if eventID == "" {
-		if eventID, err = sc.send(ctx, conv, txnID, entry); err != nil {
-			sc.outbox.markUncertain(txnID, err)
+		if eventID, err = ob.send(ctx, conv, txnID, entry); err != nil {
+			ob.markUncertain(txnID, err)
 			return err
 		}
 	}
-	sc.outbox.settled(txnID)
-	if _, err = sc.Transcript.MarkDelivered(ctx, conversationID, seq, eventID); err != nil {
+	ob.settled(txnID)
+	if _, err = ob.Transcript.MarkDelivered(ctx, conversationID, seq, eventID); err != nil {
 		return err
 	}
+	ob.release(conversationID, seq)
 	if info, isFile := FileInfoOf(entry); isFile {
 		// The room has the file now; the bridge keeps no copy it does not need.
-		if err = sc.DB.File.Delete(ctx, conversationID, info.ID); err != nil {
+		if err = ob.DB.File.Delete(ctx, conversationID, info.ID); err != nil {
 			zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to drop delivered guest file")
 		}
 	}
@@ -319,27 +326,27 @@ func (sc *Connector) deliver(ctx context.Context, conversationID string, seq int
 	if _, isFile := FileInfoOf(entry); isFile {
 		kind = "file"
 	}
-	sc.Metrics.Delivered(txnID, kind)
-	sc.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
+	ob.Metrics.Delivered(txnID, kind)
+	ob.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
 	zerolog.Ctx(ctx).Debug().Str("conversation_id", conversationID).Int64("seq", seq).Stringer("event_id", eventID).Msg("Guest message delivered")
 	return nil
 }
 
-func (sc *Connector) send(ctx context.Context, conv *Conversation, txnID string, entry *TranscriptEntry) (id.EventID, error) {
+func (ob *Outbox) send(ctx context.Context, conv *Conversation, txnID string, entry *TranscriptEntry) (id.EventID, error) {
 	if info, isFile := FileInfoOf(entry); isFile {
-		data, err := sc.Transcript.File(ctx, conv.ID, info.ID)
+		data, err := ob.Transcript.File(ctx, conv.ID, info.ID)
 		if err != nil {
 			return "", err
 		}
-		return sc.Matrix.SendGuestFile(ctx, conv, txnID, info, data)
+		return ob.Matrix.SendGuestFile(ctx, conv, txnID, info, data)
 	}
-	return sc.Matrix.SendGuestText(ctx, conv, txnID, entry.Text)
+	return ob.Matrix.SendGuestText(ctx, conv, txnID, entry.Text)
 }
 
 // uncertain tells whether an earlier attempt to send this message may have
 // reached the room: one in an earlier run of the bridge (it may have died
 // mid-send), or one in this run that failed without a clear "not sent".
-func (ob *outbox) uncertain(txnID string, entry *TranscriptEntry, started time.Time) bool {
+func (ob *Outbox) uncertain(txnID string, entry *TranscriptEntry, started time.Time) bool {
 	if entry.CreatedAt.Before(started) {
 		return true
 	}
@@ -350,7 +357,7 @@ func (ob *outbox) uncertain(txnID string, entry *TranscriptEntry, started time.T
 
 // markUncertain notes a failed send that may have reached the homeserver
 // anyway. A refused connection certainly did not.
-func (ob *outbox) markUncertain(txnID string, err error) {
+func (ob *Outbox) markUncertain(txnID string, err error) {
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "dial" {
 		return
@@ -360,7 +367,7 @@ func (ob *outbox) markUncertain(txnID string, err error) {
 	ob.unsure[txnID] = true
 }
 
-func (ob *outbox) settled(txnID string) {
+func (ob *Outbox) settled(txnID string) {
 	ob.lock.Lock()
 	defer ob.lock.Unlock()
 	delete(ob.unsure, txnID)
@@ -379,16 +386,17 @@ func isPermanent(err error) bool {
 	return false
 }
 
-func (sc *Connector) markUndeliverable(ctx context.Context, conversationID string, seq int64) {
-	if err := sc.DB.Transcript.MarkUndeliverable(ctx, conversationID, seq); err != nil {
+func (ob *Outbox) markUndeliverable(ctx context.Context, conversationID string, seq int64) {
+	ob.release(conversationID, seq)
+	if err := ob.DB.Transcript.MarkUndeliverable(ctx, conversationID, seq); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to mark guest message undeliverable")
 		return
 	}
-	if entry, err := sc.Transcript.BySeq(ctx, conversationID, seq); err == nil && entry != nil {
-		sc.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
+	if entry, err := ob.Transcript.BySeq(ctx, conversationID, seq); err == nil && entry != nil {
+		ob.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
 	}
-	if conv, err := sc.DB.Conversation.Get(ctx, conversationID); err == nil && conv != nil {
-		sc.Matrix.Notice(ctx, conv, sc.Config.validatedLanguage.T(msgUndeliverable))
+	if conv, err := ob.DB.Conversation.Get(ctx, conversationID); err == nil && conv != nil {
+		ob.Matrix.Notice(ctx, conv, ob.Config.validatedLanguage.T(msgUndeliverable))
 	}
 }
 

@@ -22,8 +22,9 @@ import (
 // officer) gains conversation endpoints for case systems. They answer with
 // the same facts as the room's state event. Documented in docs/provisioning-api.md.
 
-func (sc *Connector) registerProvisioning() {
-	mp, ok := sc.Bridge.Matrix.(bridgev2.MatrixConnectorWithProvisioning)
+func registerProvisioning(sc *Connector) {
+	api := &provisioningAPI{Connector: sc}
+	mp, ok := api.Bridge.Matrix.(bridgev2.MatrixConnectorWithProvisioning)
 	if !ok || mp.GetProvisioning() == nil {
 		return
 	}
@@ -50,13 +51,13 @@ func (sc *Connector) registerProvisioning() {
 			fn(w, r, user)
 		}
 	}
-	router.HandleFunc("POST /v3/sikkerchat/conversations", officer(sc.provCreate))
-	router.HandleFunc("GET /v3/sikkerchat/conversations", officer(sc.provList))
-	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}", officer(sc.provConversation(sc.provGet)))
-	router.HandleFunc("POST /v3/sikkerchat/conversations/{id}/close", officer(sc.provConversation(sc.provClose)))
-	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}/audit", officer(sc.provAuditRoute))
-	router.HandleFunc("POST /v3/sikkerchat/conversations/{id}/export", officer(sc.provConversation(sc.provExport)))
-	router.HandleFunc("GET /v3/sikkerchat/stats", officer(sc.provStats))
+	router.HandleFunc("POST /v3/sikkerchat/conversations", officer(api.provCreate))
+	router.HandleFunc("GET /v3/sikkerchat/conversations", officer(api.provList))
+	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}", officer(api.provConversation(api.provGet)))
+	router.HandleFunc("POST /v3/sikkerchat/conversations/{id}/close", officer(api.provConversation(api.provClose)))
+	router.HandleFunc("GET /v3/sikkerchat/conversations/{id}/audit", officer(api.provAuditRoute))
+	router.HandleFunc("POST /v3/sikkerchat/conversations/{id}/export", officer(api.provConversation(api.provExport)))
+	router.HandleFunc("GET /v3/sikkerchat/stats", officer(api.provStats))
 }
 
 type provConversationResponse struct {
@@ -66,14 +67,19 @@ type provConversationResponse struct {
 	Invite *InviteField `json:"no.sikkerchat.invite,omitempty"`
 }
 
+// provisioningAPI is sikkerchat's part of the provisioning API.
+type provisioningAPI struct {
+	*Connector
+}
+
 func writeProvJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (sc *Connector) provResponse(ctx context.Context, conv *Conversation) provConversationResponse {
-	return provConversationResponse{ConversationState: sc.StateOf(conv), RoomID: conv.RoomID.String(), Label: sc.Transcript.OpenLabel(ctx, conv)}
+func (api *provisioningAPI) provResponse(ctx context.Context, conv *Conversation) provConversationResponse {
+	return provConversationResponse{ConversationState: api.Conversations.StateOf(conv), RoomID: conv.RoomID.String(), Label: api.Transcript.OpenLabel(ctx, conv)}
 }
 
 // maxProvBody bounds a create request; a label of MaxLabelLength characters
@@ -114,14 +120,14 @@ func decodeProvBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func (sc *Connector) provCreate(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
+func (api *provisioningAPI) provCreate(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
 	var req struct {
 		Label string `json:"label"`
 	}
 	if !decodeProvBody(w, r, &req) {
 		return
 	}
-	created, err := sc.CreateConversation(r.Context(), user, req.Label)
+	created, err := api.Conversations.Create(r.Context(), user, req.Label)
 	switch {
 	case errors.Is(err, ErrLabelTooLong):
 		mautrix.MInvalidParam.WithMessage(err.Error()).Write(w)
@@ -131,14 +137,14 @@ func (sc *Connector) provCreate(w http.ResponseWriter, r *http.Request, user *br
 		mautrix.MUnknown.WithMessage("Failed to create the conversation").Write(w)
 		return
 	}
-	resp := sc.provResponse(r.Context(), created.Conversation)
+	resp := api.provResponse(r.Context(), created.Conversation)
 	invite := created.InviteField()
 	resp.Invite = &invite
 	writeProvJSON(w, http.StatusCreated, resp)
 }
 
-func (sc *Connector) provList(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
-	convs, err := sc.DB.Conversation.ListByOfficer(r.Context(), user.MXID)
+func (api *provisioningAPI) provList(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
+	convs, err := api.DB.Conversation.ListByOfficer(r.Context(), user.MXID)
 	if err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to list conversations for provisioning")
 		mautrix.MUnknown.WithMessage("Failed to list conversations").Write(w)
@@ -146,7 +152,7 @@ func (sc *Connector) provList(w http.ResponseWriter, r *http.Request, user *brid
 	}
 	out := make([]provConversationResponse, 0, len(convs))
 	for _, c := range convs {
-		out = append(out, sc.provResponse(r.Context(), c))
+		out = append(out, api.provResponse(r.Context(), c))
 	}
 	writeProvJSON(w, http.StatusOK, map[string]any{"conversations": out})
 }
@@ -168,13 +174,13 @@ func plausibleConversationID(id string) bool {
 
 // provLookup reads the conversation the path names (nil if there is none).
 // When ok is false the answer has been written.
-func (sc *Connector) provLookup(w http.ResponseWriter, r *http.Request) (id string, conv *Conversation, ok bool) {
+func (api *provisioningAPI) provLookup(w http.ResponseWriter, r *http.Request) (id string, conv *Conversation, ok bool) {
 	id = r.PathValue("id")
 	if !plausibleConversationID(id) {
 		mautrix.MNotFound.WithMessage("No such conversation").Write(w)
 		return id, nil, false
 	}
-	conv, err := sc.DB.Conversation.Get(r.Context(), id)
+	conv, err := api.DB.Conversation.Get(r.Context(), id)
 	if err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to get conversation for provisioning")
 		mautrix.MUnknown.WithMessage("Failed to get the conversation").Write(w)
@@ -185,9 +191,9 @@ func (sc *Connector) provLookup(w http.ResponseWriter, r *http.Request) (id stri
 
 // provConversation loads the conversation of the path; officers see the ones
 // they created, admins all.
-func (sc *Connector) provConversation(fn func(http.ResponseWriter, *http.Request, *bridgev2.User, *Conversation)) func(http.ResponseWriter, *http.Request, *bridgev2.User) {
+func (api *provisioningAPI) provConversation(fn func(http.ResponseWriter, *http.Request, *bridgev2.User, *Conversation)) func(http.ResponseWriter, *http.Request, *bridgev2.User) {
 	return func(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
-		_, conv, ok := sc.provLookup(w, r)
+		_, conv, ok := api.provLookup(w, r)
 		if !ok {
 			return
 		} else if conv == nil || (conv.CreatedBy != user.MXID && !user.Permissions.Admin) {
@@ -198,12 +204,12 @@ func (sc *Connector) provConversation(fn func(http.ResponseWriter, *http.Request
 	}
 }
 
-func (sc *Connector) provGet(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
-	writeProvJSON(w, http.StatusOK, sc.provResponse(r.Context(), conv))
+func (api *provisioningAPI) provGet(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
+	writeProvJSON(w, http.StatusOK, api.provResponse(r.Context(), conv))
 }
 
-func (sc *Connector) provClose(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
-	err := sc.Close(r.Context(), conv, user.MXID.String(), CloseByProvisioning)
+func (api *provisioningAPI) provClose(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
+	err := api.Conversations.Close(r.Context(), conv, user.MXID.String(), CloseByProvisioning)
 	var undelivered *UndeliveredError
 	if errors.Is(err, ErrAlreadyClosed) {
 		mautrix.RespError{ErrCode: "NO.SIKKERCHAT.ALREADY_CLOSED", Err: "The conversation is already closed", StatusCode: http.StatusConflict}.Write(w)
@@ -218,13 +224,13 @@ func (sc *Connector) provClose(w http.ResponseWriter, r *http.Request, user *bri
 		mautrix.MUnknown.WithMessage("Failed to close the conversation").Write(w)
 		return
 	}
-	writeProvJSON(w, http.StatusOK, sc.provResponse(r.Context(), conv))
+	writeProvJSON(w, http.StatusOK, api.provResponse(r.Context(), conv))
 }
 
 // provAuditRoute serves the trail of a live conversation to its officer, and
 // of any conversation, purged ones too (the trail outlives the purge), to admins.
-func (sc *Connector) provAuditRoute(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
-	id, conv, ok := sc.provLookup(w, r)
+func (api *provisioningAPI) provAuditRoute(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
+	id, conv, ok := api.provLookup(w, r)
 	if !ok {
 		return
 	}
@@ -234,11 +240,11 @@ func (sc *Connector) provAuditRoute(w http.ResponseWriter, r *http.Request, user
 		mautrix.MNotFound.WithMessage("No such conversation").Write(w)
 		return
 	}
-	sc.provAudit(w, r, user, conv)
+	api.provAudit(w, r, user, conv)
 }
 
-func (sc *Connector) provAudit(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
-	rows, err := sc.Audit.ForConversation(r.Context(), conv.ID)
+func (api *provisioningAPI) provAudit(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
+	rows, err := api.Audit.ForConversation(r.Context(), conv.ID)
 	if err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to read audit trail for provisioning")
 		mautrix.MUnknown.WithMessage("Failed to read the audit trail").Write(w)
@@ -248,7 +254,7 @@ func (sc *Connector) provAudit(w http.ResponseWriter, r *http.Request, user *bri
 		mautrix.MNotFound.WithMessage("No such conversation").Write(w)
 		return
 	}
-	chainErr := sc.Audit.Verify(r.Context())
+	chainErr := api.Audit.Verify(r.Context())
 	resp := map[string]any{"conversation_id": conv.ID, "rows": rows, "chain_ok": chainErr == nil}
 	if chainErr != nil {
 		resp["chain_error"] = chainErr.Error()
@@ -256,14 +262,14 @@ func (sc *Connector) provAudit(w http.ResponseWriter, r *http.Request, user *bri
 	writeProvJSON(w, http.StatusOK, resp)
 }
 
-func (sc *Connector) provExport(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
-	data, err := sc.BuildExport(r.Context(), conv, user.MXID.String())
+func (api *provisioningAPI) provExport(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
+	data, err := api.Evidence.BuildExport(r.Context(), conv, user.MXID.String())
 	if err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to export conversation from provisioning")
 		mautrix.MUnknown.WithMessage("Failed to build the export").Write(w)
 		return
 	}
-	if err = sc.Audit.Append(r.Context(), user.MXID.String(), AuditExport, conv.ID, "sha256 "+sha256Hex(data)); err != nil {
+	if err = api.Audit.Append(r.Context(), user.MXID.String(), AuditExport, conv.ID, "sha256 "+sha256Hex(data)); err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to write audit row for export")
 	}
 	w.Header().Set("Content-Type", "application/zip")
@@ -272,7 +278,7 @@ func (sc *Connector) provExport(w http.ResponseWriter, r *http.Request, user *br
 	_, _ = w.Write(data)
 }
 
-func (sc *Connector) provStats(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
+func (api *provisioningAPI) provStats(w http.ResponseWriter, r *http.Request, user *bridgev2.User) {
 	days := 30
 	if q := r.URL.Query().Get("days"); q != "" {
 		var err error
@@ -281,7 +287,7 @@ func (sc *Connector) provStats(w http.ResponseWriter, r *http.Request, user *bri
 			return
 		}
 	}
-	st, err := sc.Statistics(r.Context(), days)
+	st, err := Statistics(r.Context(), api.DB, days)
 	if err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to count statistics for provisioning")
 		mautrix.MUnknown.WithMessage("Failed to count the statistics").Write(w)

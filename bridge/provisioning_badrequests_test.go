@@ -72,7 +72,7 @@ func newProvBridge(t *testing.T) *provBridge {
 	require.NoError(t, br.DB.Upgrade(ctx))
 	require.NoError(t, sc.DB.Upgrade(ctx))
 	mc.Provisioning.Init()
-	sc.registerProvisioning()
+	registerProvisioning(sc)
 	return &provBridge{t: t, sc: sc, handler: mc.AS.Router}
 }
 

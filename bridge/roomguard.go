@@ -20,56 +20,63 @@ import (
 // and the officers are told. Redactions are written to the audit trail with
 // who made them.
 
+// RoomGuard keeps conversation rooms to their members and policy.
+type RoomGuard struct {
+	*Connector
+	// officerCheck overrides the bridge permissions (SetOfficerCheck).
+	officerCheck func(id.UserID) bool
+}
+
 // isOfficer tells whether the bridge permissions make a user an officer.
-func (sc *Connector) isOfficer(user id.UserID) bool {
-	if sc.officerCheck != nil {
-		return sc.officerCheck(user)
+func (rg *RoomGuard) isOfficer(user id.UserID) bool {
+	if rg.officerCheck != nil {
+		return rg.officerCheck(user)
 	}
-	return sc.Bridge != nil && sc.Bridge.Config.Permissions.Get(user).Login
+	return rg.Bridge != nil && rg.Bridge.Config.Permissions.Get(user).Login
 }
 
 // SetOfficerCheck replaces the bridge permissions as the judge of who is an
 // officer (connectors without a bridge: tests and tools).
-func (sc *Connector) SetOfficerCheck(check func(id.UserID) bool) {
-	sc.officerCheck = check
+func (rg *RoomGuard) SetOfficerCheck(check func(id.UserID) bool) {
+	rg.officerCheck = check
 }
 
 // mayBeMember tells whether a user may be in a conversation's room.
-func (sc *Connector) mayBeMember(conv *Conversation, user id.UserID) bool {
-	bot, guest := sc.Matrix.BridgeMembers(conv)
-	return user == bot || user == guest || sc.isOfficer(user)
+func (rg *RoomGuard) mayBeMember(conv *Conversation, user id.UserID) bool {
+	bot, guest := rg.Matrix.BridgeMembers(conv)
+	return user == bot || user == guest || rg.isOfficer(user)
 }
 
 // checkMember acts on one membership of a conversation room: a user who is
 // joined or invited and may not be is removed, and the room is told.
-func (sc *Connector) checkMember(ctx context.Context, conv *Conversation, user id.UserID, membership event.Membership) {
+func (rg *RoomGuard) checkMember(ctx context.Context, conv *Conversation, user id.UserID, membership event.Membership) {
 	if membership != event.MembershipJoin && membership != event.MembershipInvite && membership != event.MembershipKnock {
 		return
 	}
-	if sc.mayBeMember(conv, user) {
+	if rg.mayBeMember(conv, user) {
 		return
 	}
 	log := zerolog.Ctx(ctx).With().Str("conversation_id", conv.ID).Stringer("user_id", user).Logger()
-	lang := sc.Config.validatedLanguage
-	if err := sc.Matrix.RemoveMember(ctx, conv, user, lang.T(msgMemberRemovedReason)); err != nil {
+	lang := rg.Config.validatedLanguage
+	if err := rg.Matrix.RemoveMember(ctx, conv, user, lang.T(msgMemberRemovedReason)); err != nil {
 		log.Err(err).Msg("Failed to remove a member who is not a permitted officer")
-		sc.Matrix.Notice(ctx, conv, lang.T(msgMemberNotRemoved, user))
+		rg.Matrix.Notice(ctx, conv, lang.T(msgMemberNotRemoved, user))
 		return
 	}
 	log.Warn().Str("membership", string(membership)).Msg("Removed a member who is not a permitted officer")
-	sc.Metrics.Error(ErrKindUnexpectedMember)
-	if err := sc.Audit.Append(ctx, "system", AuditMemberRemoved, conv.ID, user.String()); err != nil {
+	rg.Metrics.Error(ErrKindUnexpectedMember)
+	if err := rg.Audit.Append(ctx, "system", AuditMemberRemoved, conv.ID, user.String()); err != nil {
 		log.Err(err).Msg("Failed to write audit row for removed member")
 	}
-	sc.Matrix.Notice(ctx, conv, lang.T(msgMemberRemoved, user))
+	rg.Matrix.Notice(ctx, conv, lang.T(msgMemberRemoved, user))
 }
 
 // onMember is the bridge's look at every membership event.
-func (sc *Connector) onMember(ctx context.Context, evt *event.Event) {
+func (rg *RoomGuard) onMember(ctx context.Context, evt *event.Event) {
 	if evt.StateKey == nil {
 		return
 	}
-	conv, err := sc.DB.Conversation.GetByRoom(ctx, evt.RoomID)
+	conv, err := rg.DB.Conversation.GetByRoom(ctx, evt.RoomID)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to look up the room of a membership")
 		return
@@ -78,13 +85,13 @@ func (sc *Connector) onMember(ctx context.Context, evt *event.Event) {
 	}
 	_ = evt.Content.ParseRaw(evt.Type)
 	member := evt.Content.AsMember()
-	sc.checkMember(ctx, conv, id.UserID(*evt.StateKey), member.Membership)
+	rg.checkMember(ctx, conv, id.UserID(*evt.StateKey), member.Membership)
 }
 
 // onRedaction writes who redacted what in a conversation room to the audit
 // trail; a redelivered event is written once.
-func (sc *Connector) onRedaction(ctx context.Context, evt *event.Event) {
-	conv, err := sc.DB.Conversation.GetByRoom(ctx, evt.RoomID)
+func (rg *RoomGuard) onRedaction(ctx context.Context, evt *event.Event) {
+	conv, err := rg.DB.Conversation.GetByRoom(ctx, evt.RoomID)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to look up the room of a redaction")
 		return
@@ -98,13 +105,13 @@ func (sc *Connector) onRedaction(ctx context.Context, evt *event.Event) {
 			target = content.Redacts
 		}
 	}
-	sc.RecordRedaction(ctx, conv, evt.Sender, evt.ID, target)
+	rg.RecordRedaction(ctx, conv, evt.Sender, evt.ID, target)
 }
 
 // RecordRedaction adds an audit row for a redaction, once per redaction event.
-func (sc *Connector) RecordRedaction(ctx context.Context, conv *Conversation, sender id.UserID, redaction, target id.EventID) {
+func (rg *RoomGuard) RecordRedaction(ctx context.Context, conv *Conversation, sender id.UserID, redaction, target id.EventID) {
 	detail := fmt.Sprintf("%s redacted by %s", target, redaction)
-	rows, err := sc.Audit.ForConversation(ctx, conv.ID)
+	rows, err := rg.Audit.ForConversation(ctx, conv.ID)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to read audit trail for a redaction")
 		return
@@ -114,15 +121,15 @@ func (sc *Connector) RecordRedaction(ctx context.Context, conv *Conversation, se
 			return
 		}
 	}
-	if err = sc.Audit.Append(ctx, sender.String(), AuditRedact, conv.ID, detail); err != nil {
+	if err = rg.Audit.Append(ctx, sender.String(), AuditRedact, conv.ID, detail); err != nil {
 		zerolog.Ctx(ctx).Err(err).Str("conversation_id", conv.ID).Msg("Failed to write audit row for redaction")
 	}
 }
 
 // guardRooms brings every room the police still keep up to the current
 // policy (rooms made by an older sikkerchat) and checks its members once.
-func (sc *Connector) guardRooms(ctx context.Context) {
-	convs, err := sc.DB.Conversation.ListWithRoom(ctx)
+func (rg *RoomGuard) guardRooms(ctx context.Context) {
+	convs, err := rg.DB.Conversation.ListWithRoom(ctx)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to list conversation rooms to check")
 		return
@@ -131,13 +138,13 @@ func (sc *Connector) guardRooms(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		members, err := sc.Matrix.GuardRoom(ctx, conv)
+		members, err := rg.Matrix.GuardRoom(ctx, conv)
 		if err != nil {
 			zerolog.Ctx(ctx).Warn().Err(err).Str("conversation_id", conv.ID).Msg("Failed to check a conversation room's policy")
 			continue
 		}
 		for user, membership := range members {
-			sc.checkMember(ctx, conv, user, membership)
+			rg.checkMember(ctx, conv, user, membership)
 		}
 		// One room at a time, slowly: this must never crowd out live traffic.
 		select {

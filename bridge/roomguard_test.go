@@ -19,7 +19,7 @@ const (
 
 func newGuardedBridge(t *testing.T) (*testBridge, testInvite) {
 	tb := newTestBridge(t, newTestConfig(t))
-	tb.SetOfficerCheck(func(u id.UserID) bool { return u == officer || u == "@officer2:example.org" })
+	tb.Guard.SetOfficerCheck(func(u id.UserID) bool { return u == officer || u == "@officer2:example.org" })
 	return tb, tb.newInvite(time.Hour)
 }
 
@@ -44,7 +44,7 @@ func TestUnexpectedMembersAreRemovedAndAnnounced(t *testing.T) {
 		{"@gikk:example.org", event.MembershipLeave, false},
 		{"@utestengt:example.org", event.MembershipBan, false},
 	} {
-		tb.CheckMember(tb.ctx, inv.conv, m.user, m.membership)
+		tb.Guard.CheckMember(tb.ctx, inv.conv, m.user, m.membership)
 		tb.matrix.Lock()
 		removed := len(tb.matrix.Removed) > 0 && tb.matrix.Removed[len(tb.matrix.Removed)-1] == m.user
 		tb.matrix.Unlock()
@@ -65,7 +65,7 @@ func TestUnexpectedMembersAreRemovedAndAnnounced(t *testing.T) {
 func TestMemberThatCannotBeRemovedIsAnnounced(t *testing.T) {
 	tb, inv := newGuardedBridge(t)
 	tb.matrix.Failing = true
-	tb.CheckMember(tb.ctx, inv.conv, outsider, event.MembershipJoin)
+	tb.Guard.CheckMember(tb.ctx, inv.conv, outsider, event.MembershipJoin)
 	_, notices := tb.matrix.Snapshot()
 	require.Len(t, notices, 1)
 	require.Contains(t, notices[0], "kunne ikke fjernes")
@@ -77,9 +77,9 @@ func TestMemberThatCannotBeRemovedIsAnnounced(t *testing.T) {
 func TestGuardRoomsChecksEveryKeptRoom(t *testing.T) {
 	tb, inv := newGuardedBridge(t)
 	closed := tb.newInvite(time.Hour)
-	require.NoError(t, tb.Close(tb.ctx, closed.conv, string(officer), bridge.CloseByOfficer))
+	require.NoError(t, tb.Conversations.Close(tb.ctx, closed.conv, string(officer), bridge.CloseByOfficer))
 	tb.matrix.Members = map[id.UserID]event.Membership{officer: event.MembershipJoin, outsider: event.MembershipJoin}
-	tb.GuardRooms(tb.ctx)
+	tb.Guard.GuardRooms(tb.ctx)
 	tb.matrix.Lock()
 	defer tb.matrix.Unlock()
 	require.Equal(t, 2, tb.matrix.Guarded, "the open and the closed room")
@@ -92,9 +92,9 @@ func TestGuardRoomsChecksEveryKeptRoom(t *testing.T) {
 func TestRedactionsAreAudited(t *testing.T) {
 	tb, inv := newGuardedBridge(t)
 	for range 3 {
-		tb.RecordRedaction(tb.ctx, inv.conv, officer, "$redaction1", "$message1")
+		tb.Guard.RecordRedaction(tb.ctx, inv.conv, officer, "$redaction1", "$message1")
 	}
-	tb.RecordRedaction(tb.ctx, inv.conv, "@officer2:example.org", "$redaction2", "$message2")
+	tb.Guard.RecordRedaction(tb.ctx, inv.conv, "@officer2:example.org", "$redaction2", "$message2")
 	rows, err := tb.Audit.ForConversation(tb.ctx, inv.conv.ID)
 	require.NoError(t, err)
 	require.Len(t, rows, 2)

@@ -27,7 +27,7 @@ func (st *sendTimer) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // instrumentHomeserverClient times guest messages' sends (before any request is made).
-func (sc *Connector) instrumentHomeserverClient(mc *matrix.Connector) {
+func instrumentHomeserverClient(mc *matrix.Connector, metrics *Metrics) {
 	client := mc.AS.HTTPClient
 	if client == nil {
 		return
@@ -36,5 +36,5 @@ func (sc *Connector) instrumentHomeserverClient(mc *matrix.Connector) {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	client.Transport = &sendTimer{next: next, metrics: sc.Metrics}
+	client.Transport = &sendTimer{next: next, metrics: metrics}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/sikkerchat/sikkerchat/bridge/scdb"
 )
 
 // countMessage adds one to the anonymous daily counts.
@@ -27,13 +29,13 @@ type Stats struct {
 
 // Statistics computes Stats for the last `days` days from the audit trail
 // (which outlives purges) and the daily counts.
-func (sc *Connector) Statistics(ctx context.Context, days int) (*Stats, error) {
+func Statistics(ctx context.Context, db *scdb.Database, days int) (*Stats, error) {
 	if days < 1 || days > 3660 {
 		return nil, fmt.Errorf("days must be between 1 and 3660")
 	}
 	since := time.Now().Add(-time.Duration(days) * 24 * time.Hour)
 	st := &Stats{Days: days, Messages: map[string]int{}, Files: map[string]int{}}
-	rows, err := sc.DB.Audit.LifecycleSince(ctx, since)
+	rows, err := db.Audit.LifecycleSince(ctx, since)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +68,7 @@ func (sc *Connector) Statistics(ctx context.Context, days int) (*Stats, error) {
 		}
 	}
 	st.MedianSecondsToOpen, st.MedianSecondsToClose = median(toOpen), median(toClose)
-	counts, err := sc.DB.Stats.CountsSince(ctx, since)
+	counts, err := db.Stats.CountsSince(ctx, since)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ import (
 // BenchSession makes a conversation with a joined guest session and no Matrix
 // room, for measuring what an idle guest page costs the bridge. It returns the
 // session cookie value.
-func (sc *Connector) BenchSession(ctx context.Context) (sessionToken string, conv *Conversation, err error) {
+func (g *Guests) BenchSession(ctx context.Context) (sessionToken string, conv *Conversation, err error) {
 	now := time.Now()
 	conv = &Conversation{
 		ID:              randomID(10),
@@ -32,11 +32,11 @@ func (sc *Connector) BenchSession(ctx context.Context) (sessionToken string, con
 	if err != nil {
 		return "", nil, err
 	}
-	if err = sc.Transcript.CreateKey(conv.ID); err != nil {
+	if err = g.Transcript.CreateKey(conv.ID); err != nil {
 		return "", nil, err
 	}
 	inv := &Invite{TokenHash: tokenHash, ConversationID: conv.ID, CodeMAC: CodeMAC(token, "bench"), CreatedAt: now, ExpiresAt: conv.InviteExpiresAt}
-	if err = sc.DB.Conversation.Insert(ctx, conv, inv); err != nil {
+	if err = g.DB.Conversation.Insert(ctx, conv, inv); err != nil {
 		return "", nil, err
 	}
 	raw := make([]byte, 32)
@@ -44,6 +44,6 @@ func (sc *Connector) BenchSession(ctx context.Context) (sessionToken string, con
 		return "", nil, err
 	}
 	sessionToken = base64.RawURLEncoding.EncodeToString(raw)
-	err = sc.DB.Session.Insert(ctx, hashSessionToken(sessionToken), conv.ID, now)
+	err = g.DB.Session.Insert(ctx, hashSessionToken(sessionToken), conv.ID, now)
 	return sessionToken, conv, err
 }

@@ -142,7 +142,7 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
 		StaffedHours:    cfg.Guest.StaffedHours,
 		Emergency:       map[string]string{"police": "112", "non_emergency": "02800"},
 		MaxMessageChars: cfg.Guest.MaxMessageLength,
-		MaxFileBytes:    s.Connector.MaxGuestFileBytes(),
+		MaxFileBytes:    s.Connector.Guests.MaxFileBytes(),
 		Languages:       []string{"nb", "nn", "en"},
 		DefaultLanguage: "nb",
 	})
@@ -169,7 +169,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	sessionToken, _, err := s.Connector.Join(r.Context(), req.Token, req.Code)
+	sessionToken, _, err := s.Connector.Guests.Join(r.Context(), req.Token, req.Code)
 	var wrong *bridge.CodeWrongError
 	switch {
 	case err == nil:
@@ -210,7 +210,7 @@ func (s *Server) handleMessage(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	entry, isNew, err := s.Connector.QueueGuestText(r.Context(), conversationOf(r), req.ClientID, req.Text)
+	entry, isNew, err := s.Connector.Guests.QueueText(r.Context(), conversationOf(r), req.ClientID, req.Text)
 	switch {
 	case errors.Is(err, bridge.ErrEmptyMessage):
 		writeError(w, http.StatusBadRequest, errEmptyMessage, "The message is empty")
@@ -255,7 +255,7 @@ func (s *Server) handleTyping(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errBadJSON, "typing must be true or false")
 		return
 	}
-	s.Connector.GuestTyping(r.Context(), conversationOf(r), *req.Typing)
+	s.Connector.Guests.Typing(r.Context(), conversationOf(r), *req.Typing)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -270,7 +270,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errBadSeq, "seq must be a positive number")
 		return
 	}
-	if err := s.Connector.GuestRead(r.Context(), conversationOf(r), *req.Seq); err != nil {
+	if err := s.Connector.Guests.Read(r.Context(), conversationOf(r), *req.Seq); err != nil {
 		if errors.Is(err, bridge.ErrUnknownSeq) {
 			writeError(w, http.StatusBadRequest, errBadSeq, "No such message")
 			return
@@ -284,7 +284,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
 	if cookie, err := r.Cookie(s.cookieName()); err == nil && cookie.Value != "" {
-		if err = s.Connector.EndSession(r.Context(), cookie.Value); err != nil {
+		if err = s.Connector.Guests.EndSession(r.Context(), cookie.Value); err != nil {
 			zerolog.Ctx(r.Context()).Err(err).Msg("Failed to end guest session")
 		}
 	}
@@ -405,7 +405,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-heartbeat.C:
 			// The open page counts as presence; a revoked session ends the stream.
-			if _, _, err := s.Connector.CheckSession(ctx, cookie.Value); err != nil {
+			if _, _, err := s.Connector.Guests.CheckSession(ctx, cookie.Value); err != nil {
 				deadline()
 				s.writeEnd(w, err)
 				_ = rc.Flush()

@@ -166,7 +166,7 @@ func TestReissueRevokesOldLinkAndSessions(t *testing.T) {
 	cookie := ts.join(inv)
 	conv, err := ts.sc.DB.Conversation.Get(context.Background(), inv.conv.ID)
 	require.NoError(t, err)
-	created, err := ts.sc.Reissue(context.Background(), conv, "@officer:example.org")
+	created, err := ts.sc.Conversations.Reissue(context.Background(), conv, "@officer:example.org")
 	require.NoError(t, err)
 
 	res := ts.request("GET", "/api/session", nil, nil, cookie)
@@ -270,7 +270,7 @@ func TestMessagesWaitForHomeserver(t *testing.T) {
 	ts.matrix.Lock()
 	ts.matrix.Failing = false
 	ts.matrix.Unlock()
-	ts.sc.RunOutboxOnce(context.Background())
+	ts.sc.Outbox.RunOnce(context.Background())
 	sent, _ := ts.matrix.Snapshot()
 	require.Equal(t, []string{"en", "to", "tre"}, sent, "delivered once each, in order")
 	require.Equal(t, 3.0, metricValue(t, ts.sc.Metrics, "sikkerchat_messages_total", "to_room", "text"), "counted once each")
@@ -525,9 +525,9 @@ func TestOfficerEditAndDeleteReplaceInPlace(t *testing.T) {
 		_, err := ts.sc.Transcript.Append(ctx, inv.conv.ID, entry)
 		require.NoError(t, err)
 	}
-	require.NoError(t, ts.sc.ReviseOfficerMessage(ctx, inv.conv.ID, "$o0", func(e *bridge.TranscriptEntry) { e.Text, e.Edited = "rettet", true }))
-	require.NoError(t, ts.sc.ReviseOfficerMessage(ctx, inv.conv.ID, "$o1", func(e *bridge.TranscriptEntry) { e.Text, e.Deleted = "", true }))
-	require.NoError(t, ts.sc.ReviseOfficerMessage(ctx, inv.conv.ID, "$unknown", func(e *bridge.TranscriptEntry) { e.Text = "x" }))
+	require.NoError(t, ts.sc.Officers.Revise(ctx, inv.conv.ID, "$o0", func(e *bridge.TranscriptEntry) { e.Text, e.Edited = "rettet", true }))
+	require.NoError(t, ts.sc.Officers.Revise(ctx, inv.conv.ID, "$o1", func(e *bridge.TranscriptEntry) { e.Text, e.Deleted = "", true }))
+	require.NoError(t, ts.sc.Officers.Revise(ctx, inv.conv.ID, "$unknown", func(e *bridge.TranscriptEntry) { e.Text = "x" }))
 
 	ctx2, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()

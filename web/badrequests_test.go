@@ -98,7 +98,7 @@ func newBadFixtures(t *testing.T) *badFixtures {
 	fx.cookies["reissued"] = fx.join(reissued)
 	conv, err := ts.sc.DB.Conversation.Get(ctx, reissued.conv.ID)
 	require.NoError(t, err)
-	_, err = ts.sc.Reissue(ctx, conv, "@officer:example.org")
+	_, err = ts.sc.Conversations.Reissue(ctx, conv, "@officer:example.org")
 	require.NoError(t, err)
 	fx.activeStates++ // the reissue updates the state event of an active room
 
@@ -107,7 +107,7 @@ func newBadFixtures(t *testing.T) *badFixtures {
 	fx.closedToken, fx.closedCode = closed.token, closed.code
 	conv, err = ts.sc.DB.Conversation.Get(ctx, closed.conv.ID)
 	require.NoError(t, err)
-	require.NoError(t, ts.sc.Close(ctx, conv, "@officer:example.org", bridge.CloseByOfficer))
+	require.NoError(t, ts.sc.Conversations.Close(ctx, conv, "@officer:example.org", bridge.CloseByOfficer))
 
 	// Cookies that were never sessions.
 	fx.cookies["unknown"] = &http.Cookie{Name: "__Host-sikkerchat", Value: "bm90LWEtc2Vzc2lvbi1idXQtbG9va3MtbGlrZS1vbmUx"}
@@ -127,7 +127,7 @@ func newBadFixtures(t *testing.T) *badFixtures {
 	fx.revokedToken, fx.revokedCode = revoked.token, revoked.code
 	conv, err = ts.sc.DB.Conversation.Get(ctx, revoked.conv.ID)
 	require.NoError(t, err)
-	_, err = ts.sc.Reissue(ctx, conv, "@officer:example.org")
+	_, err = ts.sc.Conversations.Reissue(ctx, conv, "@officer:example.org")
 	require.NoError(t, err)
 	burned := ts.newInvite(time.Hour)
 	fx.burnedToken, fx.burnedCode = burned.token, burned.code

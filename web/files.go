@@ -91,7 +91,7 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	limit := s.Connector.MaxGuestFileBytes()
+	limit := s.Connector.Guests.MaxFileBytes()
 	if r.ContentLength > limit+multipartOverhead {
 		writeError(w, http.StatusRequestEntityTooLarge, errFileTooLarge, "The file is too large")
 		return
@@ -117,7 +117,7 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 	done := false
 	defer func() {
 		if upload != nil && !done {
-			s.Connector.DiscardGuestFile(ctx, conv, upload)
+			s.Connector.Guests.DiscardFile(ctx, conv, upload)
 		}
 	}()
 	for {
@@ -143,7 +143,7 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 				writeError(w, http.StatusBadRequest, errFileMissing, "Send one file at a time")
 				return
 			}
-			upload, err = s.Connector.StoreGuestFile(ctx, conv, part.FileName(), part.Header.Get("Content-Type"), part)
+			upload, err = s.Connector.Guests.StoreFile(ctx, conv, part.FileName(), part.Header.Get("Content-Type"), part)
 			if err != nil {
 				s.fileError(w, r, err)
 				return
@@ -159,7 +159,7 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	done = true
-	entry, isNew, err := s.Connector.QueueStoredGuestFile(ctx, conv, clientID, upload)
+	entry, isNew, err := s.Connector.Guests.QueueStoredFile(ctx, conv, clientID, upload)
 	writeQueued(w, r, entry, isNew, err)
 }
 

@@ -88,7 +88,7 @@ func TestFileUploadAndDownload(t *testing.T) {
 func (ts *testServer) officerFile(conversationID, name string, data []byte) string {
 	ts.t.Helper()
 	ctx := context.Background()
-	info, err := ts.sc.StoreFileForGuest(ctx, conversationID, name, data)
+	info, err := ts.sc.Officers.StoreFile(ctx, conversationID, name, data)
 	require.NoError(ts.t, err)
 	entry := &bridge.TranscriptEntry{Direction: bridge.ToGuest, MatrixEventID: id.EventID("$" + info.ID), CreatedAt: time.Now(), Kind: "file", Extra: info.Extras()}
 	_, err = ts.sc.Transcript.Append(ctx, conversationID, entry)

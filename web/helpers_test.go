@@ -71,7 +71,7 @@ func newTestServer(t *testing.T, cfg bridge.Config) *testServer {
 	srv := New(sc, log)
 	ctx, cancel := context.WithCancel(log.WithContext(context.Background()))
 	t.Cleanup(cancel)
-	go sc.RunOutbox(ctx)
+	go sc.Outbox.Run(ctx)
 	return &testServer{Server: srv, t: t, sc: sc, matrix: fm, logs: logs}
 }
 

@@ -190,7 +190,7 @@ func (s *Server) withSession(next http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, errNoSession, "No session")
 			return
 		}
-		sess, conv, err := s.Connector.CheckSession(r.Context(), cookie.Value)
+		sess, conv, err := s.Connector.Guests.CheckSession(r.Context(), cookie.Value)
 		if !s.sessionError(w, r, err) {
 			return
 		}

@@ -36,7 +36,7 @@ func registerTestHooks(s *Server) {
 			writeError(w, http.StatusNotFound, "NO.SIKKERCHAT.NOT_FOUND", "no such conversation")
 			return
 		}
-		entry, _, err := s.Connector.QueueGuestText(ctx, conv, req.MessageID, req.Text)
+		entry, _, err := s.Connector.Guests.QueueText(ctx, conv, req.MessageID, req.Text)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "NO.SIKKERCHAT.SEND_FAILED", err.Error())
 			return
@@ -80,7 +80,7 @@ func registerTestHooks(s *Server) {
 		}
 		cookies := make([]string, 0, req.Count)
 		for range req.Count {
-			token, _, err := s.Connector.BenchSession(r.Context())
+			token, _, err := s.Connector.Guests.BenchSession(r.Context())
 			if err != nil {
 				writeError(w, http.StatusInternalServerError, "NO.SIKKERCHAT.UNKNOWN", err.Error())
 				return

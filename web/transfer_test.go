@@ -140,7 +140,7 @@ func TestStalledUploadsDoNotStopOtherConversations(t *testing.T) {
 }
 
 func (ts *testServer) conversationOfCookie(cookie *http.Cookie) string {
-	_, conv, err := ts.sc.CheckSession(context.Background(), cookie.Value)
+	_, conv, err := ts.sc.Guests.CheckSession(context.Background(), cookie.Value)
 	require.NoError(ts.t, err)
 	return conv.ID
 }

@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 )
 
 var (
@@ -21,6 +24,12 @@ var (
 	_ bridgev2.TypingHandlingNetworkAPI      = (*OfficerClient)(nil)
 	_ bridgev2.ReadReceiptHandlingNetworkAPI = (*OfficerClient)(nil)
 )
+
+// Officers is what officers' messages do on the guest side: kept for the
+// page (sealed), revised by edits and deletions, read receipts shown.
+type Officers struct {
+	*Connector
+}
 
 // OfficerClient is an officer's side of the bridge: what they write in a
 // conversation room is handed to the guest side here, already decrypted by bridgev2.
@@ -107,7 +116,7 @@ func (oc *OfficerClient) keepOfficerFile(ctx context.Context, conv *Conversation
 	if name == "" {
 		name = msg.Content.Body
 	}
-	info, err := oc.Connector.StoreFileForGuest(ctx, conv.ID, name, data)
+	info, err := oc.Connector.Officers.StoreFile(ctx, conv.ID, name, data)
 	if err != nil {
 		return err
 	}
@@ -138,7 +147,7 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 		// Kept, or never to be kept: either way the inbox is done with it. A
 		// failure a retry may fix (database, download) stays for the next start.
 		if err == nil || errors.Is(err, errNotConversation) || errors.Is(err, errUnsupportedMessage) {
-			oc.Connector.inboxDone(ctx, msg.Event.ID)
+			oc.Connector.Inbox.done(ctx, msg.Event.ID)
 		} else {
 			oc.Connector.Metrics.Error(ErrKindOfficerMessage)
 		}
@@ -206,21 +215,21 @@ func (oc *OfficerClient) HandleMatrixTyping(ctx context.Context, msg *bridgev2.M
 
 // HandleMatrixReadReceipt marks the guest's messages up to the receipt as read.
 func (oc *OfficerClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridgev2.MatrixReadReceipt) error {
-	return oc.Connector.OfficerRead(ctx, string(msg.Portal.ID), msg.EventID)
+	return oc.Connector.Officers.Read(ctx, string(msg.Portal.ID), msg.EventID)
 }
 
 // HandleMatrixEdit shows the guest the new text in place of the old. Only
 // the officer who wrote a message can change it: what a colleague said stays
 // as they said it (Matrix clients ignore such edits; the guest page must too).
 func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) error {
-	defer oc.Connector.inboxDone(ctx, msg.Event.ID)
+	defer oc.Connector.Inbox.done(ctx, msg.Event.ID)
 	if msg.EditTarget.SenderMXID != msg.Event.Sender {
 		zerolog.Ctx(ctx).Warn().Stringer("sender", msg.Event.Sender).Stringer("author", msg.EditTarget.SenderMXID).
 			Msg("Refused an edit of another officer's message")
 		return bridgev2.WrapErrorInStatus(errors.New(oc.Connector.Config.validatedLanguage.T(msgEditNotOwn))).
 			WithIsCertain(true).WithErrorAsMessage().WithSendNotice(true)
 	}
-	return oc.Connector.ReviseOfficerMessage(ctx, string(msg.Portal.ID), msg.EditTarget.MXID, func(e *TranscriptEntry) {
+	return oc.Connector.Officers.Revise(ctx, string(msg.Portal.ID), msg.EditTarget.MXID, func(e *TranscriptEntry) {
 		e.Text = msg.Content.Body
 		e.Edited = true
 	})
@@ -231,12 +240,77 @@ func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.Mat
 // a redaction by anyone else (the bot's level) is not shown to the guest as
 // the author taking it back.
 func (oc *OfficerClient) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
-	defer oc.Connector.inboxDone(ctx, msg.Event.ID)
+	defer oc.Connector.Inbox.done(ctx, msg.Event.ID)
 	if msg.TargetMessage.SenderMXID != msg.Event.Sender {
 		zerolog.Ctx(ctx).Warn().Stringer("sender", msg.Event.Sender).Msg("Not showing the guest a redaction of someone else's message")
 		return nil
 	}
-	return oc.Connector.ReviseOfficerMessage(ctx, string(msg.Portal.ID), msg.TargetMessage.MXID, func(e *TranscriptEntry) {
+	return oc.Connector.Officers.Revise(ctx, string(msg.Portal.ID), msg.TargetMessage.MXID, func(e *TranscriptEntry) {
 		e.Text, e.Extra, e.Deleted = "", nil, true
 	})
+}
+
+// OfficerRead notes that an officer has read the room up to an event: every
+// guest message delivered at or before that event's place shows as read. A
+// receipt for an event the transcript does not know (a bot notice) moves nothing.
+func (of *Officers) Read(ctx context.Context, conversationID string, eventID id.EventID) error {
+	conv, err := of.DB.Conversation.Get(ctx, conversationID)
+	if err != nil || conv == nil {
+		return err
+	}
+	upTo, err := of.DB.Transcript.SeqOf(ctx, conv.ID, eventID)
+	if err != nil || upTo == 0 {
+		return err
+	}
+	seqs, err := of.DB.Transcript.DeliveredFromGuest(ctx, conv.ID, conv.OfficerReadSeq, upTo)
+	if err != nil {
+		return fmt.Errorf("failed to find read guest messages: %w", err)
+	} else if len(seqs) == 0 {
+		return nil
+	}
+	if err = of.DB.Conversation.SetOfficerRead(ctx, conv.ID, seqs[len(seqs)-1]); err != nil {
+		return fmt.Errorf("failed to save officer read position: %w", err)
+	}
+	for _, seq := range seqs {
+		entry, err := of.Transcript.BySeq(ctx, conv.ID, seq)
+		if err != nil || entry == nil {
+			continue
+		}
+		entry.Status = EntryRead
+		of.Hub.Publish(conv.ID, GuestEvent{Kind: GuestEventStatus, Entry: entry})
+	}
+	return nil
+}
+
+// ReviseOfficerMessage changes an officer message the guest has (an edit or a
+// deletion) and shows the change on open pages.
+func (of *Officers) Revise(ctx context.Context, conversationID string, eventID id.EventID, fn func(*TranscriptEntry)) error {
+	var fileID string
+	entry, err := of.Transcript.Revise(ctx, conversationID, eventID, func(e *TranscriptEntry) {
+		if info, ok := FileInfoOf(e); ok {
+			fileID = info.ID
+		}
+		fn(e)
+	})
+	if err != nil {
+		return err
+	} else if entry == nil {
+		return nil // not something the guest has
+	}
+	if entry.Deleted && fileID != "" {
+		// A deleted file goes with its message.
+		if err = of.DB.File.Delete(ctx, conversationID, fileID); err != nil {
+			return fmt.Errorf("failed to delete file of deleted message: %w", err)
+		}
+	}
+	of.Hub.Publish(conversationID, GuestEvent{Kind: GuestEventMessage, Entry: entry, Revision: true})
+	return nil
+}
+
+// StoreFileForGuest keeps a file an officer sent, sealed, for the guest to download.
+func (of *Officers) StoreFile(ctx context.Context, conversationID, name string, data []byte) (FileInfo, error) {
+	mimeType := DetectFileType(data[:min(len(data), 512)])
+	sum := sha256.Sum256(data)
+	info := FileInfo{ID: "o" + randomID(16), Name: SafeFileName(name, mimeType), Mime: mimeType, Size: len(data), SHA256: hex.EncodeToString(sum[:])}
+	return info, of.Transcript.storeFile(ctx, conversationID, info.ID, data)
 }
