@@ -1,21 +1,18 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 
 	"github.com/sikkerchat/sikkerchat/appservice"
+	"github.com/sikkerchat/sikkerchat/internal/jsonbody"
 )
 
 // The provisioning API (bridgev2's, shared-secret auth; ?user_id= names the
@@ -73,9 +70,7 @@ type provisioningAPI struct {
 }
 
 func writeProvJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	jsonbody.Write(w, status, v)
 }
 
 func (api *provisioningAPI) provResponse(ctx context.Context, conv *Conversation) provConversationResponse {
@@ -90,30 +85,11 @@ const maxProvBody = 4096
 // object of known fields in UTF-8 is M_NOT_JSON, more than maxProvBody bytes
 // is M_TOO_LARGE. An empty body is an empty object.
 func decodeProvBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxProvBody))
-	var maxErr *http.MaxBytesError
-	if errors.As(err, &maxErr) {
+	switch err := jsonbody.Read(w, r, v, jsonbody.Options{MaxBytes: maxProvBody, AllowEmpty: true, ObjectOnly: true}); {
+	case errors.Is(err, jsonbody.ErrTooLarge):
 		mautrix.MTooLarge.WithMessage(fmt.Sprintf("The body must be under %d bytes", maxProvBody)).Write(w)
 		return false
-	}
-	body = bytes.TrimSpace(body)
-	if err == nil && len(body) == 0 {
-		return true
-	}
-	if err == nil && (body[0] != '{' || !utf8.Valid(body)) {
-		err = errors.New("not a JSON object in UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err == nil {
-		err = dec.Decode(v)
-	}
-	if err == nil {
-		if _, extra := dec.Token(); extra != io.EOF {
-			err = errors.New("trailing data")
-		}
-	}
-	if err != nil {
+	case err != nil:
 		mautrix.MNotJSON.WithMessage("Body must be {\"label\": \"…\"}").Write(w)
 		return false
 	}

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,11 +9,11 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
 	"github.com/sikkerchat/sikkerchat/bridge"
+	"github.com/sikkerchat/sikkerchat/internal/jsonbody"
 )
 
 // Error codes of the guest API (docs/guest-api.md).
@@ -53,10 +52,7 @@ const (
 // characters of 4-byte UTF-8, JSON-escaped, still fits.
 const maxJSONBody = 512 << 10
 
-// decodeJSON reads a small JSON object strictly: unknown fields, trailing data,
-// wrong types and bytes that are not UTF-8 are errors. (encoding/json would
-// quietly turn invalid UTF-8 into U+FFFD: the guest's words must reach the
-// police as typed, or not at all.)
+// decodeJSON reads a small JSON body strictly (see internal/jsonbody).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mediaType, _, err := mime.ParseMediaType(ct); err != nil || mediaType != "application/json" {
@@ -64,26 +60,8 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 			return false
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
-	if err == nil && !utf8.Valid(body) {
-		err = errors.New("not UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err == nil {
-		err = dec.Decode(v)
-	}
-	if err == nil && dec.More() {
-		err = errors.New("trailing data")
-	}
-	if err == nil {
-		if _, extra := dec.Token(); extra != io.EOF {
-			err = errors.New("trailing data")
-		}
-	}
-	var maxErr *http.MaxBytesError
-	switch {
-	case errors.As(err, &maxErr):
+	switch err := jsonbody.Read(w, r, v, jsonbody.Options{MaxBytes: maxJSONBody}); {
+	case errors.Is(err, jsonbody.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, errTooLarge, "Request body too large")
 		return false
 	case err != nil:
