@@ -22,6 +22,8 @@ var helpSectionSikkerchat = commands.HelpSection{Name: "sikkerchat", Order: 5}
 // officerCommands are the `!sc` commands.
 type officerCommands struct {
 	*Connector
+	// unknown holds the handlers that answer bridgev2's own commands.
+	unknown map[string]*commands.FullHandler
 }
 
 // sikkerchatCommands are the only commands the bot answers. bridgev2 brings
@@ -56,14 +58,15 @@ func registeredCommands(proc *commands.Processor) []string {
 	return append(names, bridgeBuiltins...)
 }
 
-func registerCommands(sc *Connector, proc *commands.Processor) {
-	oc := &officerCommands{Connector: sc}
+func registerCommands(sc *Connector, proc *commands.Processor) *officerCommands {
+	oc := &officerCommands{Connector: sc, unknown: map[string]*commands.FullHandler{}}
 	for _, name := range registeredCommands(proc) {
 		if !slices.Contains(sikkerchatCommands, name) {
-			proc.AddHandler(&commands.FullHandler{Func: oc.cmdUnknown, Name: name})
+			oc.unknown[name] = &commands.FullHandler{Func: oc.finishing(oc.cmdUnknown), Name: name}
+			proc.AddHandler(oc.unknown[name])
 		}
 	}
-	proc.AddHandlers(
+	handlers := []*commands.FullHandler{
 		&commands.FullHandler{
 			Func: oc.officerOnly(oc.cmdNew),
 			Name: "new",
@@ -126,7 +129,21 @@ func registerCommands(sc *Connector, proc *commands.Processor) {
 			Aliases: []string{"hjelp"},
 			Help:    commands.HelpMeta{Section: commands.HelpSectionGeneral, Description: "Show help"},
 		},
-	)
+	}
+	for _, h := range handlers {
+		h.Func = oc.finishing(h.Func)
+		proc.AddHandler(h)
+	}
+	return oc
+}
+
+// finishing takes a command out of the inbox once it has run: a command is
+// never for the guest, and running it twice after a restart would be wrong.
+func (oc *officerCommands) finishing(fn func(*commands.Event)) func(*commands.Event) {
+	return func(ce *commands.Event) {
+		defer oc.Inbox.finish(ce.Ctx, ce.EventID, nil)
+		fn(ce)
+	}
 }
 
 // officerOnly refuses, politely and in the officer language, anyone whom the
@@ -161,9 +178,7 @@ func (oc *officerCommands) cmdNew(ce *commands.Event) {
 		oc.reply(ce, lang.T(msgEncryptionOff))
 		return
 	case err != nil:
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to create conversation")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCreateFailed, "Failed to create conversation")
 		return
 	}
 	if _, err = oc.Conversations.sendInviteReply(ce.Ctx, ce.RoomID, ce.EventID, created); err != nil {
@@ -183,9 +198,7 @@ func (oc *officerCommands) cmdReissue(ce *commands.Event) {
 	lang := oc.Config.validatedLanguage
 	conv, err := oc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 	if err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for reissue")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCommandFailed, "Failed to get conversation for reissue")
 		return
 	} else if conv == nil {
 		oc.reply(ce, lang.T(msgNotInConversation))
@@ -196,15 +209,13 @@ func (oc *officerCommands) cmdReissue(ce *commands.Event) {
 		oc.reply(ce, lang.T(msgReissueClosed))
 		return
 	} else if err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to reissue invite")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCommandFailed, "Failed to reissue invite")
 		return
 	}
 	text := lang.T(msgReissued, created.GuestName, created.URL, created.Code, formatTime(conv.InviteExpiresAt, lang))
 	content := renderNotice(text)
 	content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(ce.EventID)
-	quietCtx := ce.Log.Level(max(zerolog.InfoLevel, ce.Log.GetLevel())).WithContext(ce.Ctx)
+	quietCtx := quietContext(ce.Log.WithContext(ce.Ctx))
 	_, err = oc.Bridge.Bot.SendMessage(quietCtx, ce.RoomID, event.EventMessage, &event.Content{
 		Parsed: content,
 		Raw:    map[string]any{"no.sikkerchat.invite": created.InviteField()},
@@ -218,9 +229,7 @@ func (oc *officerCommands) cmdClose(ce *commands.Event) {
 	lang := oc.Config.validatedLanguage
 	conv, err := oc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 	if err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for close")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCommandFailed, "Failed to get conversation for close")
 		return
 	} else if conv == nil {
 		oc.reply(ce, lang.T(msgNotInConversation))
@@ -233,9 +242,7 @@ func (oc *officerCommands) cmdClose(ce *commands.Event) {
 	} else if errors.As(err, &undelivered) {
 		oc.reply(ce, lang.T(msgCloseUndelivered, undelivered.Count))
 	} else if err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to close conversation")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCommandFailed, "Failed to close conversation")
 	}
 }
 
@@ -245,9 +252,7 @@ func (oc *officerCommands) inConversation(fn func(*commands.Event, *Conversation
 		lang := oc.Config.validatedLanguage
 		conv, err := oc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 		if err != nil {
-			traceID := random.String(8)
-			ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for command")
-			oc.reply(ce, lang.T(msgCreateFailed, traceID))
+			oc.failed(ce, err, msgCommandFailed, "Failed to get conversation for command")
 			return
 		} else if conv == nil {
 			oc.reply(ce, lang.T(msgNotInConversation))
@@ -276,9 +281,7 @@ func (oc *officerCommands) cmdHold(ce *commands.Event, conv *Conversation, hold 
 		}
 	}
 	if err := oc.Conversations.SetHold(ce.Ctx, conv, ce.User.MXID.String(), hold, reason); err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to set hold")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCommandFailed, "Failed to set hold")
 		return
 	}
 	if hold {
@@ -292,9 +295,7 @@ func (oc *officerCommands) cmdAudit(ce *commands.Event, conv *Conversation) {
 	lang := oc.Config.validatedLanguage
 	rows, err := oc.Audit.ForConversation(ce.Ctx, conv.ID)
 	if err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to read audit trail")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCommandFailed, "Failed to read audit trail")
 		return
 	}
 	var sb strings.Builder
@@ -317,9 +318,7 @@ func (oc *officerCommands) cmdList(ce *commands.Event) {
 	lang := oc.Config.validatedLanguage
 	convs, err := oc.DB.Conversation.ListOpenByOfficer(ce.Ctx, ce.User.MXID)
 	if err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to list conversations")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCommandFailed, "Failed to list conversations")
 		return
 	}
 	if len(convs) == 0 {
@@ -362,9 +361,7 @@ func (oc *officerCommands) cmdAdd(ce *commands.Event, conv *Conversation) {
 		err = oc.Matrix.InviteOfficer(ce.Ctx, conv, colleague)
 	}
 	if err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to add officer")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCommandFailed, "Failed to add officer")
 		return
 	}
 	if err = oc.Audit.Append(ce.Ctx, ce.User.MXID.String(), AuditAddOfficer, conv.ID, colleague.String()); err != nil {
@@ -377,9 +374,7 @@ func (oc *officerCommands) cmdExport(ce *commands.Event, conv *Conversation) {
 	lang := oc.Config.validatedLanguage
 	name, err := oc.Evidence.Export(ce.Ctx, conv, ce.User.MXID.String())
 	if err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to export conversation")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCommandFailed, "Failed to export conversation")
 		return
 	}
 	oc.reply(ce, lang.T(msgExported, name))
@@ -396,9 +391,7 @@ func (oc *officerCommands) cmdStats(ce *commands.Event) {
 	}
 	st, err := Statistics(ce.Ctx, oc.DB, days)
 	if err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to compute statistics")
-		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		oc.failed(ce, err, msgCommandFailed, "Failed to compute statistics")
 		return
 	}
 	dur := func(s *float64) string {
@@ -416,17 +409,13 @@ func (oc *officerCommands) cmdStatus(ce *commands.Event) {
 	lang := oc.Config.validatedLanguage
 	conv, err := oc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 	if err != nil {
-		traceID := random.String(8)
-		ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to get conversation for status")
-		oc.reply(ce, lang.T(msgStatusFailed, traceID))
+		oc.failed(ce, err, msgStatusFailed, "Failed to get conversation for status")
 		return
 	}
 	if conv == nil {
 		count, err := oc.DB.Conversation.CountOpenByOfficer(ce.Ctx, ce.User.MXID)
 		if err != nil {
-			traceID := random.String(8)
-			ce.Log.Err(err).Str("trace_id", traceID).Msg("Failed to count conversations for status")
-			oc.reply(ce, lang.T(msgStatusFailed, traceID))
+			oc.failed(ce, err, msgStatusFailed, "Failed to count conversations for status")
 			return
 		}
 		oc.reply(ce, lang.T(msgStatusOverview, count, oc.Config.commandPrefix))
@@ -436,6 +425,14 @@ func (oc *officerCommands) cmdStatus(ce *commands.Event) {
 	oc.reply(ce, lang.T(msgStatusConversation, conv.ID, lang.statusName(conv.Status),
 		formatTime(conv.CreatedAt, lang), conv.CreatedBy, guest, formatTime(conv.InviteExpiresAt, lang)))
 	zerolog.Ctx(ce.Ctx).Debug().Str("conversation_id", conv.ID).Msg("Sent conversation status")
+}
+
+// failed logs what went wrong under a trace ID and tells the officer the ID
+// (never the error itself, which can carry what does not belong in a room).
+func (oc *officerCommands) failed(ce *commands.Event, err error, key messageKey, logMessage string) {
+	traceID := random.String(8)
+	ce.Log.Err(err).Str("trace_id", traceID).Msg(logMessage)
+	oc.reply(ce, oc.Config.validatedLanguage.T(key, traceID))
 }
 
 // reply answers a command as a notice that replies to it, so that an officer

@@ -203,7 +203,7 @@ func (cv *Conversations) createConversationRoom(ctx context.Context, conv *Conve
 		guestName = cv.Config.guestDisplayname(int(n.Int64()) + 1000)
 	}
 	// The label may name a person: keep the request bodies that carry it out of debug logs.
-	quietCtx := zerolog.Ctx(ctx).Level(max(zerolog.InfoLevel, zerolog.Ctx(ctx).GetLevel())).WithContext(ctx)
+	quietCtx := quietContext(ctx)
 	isBot := false
 	ghost.UpdateInfo(quietCtx, &bridgev2.UserInfo{Name: &guestName, IsBot: &isBot})
 
@@ -296,7 +296,7 @@ func (cv *Conversations) sendInviteReply(ctx context.Context, roomID id.RoomID, 
 		}
 	}
 	// The link and code word must not reach debug logs with the request body.
-	ctx = zerolog.Ctx(ctx).Level(max(zerolog.InfoLevel, zerolog.Ctx(ctx).GetLevel())).WithContext(ctx)
+	ctx = quietContext(ctx)
 	lang := cv.Config.validatedLanguage
 	text := lang.T(msgCreated, cc.GuestName, cc.URL, cc.Code, formatTime(cc.Conversation.InviteExpiresAt, lang))
 	content := renderNotice(text)

@@ -143,15 +143,7 @@ var errUnsupportedMessage = bridgev2.WrapErrorInStatus(errors.New("this kind of 
 	WithIsCertain(true).WithErrorAsMessage().WithSendNotice(true)
 
 func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (resp *bridgev2.MatrixMessageResponse, err error) {
-	defer func() {
-		// Kept, or never to be kept: either way the inbox is done with it. A
-		// failure a retry may fix (database, download) stays for the next start.
-		if err == nil || errors.Is(err, errNotConversation) || errors.Is(err, errUnsupportedMessage) {
-			oc.Connector.Inbox.done(ctx, msg.Event.ID)
-		} else {
-			oc.Connector.Metrics.Error(ErrKindOfficerMessage)
-		}
-	}()
+	defer func() { oc.Connector.Inbox.finish(ctx, msg.Event.ID, err) }()
 	log := zerolog.Ctx(ctx)
 	conv, err := oc.Connector.DB.Conversation.Get(ctx, string(msg.Portal.ID))
 	if err != nil {
@@ -221,8 +213,8 @@ func (oc *OfficerClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridg
 // HandleMatrixEdit shows the guest the new text in place of the old. Only
 // the officer who wrote a message can change it: what a colleague said stays
 // as they said it (Matrix clients ignore such edits; the guest page must too).
-func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) error {
-	defer oc.Connector.Inbox.done(ctx, msg.Event.ID)
+func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) (err error) {
+	defer func() { oc.Connector.Inbox.finish(ctx, msg.Event.ID, err) }()
 	if msg.EditTarget.SenderMXID != msg.Event.Sender {
 		zerolog.Ctx(ctx).Warn().Stringer("sender", msg.Event.Sender).Stringer("author", msg.EditTarget.SenderMXID).
 			Msg("Refused an edit of another officer's message")
@@ -239,8 +231,8 @@ func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.Mat
 // page. The room's power levels let officers redact only their own messages;
 // a redaction by anyone else (the bot's level) is not shown to the guest as
 // the author taking it back.
-func (oc *OfficerClient) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) error {
-	defer oc.Connector.Inbox.done(ctx, msg.Event.ID)
+func (oc *OfficerClient) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) (err error) {
+	defer func() { oc.Connector.Inbox.finish(ctx, msg.Event.ID, err) }()
 	if msg.TargetMessage.SenderMXID != msg.Event.Sender {
 		zerolog.Ctx(ctx).Warn().Stringer("sender", msg.Event.Sender).Msg("Not showing the guest a redaction of someone else's message")
 		return nil

@@ -74,6 +74,7 @@ const (
 	msgMemberNotRemoved    messageKey = "member_not_removed"
 	msgEditNotOwn          messageKey = "edit_not_own"
 	msgCloseUndelivered    messageKey = "close_undelivered"
+	msgCommandFailed       messageKey = "command_failed"
 	msgUnholdAdminOnly     messageKey = "unhold_admin_only"
 	msgUnholdUsage         messageKey = "unhold_usage"
 )
@@ -84,7 +85,8 @@ var catalog = map[Language]map[messageKey]string{
 			"Ta kontakt med den som administrerer tjenesten hvis du mener du skal ha tilgang.",
 		msgEncryptionOff: "Kan ikke opprette samtalen: kryptering er slått av i konfigurasjonen til sikkerchat. " +
 			"Be administratoren slå på `encryption.allow`, `encryption.default` og `encryption.require`.",
-		msgCreateFailed: "Kunne ikke opprette samtalen. Prøv igjen om litt. Feilen er logget (sporings-ID %s).",
+		msgCreateFailed:  "Kunne ikke opprette samtalen. Prøv igjen om litt. Feilen er logget (sporings-ID %s).",
+		msgCommandFailed: "Det gikk ikke. Prøv igjen om litt. Feilen er logget (sporings-ID %s).",
 		msgCreated: "**Ny sikker samtale opprettet** (%s)\n\n" +
 			"Send denne lenken til personen:\n\n%s\n\n" +
 			"Kodeord (send det i en egen melding): **%s**\n\n" +
@@ -155,7 +157,8 @@ var catalog = map[Language]map[messageKey]string{
 			"Contact whoever runs the service if you think you should.",
 		msgEncryptionOff: "Can't create the conversation: encryption is turned off in the sikkerchat config. " +
 			"Ask the administrator to enable `encryption.allow`, `encryption.default` and `encryption.require`.",
-		msgCreateFailed: "Couldn't create the conversation. Try again in a moment. The error was logged (trace ID %s).",
+		msgCreateFailed:  "Couldn't create the conversation. Try again in a moment. The error was logged (trace ID %s).",
+		msgCommandFailed: "That didn't work. Try again in a moment. The error was logged (trace ID %s).",
 		msgCreated: "**New secure conversation created** (%s)\n\n" +
 			"Send this link to the person:\n\n%s\n\n" +
 			"Code word (send it in a separate message): **%s**\n\n" +

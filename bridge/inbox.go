@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -60,10 +62,10 @@ func (ib *Inbox) intercept(mc *matrix.Connector) {
 	mux.Handle("PUT /_matrix/app/v1/transactions/{txnID}", ib.handler(bridgeMatrix{mc}, next))
 	mux.Handle("/", next)
 	mc.AS.Router = mux
-	// After bridgev2 has routed a decrypted event, events that never reach the
-	// guest-side handlers leave the inbox here.
-	for _, evtType := range []event.Type{event.EventMessage, event.EventSticker, event.EventReaction,
-		event.EventUnstablePollStart, event.EventUnstablePollResponse} {
+	// Reactions and polls reach no handler of sikkerchat's (officers' messages
+	// and edits go to the OfficerClient, commands to the command processor):
+	// bridgev2 has seen them when these hooks run.
+	for _, evtType := range []event.Type{event.EventReaction, event.EventUnstablePollStart, event.EventUnstablePollResponse} {
 		mc.EventProcessor.On(evtType, ib.routed)
 	}
 }
@@ -239,26 +241,33 @@ func (ib *Inbox) keepTransaction(ctx context.Context, mc inboxMatrix, body []byt
 	return kept, nil
 }
 
-// done takes an event out of the inbox: the guest side has it (or never will).
-func (ib *Inbox) done(ctx context.Context, eventID id.EventID) {
+// finish is the one place an officer's event leaves the inbox, driven by
+// what handling it came to: kept for the guest, or never to be (not a
+// conversation any more, a kind the page cannot show, refused), it goes;
+// after a failure a retry may fix (the database, a download) it stays, to be
+// handled again at the next start.
+func (ib *Inbox) finish(ctx context.Context, eventID id.EventID, err error) {
+	if err != nil && !isFinal(err) {
+		ib.Metrics.Error(ErrKindOfficerMessage)
+		return
+	}
 	if err := ib.DB.Inbox.Done(ctx, eventID); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Stringer("event_id", eventID).Msg("Failed to clear handled event from the inbox")
 	}
 }
 
-// routed runs after bridgev2 has routed a decrypted event. Messages for
-// the guest leave the inbox in the handlers once kept; everything else
-// (commands, reactions, polls) leaves now.
+// isFinal tells an outcome that handling again cannot change: every
+// refusal sikkerchat reports to the officer as certain.
+func isFinal(err error) bool {
+	var ms bridgev2.MessageStatus
+	return errors.As(err, &ms) && ms.IsCertain
+}
+
+// routed finishes events that no handler of sikkerchat's sees.
 func (ib *Inbox) routed(ctx context.Context, evt *event.Event) {
-	if !evt.Mautrix.WasEncrypted {
-		return // never in the inbox
+	if evt.Mautrix.WasEncrypted {
+		ib.finish(ctx, evt.ID, nil)
 	}
-	if evt.Type == event.EventMessage {
-		if msg := evt.Content.AsMessage(); msg != nil && !strings.HasPrefix(msg.Body, ib.Config.commandPrefix) {
-			return
-		}
-	}
-	ib.done(ctx, evt.ID)
 }
 
 // replay handles again what was left in the inbox by a bridge that
@@ -285,7 +294,7 @@ func (ib *Inbox) replay(ctx context.Context, mc *matrix.Connector, before time.T
 		var evt event.Event
 		if err = json.Unmarshal([]byte(l.Raw), &evt); err != nil {
 			log.Warn().Err(err).Stringer("event_id", l.EventID).Msg("Dropping unreadable inbox event")
-			ib.done(ctx, l.EventID)
+			ib.finish(ctx, l.EventID, nil)
 			continue
 		}
 		evt.Type.Class = event.MessageEventType
@@ -293,7 +302,7 @@ func (ib *Inbox) replay(ctx context.Context, mc *matrix.Connector, before time.T
 		evt.Mautrix.ReceivedAt = time.Now()
 		if err = evt.Content.ParseRaw(evt.Type); err != nil {
 			log.Warn().Err(err).Stringer("event_id", l.EventID).Msg("Dropping unparseable inbox event")
-			ib.done(ctx, l.EventID)
+			ib.finish(ctx, l.EventID, nil)
 			continue
 		}
 		if enc := evt.Content.AsEncrypted(); enc != nil {

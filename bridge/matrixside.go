@@ -120,6 +120,14 @@ func (b *bridgeMatrixSide) sendAsGuest(ctx context.Context, conv *Conversation, 
 	return resp.EventID, nil
 }
 
+// quietContext keeps a request's body out of debug logs: mautrix logs request
+// bodies at debug level, and some carry what must never be logged (the
+// officer's label, an invite link and code word).
+func quietContext(ctx context.Context) context.Context {
+	log := zerolog.Ctx(ctx)
+	return log.Level(max(zerolog.InfoLevel, log.GetLevel())).WithContext(ctx)
+}
+
 // txnIDField carries the outbox's transaction ID in a guest message's event.
 const txnIDField = "no.sikkerchat.txn_id"
 
@@ -207,7 +215,7 @@ func (b *bridgeMatrixSide) CloseRoom(ctx context.Context, conv *Conversation, st
 	var name event.RoomNameEventContent
 	if err := bot.Matrix.StateEvent(ctx, conv.RoomID, event.StateRoomName, "", &name); err == nil && !strings.HasPrefix(name.Name, closedMarker) {
 		// The name may carry the officer's label: keep the request out of debug logs.
-		quiet := log.Level(max(zerolog.InfoLevel, log.GetLevel())).WithContext(ctx)
+		quiet := quietContext(log.WithContext(ctx))
 		_, err = b.sc.Bridge.Bot.SendState(quiet, conv.RoomID, event.StateRoomName, "", &event.Content{
 			Parsed: &event.RoomNameEventContent{Name: closedMarker + name.Name},
 		}, time.Time{})
