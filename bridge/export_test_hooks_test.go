@@ -15,3 +15,10 @@ func (rg *RoomGuard) CheckMember(ctx context.Context, conv *Conversation, user i
 }
 
 func (rg *RoomGuard) GuardRooms(ctx context.Context) { rg.guardRooms(ctx) }
+
+// KeyInMemory is the conversation key the transcript holds unwrapped (nil if none).
+func (t *Transcript) KeyInMemory(conversationID string) []byte {
+	t.keyLock.RLock()
+	defer t.keyLock.RUnlock()
+	return t.unwrapped[conversationID]
+}

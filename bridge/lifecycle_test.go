@@ -108,3 +108,25 @@ func TestCloseClearsTheInbox(t *testing.T) {
 	require.NoError(t, rows.Close())
 	require.Equal(t, []string{"$e2"}, left, "only the other room's event stays")
 }
+
+// The unwrapped conversation key is read from key_dir once and kept in
+// memory while the conversation is open; the close wipes that copy.
+func TestConversationKeyIsWipedFromMemoryAtClose(t *testing.T) {
+	tb, inv := newGuardedBridge(t)
+	_, _, err := tb.Guests.QueueText(tb.ctx, inv.conv, "key-cache-client-01", "hei")
+	require.NoError(t, err)
+	key := tb.Transcript.KeyInMemory(inv.conv.ID)
+	require.Len(t, key, 32)
+	require.NotEqual(t, make([]byte, 32), key)
+	// Read again: the same copy, not a second one from disk.
+	_, err = tb.Transcript.Since(tb.ctx, inv.conv.ID, 0)
+	require.NoError(t, err)
+	require.Same(t, &key[0], &tb.Transcript.KeyInMemory(inv.conv.ID)[0])
+
+	tb.Outbox.RunOnce(tb.ctx)
+	require.NoError(t, tb.Conversations.Close(tb.ctx, inv.conv, string(officer), bridge.CloseByOfficer))
+	require.Equal(t, make([]byte, 32), key, "the copy in memory is overwritten")
+	require.Nil(t, tb.Transcript.KeyInMemory(inv.conv.ID))
+	_, err = tb.Transcript.Since(tb.ctx, inv.conv.ID, 0)
+	require.ErrorContains(t, err, "conversation key not found")
+}

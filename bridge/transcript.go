@@ -83,10 +83,16 @@ type Transcript struct {
 	// Sequence numbers are allocated under a per-conversation lock; the bridge
 	// is a single process, and the primary key catches anything else.
 	locks sync.Map
+
+	// unwrapped: conversation ID → its key, kept in memory while the
+	// conversation is open (read from key_dir once, not at every message) and
+	// wiped when it is destroyed.
+	keyLock   sync.RWMutex
+	unwrapped map[string][]byte
 }
 
 func NewTranscript(db *scdb.Database, keys *KeyStore, masterKey []byte) *Transcript {
-	return &Transcript{db: db, keys: keys, masterKey: masterKey}
+	return &Transcript{db: db, keys: keys, masterKey: masterKey, unwrapped: map[string][]byte{}}
 }
 
 // CreateKey makes a fresh conversation key and stores it wrapped by the master key.
@@ -107,8 +113,15 @@ func (t *Transcript) Keys() *KeyStore {
 	return t.keys
 }
 
-// DestroyKey crypto-shreds a conversation's transcript.
+// DestroyKey crypto-shreds a conversation's transcript: the key file is
+// overwritten and removed, the copy in memory overwritten and forgotten.
 func (t *Transcript) DestroyKey(conversationID string) error {
+	t.keyLock.Lock()
+	defer t.keyLock.Unlock()
+	if key, ok := t.unwrapped[conversationID]; ok {
+		clear(key)
+		delete(t.unwrapped, conversationID)
+	}
 	return t.keys.Destroy(conversationID)
 }
 
@@ -146,6 +159,27 @@ func (t *Transcript) CheckMasterKey() (checked, unreadable int, err error) {
 }
 
 func (t *Transcript) conversationKey(ctx context.Context, conversationID string) ([]byte, error) {
+	t.keyLock.RLock()
+	key, ok := t.unwrapped[conversationID]
+	t.keyLock.RUnlock()
+	if ok {
+		return key, nil
+	}
+	t.keyLock.Lock()
+	defer t.keyLock.Unlock()
+	if key, ok = t.unwrapped[conversationID]; ok {
+		return key, nil
+	}
+	key, err := t.unwrapKey(conversationID)
+	if err != nil {
+		return nil, err
+	}
+	t.unwrapped[conversationID] = key
+	return key, nil
+}
+
+// unwrapKey reads a conversation key from key_dir and opens it.
+func (t *Transcript) unwrapKey(conversationID string) ([]byte, error) {
 	wrapped, err := t.keys.Get(conversationID)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load conversation key: %w", err)
