@@ -257,10 +257,6 @@ func (sc *Connector) GetDBMetaTypes() database.MetaTypes {
 	return database.MetaTypes{}
 }
 
-func (sc *Connector) GetCapabilities() *bridgev2.NetworkGeneralCapabilities {
-	return &bridgev2.NetworkGeneralCapabilities{}
-}
-
 func (sc *Connector) GetBridgeInfoVersion() (info, capabilities int) {
 	return 1, 1
 }

@@ -119,7 +119,8 @@ func (cv *Conversations) guestMXID(conv *Conversation) id.UserID {
 	return cv.Bridge.Matrix.GhostIntent(networkid.UserID(conv.GhostID)).GetMXID()
 }
 
-// CreateConversation runs DESIGN.md's lifecycle step 1 for a permitted officer.
+// Create starts a conversation for a permitted officer: ghost, room with its
+// whole policy, invite.
 func (cv *Conversations) Create(ctx context.Context, officer *bridgev2.User, label string) (*CreatedConversation, error) {
 	label = strings.Join(strings.Fields(label), " ")
 	if utf8.RuneCountInString(label) > MaxLabelLength {

@@ -28,7 +28,7 @@ func (e *UndeliveredError) Error() string {
 	return fmt.Sprintf("%d guest messages are not delivered to the room yet", e.Count)
 }
 
-// Close is DESIGN.md's lifecycle step 4, whoever asks for it: the guest loses
+// Close ends a conversation (docs/retention.md), whoever asks for it: the guest loses
 // every way in at once, the guest-side data is destroyed (the key first, so
 // any copy of the rows is unreadable), and the room stays with the police,
 // marked closed, until retention ends.
@@ -161,7 +161,7 @@ func (cv *Conversations) PurgeDue(ctx context.Context) {
 // ErrNoPurger means no admin access to the homeserver is configured.
 var ErrNoPurger = errors.New("no homeserver admin token configured (network.purge.admin_token)")
 
-// Purge is DESIGN.md's lifecycle step 5: the room goes from the homeserver,
+// Purge ends retention (docs/retention.md): the room goes from the homeserver,
 // then the bridge drops what it still holds of it. The audit trail stays.
 func (cv *Conversations) Purge(ctx context.Context, conv *Conversation) error {
 	if conv.Hold {

@@ -15,7 +15,8 @@ import (
 	"github.com/sikkerchat/sikkerchat/bridge"
 )
 
-// securityHeaders sets DESIGN.md's headers on every response, errors included.
+// securityHeaders sets the guest page's security headers (docs/guest-api.md) on
+// every response, errors included.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
