@@ -2,6 +2,7 @@ package web
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"embed"
 	"encoding/hex"
 	"io/fs"
@@ -22,26 +23,53 @@ type staticFile struct {
 	etag        string
 }
 
-// loadStatic reads every embedded file once, with its content-hash ETag.
+// appScripts are the page's script, in parts (static/js), in the order they
+// are joined into the one /app.js the page loads: the model first, the
+// wiring last. Joined once at start, like miniflux's bundle: no build step,
+// and still one request.
+var appScripts = []string{"model", "api", "render", "stream", "outbox", "join", "main"}
+
+// bundleApp joins the page's script parts into one function scope.
+func bundleApp() []byte {
+	var sb strings.Builder
+	sb.WriteString("// sikkerchat's guest page: web/static/js/*.js, joined by the bridge at start.\n(function () {\n'use strict';\n")
+	for _, name := range appScripts {
+		part, err := staticFS.ReadFile("static/js/" + name + ".js")
+		if err != nil {
+			panic(fmt.Errorf("the page's script part %s is not embedded: %w", name, err))
+		}
+		sb.WriteString("\n// ---- " + name + ".js ----\n")
+		sb.Write(part)
+	}
+	sb.WriteString("}());\n")
+	return []byte(sb.String())
+}
+
+func newStaticFile(name string, body []byte) *staticFile {
+	sum := sha256.Sum256(body)
+	ct := mime.TypeByExtension(path.Ext(name))
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	if strings.HasPrefix(ct, "text/") && !strings.Contains(ct, "charset") {
+		ct += "; charset=utf-8"
+	}
+	return &staticFile{body: body, contentType: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+}
+
+// loadStatic reads every embedded file once, with its content-hash ETag; the
+// script parts are served only as the one /app.js.
 func loadStatic() map[string]*staticFile {
-	files := map[string]*staticFile{}
+	files := map[string]*staticFile{"/app.js": newStaticFile("app.js", bundleApp())}
 	_ = fs.WalkDir(staticFS, "static", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || strings.HasPrefix(p, "static/js/") {
 			return err
 		}
 		body, err := staticFS.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(body)
-		ct := mime.TypeByExtension(path.Ext(p))
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
-		if strings.HasPrefix(ct, "text/") && !strings.Contains(ct, "charset") {
-			ct += "; charset=utf-8"
-		}
-		files["/"+strings.TrimPrefix(p, "static/")] = &staticFile{body: body, contentType: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		files["/"+strings.TrimPrefix(p, "static/")] = newStaticFile(p, body)
 		return nil
 	})
 	return files
