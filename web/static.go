@@ -2,9 +2,9 @@ package web
 
 import (
 	"crypto/sha256"
-	"fmt"
 	"embed"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"mime"
 	"net/http"
