@@ -1,14 +1,10 @@
 package web
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -313,135 +309,4 @@ func (s *Server) messageFrame(conv *bridge.Conversation, e *bridge.TranscriptEnt
 		}
 	}
 	return msg
-}
-
-const (
-	sseHeartbeat    = 20 * time.Second
-	sseWriteTimeout = 30 * time.Second
-)
-
-func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	conv := conversationOf(r)
-	var after int64
-	if last := r.Header.Get("Last-Event-ID"); last != "" {
-		n, err := strconv.ParseInt(last, 10, 64)
-		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, errBadSeq, "Last-Event-ID must be a message number")
-			return
-		}
-		after = n
-	}
-	// Subscribe before reading history, so nothing falls between the two.
-	sub := s.Connector.Hub.Subscribe(conv.ID)
-	defer sub.Close()
-	history, err := s.Connector.Transcript.Since(ctx, conv.ID, 0)
-	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to read transcript for guest")
-		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
-		return
-	}
-	s.Connector.Metrics.GuestStreams.Inc()
-	defer s.Connector.Metrics.GuestStreams.Dec()
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	// A reader that stops reading must not hold the handler forever.
-	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout)) }
-	deadline()
-	var historyMax int64
-	for _, e := range history {
-		frame := s.messageFrame(conv, e)
-		switch {
-		case e.Seq > after:
-			writeFrame(w, "message", e.Seq, frame)
-		case e.Direction == bridge.FromGuest:
-			// Already shown: only its delivery state may have moved on meanwhile.
-			writeFrame(w, "status", 0, map[string]any{"seq": frame.Seq, "client_id": frame.ClientID, "status": frame.Status})
-		case e.Edited || e.Deleted:
-			writeFrame(w, "message", 0, frame)
-		}
-		historyMax = max(historyMax, e.Seq)
-	}
-	if err = rc.Flush(); err != nil {
-		return
-	}
-	heartbeat := time.NewTicker(sseHeartbeat)
-	defer heartbeat.Stop()
-	cookie, _ := r.Cookie(s.cookieName())
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.closing:
-			return
-		case <-sub.Done:
-			// Fell behind, or too many streams for this conversation: the page
-			// reconnects and catches up from the transcript.
-			return
-		case <-heartbeat.C:
-			// The open page counts as presence; a revoked session ends the stream.
-			if _, _, err := s.Connector.Guests.CheckSession(ctx, cookie.Value); err != nil {
-				deadline()
-				s.writeEnd(w, err)
-				_ = rc.Flush()
-				return
-			}
-			deadline()
-			_, _ = io.WriteString(w, ": keep-alive\n\n")
-		case evt := <-sub.C:
-			deadline()
-			switch evt.Kind {
-			case bridge.GuestEventMessage:
-				// Only what the history already carried is skipped; live events may
-				// come in any order (the page places them by seq).
-				if evt.Entry.Seq <= historyMax && !evt.Revision {
-					continue
-				}
-				id := evt.Entry.Seq
-				if evt.Revision {
-					id = 0 // the resume position never moves back; a reconnect re-sends revisions
-				}
-				writeFrame(w, "message", id, s.messageFrame(conv, evt.Entry))
-				if !evt.Revision && evt.Entry.Direction == bridge.ToGuest {
-					if err := rc.Flush(); err != nil {
-						return
-					}
-					s.Connector.Metrics.ShownToGuest(evt.Entry.MatrixEventID.String())
-				}
-			case bridge.GuestEventStatus:
-				frame := s.messageFrame(conv, evt.Entry)
-				writeFrame(w, "status", 0, map[string]any{"seq": frame.Seq, "client_id": frame.ClientID, "status": frame.Status})
-			case bridge.GuestEventTyping:
-				writeFrame(w, "typing", 0, map[string]bool{"typing": evt.Typing})
-			case bridge.GuestEventClosed:
-				writeFrame(w, "closed", 0, map[string]string{"reason": evt.Reason})
-				_ = rc.Flush()
-				return
-			}
-		}
-		if err := rc.Flush(); err != nil {
-			return
-		}
-	}
-}
-
-func (s *Server) writeEnd(w http.ResponseWriter, err error) {
-	reason := "closed"
-	if errors.Is(err, bridge.ErrSessionIdle) {
-		reason = "session_expired"
-	} else if errors.Is(err, bridge.ErrNoSession) {
-		reason = "session_ended"
-	}
-	writeFrame(w, "closed", 0, map[string]string{"reason": reason})
-}
-
-func writeFrame(w io.Writer, name string, id int64, data any) {
-	payload, _ := json.Marshal(data)
-	if id > 0 {
-		_, _ = fmt.Fprintf(w, "id: %d\n", id)
-	}
-	_, _ = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, payload)
 }
