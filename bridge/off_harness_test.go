@@ -76,8 +76,10 @@ type offHomeserver struct {
 	rooms    int
 	media    map[string][]byte
 	creates  []mautrix.ReqCreateRoom
-	// fail makes requests whose "METHOD path user" contains one of these answer 403.
-	fail []string
+	// fail makes requests whose "METHOD path user" contains one of these
+	// answer failStatus (403 unless failWith says otherwise).
+	fail       []string
+	failStatus int
 }
 
 func newOffHomeserver(t *testing.T) *offHomeserver {
@@ -87,10 +89,14 @@ func newOffHomeserver(t *testing.T) *offHomeserver {
 	return hs
 }
 
-func (hs *offHomeserver) failOn(what ...string) {
+// failOn makes matching requests fail for good (403).
+func (hs *offHomeserver) failOn(what ...string) { hs.failWith(http.StatusForbidden, what...) }
+
+// failWith makes matching requests fail with status (a 5xx is "try again").
+func (hs *offHomeserver) failWith(status int, what ...string) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	hs.fail = what
+	hs.fail, hs.failStatus = what, status
 }
 
 func offWriteJSON(w http.ResponseWriter, status int, v any) {
@@ -130,7 +136,7 @@ func (hs *offHomeserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hs.requests = append(hs.requests, offRequest{Method: r.Method, Path: r.URL.Path, User: user, Body: body})
 	for _, f := range hs.fail {
 		if strings.Contains(r.Method+" "+r.URL.Path+" "+user.String(), f) {
-			offWriteJSON(w, http.StatusForbidden, map[string]string{"errcode": "M_FORBIDDEN", "error": "refused by the test"})
+			offWriteJSON(w, hs.failStatus, map[string]string{"errcode": "M_FORBIDDEN", "error": "refused by the test"})
 			return
 		}
 	}
@@ -609,4 +615,25 @@ func (ob *offBridge) lastAudit(conversationID string) *AuditRow {
 	rows := ob.audit(conversationID)
 	require.NotEmpty(ob.t, rows)
 	return rows[len(rows)-1]
+}
+
+// joinGuest opens the conversation as the citizen does and returns the
+// session, once the room has been told (the bridge tells it in the background).
+func (ob *offBridge) joinGuest(created offCreated) string {
+	ob.t.Helper()
+	session, _, err := ob.sc.Guests.Join(ob.ctx, created.token, created.code)
+	require.NoError(ob.t, err)
+	require.Eventually(ob.t, func() bool {
+		return ob.hs.stateOf(created.room, "no.sikkerchat.conversation", "")["status"] == "active"
+	}, 10*time.Second, 5*time.Millisecond)
+	return session
+}
+
+func offCount(list []string, what string) (n int) {
+	for _, s := range list {
+		if s == what {
+			n++
+		}
+	}
+	return n
 }
