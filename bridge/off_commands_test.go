@@ -399,3 +399,14 @@ func TestFailedCommandAnswersWithATraceIDAndNotTheError(t *testing.T) {
 	require.Regexp(t, `"trace_id":"`+m[1]+`".*refused by the test|refused by the test.*"trace_id":"`+m[1]+`"`, ob.log.String())
 	require.NotContains(t, offActions(ob.audit(created.conv.ID)), AuditExport)
 }
+
+// A mistyped command should get the same bokmål answer as bridgev2's own
+// commands, as a reply to it.
+func TestMistypedCommandAnswersUnknownCommandInBokmal(t *testing.T) {
+	t.Skip("bug: a name the processor has no handler for (\"!sc clsoe\") gets bridgev2's English " +
+		"\"Unknown command, use the `help` command for help.\", not as a reply (commands.go registers only known names)")
+	ob := newOffBridge(t, nil)
+	for _, cmd := range []string{"clsoe", "nytt", ""} {
+		require.Equal(t, "Ukjent kommando. Skriv `!sc help` for en liste.", ob.reply(offOfficer, ob.dm, cmd).body(), cmd)
+	}
+}
