@@ -637,3 +637,20 @@ func offCount(list []string, what string) (n int) {
 	}
 	return n
 }
+
+// setState changes a room's state on the homeserver behind the bridge's back
+// (an older sikkerchat, a homeserver admin).
+func (hs *offHomeserver) setState(room id.RoomID, sender id.UserID, evtType, stateKey string, content any) {
+	data, _ := json.Marshal(content)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.addEvent(room, sender, evtType, &stateKey, data)
+}
+
+// inject puts an event into a room as if someone else had sent it.
+func (hs *offHomeserver) inject(room id.RoomID, sender id.UserID, evtType string, content any) id.EventID {
+	data, _ := json.Marshal(content)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return hs.addEvent(room, sender, evtType, nil, data).ID
+}
