@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+	"go.mau.fi/util/dbutil"
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
@@ -422,6 +423,8 @@ type offBridge struct {
 	crypto *offCrypto
 	purger *offPurger
 	log    *offSyncBuffer
+	// sqlitePath is the database file ("" on PostgreSQL).
+	sqlitePath string
 	// dm is the officers' encrypted direct chat with the bot.
 	dm       id.RoomID
 	commands int
@@ -431,7 +434,7 @@ type offBridge struct {
 func newOffBridge(t *testing.T, network func(*Config)) *offBridge {
 	t.Helper()
 	hs := newOffHomeserver(t)
-	raw, _ := testdb.New(t)
+	raw, sqlitePath := testdb.New(t)
 	var netCfg Config
 	require.NoError(t, yaml.Unmarshal([]byte(ExampleConfig), &netCfg))
 	netCfg.MasterKey = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -467,6 +470,9 @@ func newOffBridge(t *testing.T, network func(*Config)) *offBridge {
 	require.NoError(t, br.DB.Upgrade(ctx))
 	require.NoError(t, sc.DB.Upgrade(ctx))
 	require.NoError(t, mc.StateStore.Upgrade(ctx))
+	// The tables the real crypto helper makes at start (Megolm sessions among them).
+	cryptoStore := matrix.NewSQLCryptoStore(br.DB.Database, dbutil.NoopLogger, "sikkerchat", offBot, "@sikkerchat_%:example.org", "off-pickle-key")
+	require.NoError(t, cryptoStore.DB.Upgrade(ctx))
 	crypto := &offCrypto{}
 	mc.Crypto = crypto
 	mc.SpecVersions = &mautrix.RespVersions{}
@@ -477,7 +483,7 @@ func newOffBridge(t *testing.T, network func(*Config)) *offBridge {
 	purger := &offPurger{}
 	sc.Purger = purger
 
-	ob := &offBridge{t: t, ctx: ctx, sc: sc, br: br, mc: mc, hs: hs, crypto: crypto, purger: purger, log: logs, dm: "!offdm:example.org"}
+	ob := &offBridge{t: t, ctx: ctx, sc: sc, br: br, mc: mc, hs: hs, crypto: crypto, purger: purger, log: logs, sqlitePath: sqlitePath, dm: "!offdm:example.org"}
 	ob.encryptedRoom(ob.dm)
 	return ob
 }
