@@ -554,7 +554,10 @@ func (ob *offBridge) command(user id.UserID, room id.RoomID, text string) []offM
 	u, err := ob.br.GetUserByMXID(ob.ctx, user)
 	require.NoError(ob.t, err)
 	eventID := id.EventID(fmt.Sprintf("$offcmd%d", ob.commands))
-	ob.br.Commands.Handle(ob.ctx, room, eventID, u, text, "")
+	// Each event gets its own logger, as bridgev2 gives it: the processor
+	// adds the command's name to the logger in the context.
+	log := zerolog.Ctx(ob.ctx).With().Logger()
+	ob.br.Commands.Handle(log.WithContext(ob.ctx), room, eventID, u, text, "")
 	answers := ob.messages(room)[before:]
 	var replies []offMessage
 	for _, m := range answers {

@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -119,11 +118,4 @@ func TestAutomaticClosesMarkTheRoomWithTheReason(t *testing.T) {
 	ob.sc.Conversations.CloseDue(ob.ctx)
 	require.Equal(t, StatusClosed, ob.conv(waiting.conv.ID).Status)
 	require.Equal(t, 1, offCount(offActions(ob.audit(unused.conv.ID)), AuditClose), "closed once")
-}
-
-// What an undelivered close reports.
-func TestUndeliveredErrorCountsTheWaitingMessages(t *testing.T) {
-	for _, n := range []int{1, 12} {
-		require.Equal(t, fmt.Sprintf("%d guest messages are not delivered to the room yet", n), (&UndeliveredError{Count: n}).Error())
-	}
 }
