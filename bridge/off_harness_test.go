@@ -611,7 +611,7 @@ func (ob *offBridge) conv(conversationID string) *Conversation {
 	return conv
 }
 
-// auditActions lists a conversation's audit rows as "action actor detail".
+// audit lists a conversation's audit rows, oldest first.
 func (ob *offBridge) audit(conversationID string) []*AuditRow {
 	ob.t.Helper()
 	rows, err := ob.sc.Audit.ForConversation(ob.ctx, conversationID)
