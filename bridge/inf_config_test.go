@@ -259,8 +259,8 @@ func TestOfficerLanguageAcceptsCommonSpellings(t *testing.T) {
 	}
 }
 
-// fmtVerbs lists a text's formatting verbs in order.
-var fmtVerbs = regexp.MustCompile(`%(\[\d+\])?[-+# 0]*\d*(\.\d+)?[a-zA-Z%]`)
+// infFmtVerbs lists a text's formatting verbs in order.
+var infFmtVerbs = regexp.MustCompile(`%(\[\d+\])?[-+# 0]*\d*(\.\d+)?[a-zA-Z%]`)
 
 // The same arguments fit a message in every language: the same verbs in
 // the same order, so a translation can never print %!d(MISSING) or put the
@@ -268,7 +268,7 @@ var fmtVerbs = regexp.MustCompile(`%(\[\d+\])?[-+# 0]*\d*(\.\d+)?[a-zA-Z%]`)
 func TestEveryTranslationTakesTheSameArguments(t *testing.T) {
 	for key, nb := range catalog[LangBokmal] {
 		en := catalog[LangEnglish][key]
-		require.Equal(t, fmtVerbs.FindAllString(nb, -1), fmtVerbs.FindAllString(en, -1), key)
+		require.Equal(t, infFmtVerbs.FindAllString(nb, -1), infFmtVerbs.FindAllString(en, -1), key)
 		require.NotEqual(t, nb, en, "%s is not translated", key)
 	}
 }

@@ -100,7 +100,7 @@ type infEvidence struct {
 	side    *infSide
 }
 
-func newInfEvidence(t *testing.T) *infEvidence {
+func infNewEvidence(t *testing.T) *infEvidence {
 	t.Helper()
 	sc := infConnector(t)
 	conv := infConversationIn(t, sc, "!room:example.org")
@@ -161,7 +161,7 @@ func (e *infEvidence) stageRoom() {
 // kept as facts (who redacted, when), attachments downloaded and hashed;
 // state events and reactions are no messages.
 func TestEvidenceIsReadFromTheWholeRoomHistoryAsTheBot(t *testing.T) {
-	e := newInfEvidence(t)
+	e := infNewEvidence(t)
 	e.stageRoom()
 	ctx := context.Background()
 
@@ -216,7 +216,7 @@ func TestEvidenceIsReadFromTheWholeRoomHistoryAsTheBot(t *testing.T) {
 // evidence folder (closed to others); the audit trail records the
 // package's SHA-256, which is how a copy is later recognised.
 func TestExportIsUploadedSavedAndRecordedInTheAuditTrail(t *testing.T) {
-	e := newInfEvidence(t)
+	e := infNewEvidence(t)
 	e.stageRoom()
 	ctx := context.Background()
 	e.sc.Config.EvidenceDir = filepath.Join(t.TempDir(), "bevis")
@@ -271,7 +271,7 @@ func TestFailedExportLeavesNoPackageAndNoRecord(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			e := newInfEvidence(t)
+			e := infNewEvidence(t)
 			e.stageRoom()
 			breakIt(t, e)
 			_, err := e.sc.Evidence.Export(context.Background(), e.conv, string(infOfficer))

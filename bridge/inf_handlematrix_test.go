@@ -78,7 +78,7 @@ type infOfficers struct {
 	members *infRoomMembers
 }
 
-func newInfOfficers(t *testing.T, cfg bridge.Config) *infOfficers {
+func infNewOfficers(t *testing.T, cfg bridge.Config) *infOfficers {
 	t.Helper()
 	tb := newTestBridge(t, cfg)
 	bot := &infBot{media: map[id.ContentURIString][]byte{}}
@@ -91,7 +91,7 @@ func newInfOfficers(t *testing.T, cfg bridge.Config) *infOfficers {
 	}
 }
 
-// infOfficerMessage is an officer's message as bridgev2 hands it on, already decrypted.
+// message is an officer's message as bridgev2 hands it on, already decrypted.
 func (o *infOfficers) message(eventID id.EventID, content *event.MessageEventContent) *bridgev2.MatrixMessage {
 	return &bridgev2.MatrixMessage{MatrixEventBase: bridgev2.MatrixEventBase[*event.MessageEventContent]{
 		Event:   &event.Event{ID: eventID, Sender: officer, Timestamp: 1_700_000_000_000, RoomID: o.inv.conv.RoomID},
@@ -165,7 +165,7 @@ func infMetric(t *testing.T, scrape, series string) float64 {
 // An officer's text reaches the open guest page once, is kept sealed for a
 // reload, and leaves the inbox; a redelivered event shows nothing twice.
 func TestOfficerTextIsKeptSealedShownOnceAndLeavesTheInbox(t *testing.T) {
-	o := newInfOfficers(t, newTestConfig(t))
+	o := infNewOfficers(t, newTestConfig(t))
 	sub := o.Hub.Subscribe(o.inv.conv.ID)
 	defer sub.Close()
 	const secret = "MARKER-ring-meg-på-116-111"
@@ -207,7 +207,7 @@ func TestOfficerTextIsKeptSealedShownOnceAndLeavesTheInbox(t *testing.T) {
 // Notices and emotes are text to the guest; what the page cannot show is
 // refused with a notice to the officer, for good (it leaves the inbox).
 func TestOfficerMessageKindsTheGuestPageCannotShowAreRefused(t *testing.T) {
-	o := newInfOfficers(t, newTestConfig(t))
+	o := infNewOfficers(t, newTestConfig(t))
 	for _, msgType := range []event.MessageType{event.MsgNotice, event.MsgEmote} {
 		eventID := id.EventID("$" + string(msgType))
 		_, err := o.client.HandleMatrixMessage(o.ctx, o.message(eventID, &event.MessageEventContent{MsgType: msgType, Body: "hei"}))
@@ -235,7 +235,7 @@ func TestOfficerMessageKindsTheGuestPageCannotShowAreRefused(t *testing.T) {
 // Nothing an officer writes in a closed or expired conversation, or in a
 // room that is no conversation, reaches a guest.
 func TestOfficerMessageOutsideAnOpenConversationIsRefused(t *testing.T) {
-	o := newInfOfficers(t, newTestConfig(t))
+	o := infNewOfficers(t, newTestConfig(t))
 	expired := o.newInvite(time.Hour)
 	now := time.Now()
 	for conv, status := range map[string]bridge.ConversationStatus{o.inv.conv.ID: bridge.StatusClosed, expired.conv.ID: bridge.StatusExpired} {
@@ -261,7 +261,7 @@ func TestOfficerMessageOutsideAnOpenConversationIsRefused(t *testing.T) {
 // A reply to the guest's message points at it on the page; a reply to
 // something the guest never had (a bot notice) is plain text.
 func TestOfficerReplyPointsAtTheGuestMessageItAnswers(t *testing.T) {
-	o := newInfOfficers(t, newTestConfig(t))
+	o := infNewOfficers(t, newTestConfig(t))
 	guestMsg := &bridge.TranscriptEntry{Direction: bridge.FromGuest, ClientID: "client-0000000001", Status: bridge.EntryStored, CreatedAt: time.Now(), Kind: "text", Text: "Han truer meg"}
 	_, err := o.Transcript.Append(o.ctx, o.inv.conv.ID, guestMsg)
 	require.NoError(t, err)
@@ -288,7 +288,7 @@ func TestOfficerReplyPointsAtTheGuestMessageItAnswers(t *testing.T) {
 func TestOfficerDisplayNameIsShownOnlyWhenTheUnitAllowsIt(t *testing.T) {
 	cfg := newTestConfig(t)
 	cfg.ShowOfficerNames = true
-	o := newInfOfficers(t, cfg)
+	o := infNewOfficers(t, cfg)
 	_, err := o.client.HandleMatrixMessage(o.ctx, o.message("$n1", &event.MessageEventContent{MsgType: event.MsgText, Body: "Hei"}))
 	require.NoError(t, err)
 	kept, err := o.Transcript.ByEvent(o.ctx, o.inv.conv.ID, "$n1")
@@ -316,7 +316,7 @@ func TestOfficerDisplayNameIsShownOnlyWhenTheUnitAllowsIt(t *testing.T) {
 // the guest to download, with its real type, a safe name and a caption when
 // the officer wrote one.
 func TestOfficerFileIsKeptSealedWithItsCaptionAndDownloadedOnce(t *testing.T) {
-	o := newInfOfficers(t, newTestConfig(t))
+	o := infNewOfficers(t, newTestConfig(t))
 	o.bot.media["mxc://example.org/plain"] = pdfBytes
 	o.bot.media["mxc://example.org/encrypted"] = []byte("\x89PNG\r\n\x1a\n-bilde-")
 	sub := o.Hub.Subscribe(o.inv.conv.ID)
@@ -362,7 +362,7 @@ func TestOfficerFileIsKeptSealedWithItsCaptionAndDownloadedOnce(t *testing.T) {
 // A download that fails may work later: the event stays in the inbox to be
 // handled again at the next start, and the failure is counted.
 func TestFailedOfficerFileDownloadStaysInTheInboxForRetry(t *testing.T) {
-	o := newInfOfficers(t, newTestConfig(t))
+	o := infNewOfficers(t, newTestConfig(t))
 	o.bot.fail = errors.New("connection reset by peer")
 	o.keepInInbox("$f1")
 	_, err := o.client.HandleMatrixMessage(o.ctx, o.message("$f1", &event.MessageEventContent{MsgType: event.MsgFile, Body: "a.pdf", URL: "mxc://example.org/a"}))
@@ -383,7 +383,7 @@ func TestFailedOfficerFileDownloadStaysInTheInboxForRetry(t *testing.T) {
 // When an officer deletes a file message, the guest loses the message and
 // the file with it.
 func TestOfficerDeletingAFileMessageDeletesTheFile(t *testing.T) {
-	o := newInfOfficers(t, newTestConfig(t))
+	o := infNewOfficers(t, newTestConfig(t))
 	o.bot.media["mxc://example.org/f"] = pdfBytes
 	_, err := o.client.HandleMatrixMessage(o.ctx, o.message("$f", &event.MessageEventContent{MsgType: event.MsgFile, Body: "feil.pdf", URL: "mxc://example.org/f"}))
 	require.NoError(t, err)
@@ -418,7 +418,7 @@ func TestOfficerDeletingAFileMessageDeletesTheFile(t *testing.T) {
 // message the guest never had changes nothing and pushes nothing. Either way
 // the edit leaves the inbox.
 func TestOfficerEditIsShownInPlaceAndLeavesTheInbox(t *testing.T) {
-	o := newInfOfficers(t, newTestConfig(t))
+	o := infNewOfficers(t, newTestConfig(t))
 	o.officerSaid(o.inv.conv, "$msg", "Vi ringer kl 14")
 	sub := o.Hub.Subscribe(o.inv.conv.ID)
 	defer sub.Close()
@@ -450,7 +450,7 @@ func infEditID(sender id.UserID) id.EventID { return id.EventID("$edit-" + strin
 func TestRefusedEditIsExplainedInTheConfiguredLanguage(t *testing.T) {
 	cfg := newTestConfig(t)
 	cfg.Language = "en"
-	o := newInfOfficers(t, cfg)
+	o := infNewOfficers(t, cfg)
 	o.officerSaid(o.inv.conv, "$msg", "Hei")
 	err := o.client.HandleMatrixEdit(o.ctx, edit(o.inv.conv, "@officer2:example.org", officer, "$msg", "Hallo"))
 	require.ErrorContains(t, err, "You can only edit your own messages")
@@ -458,7 +458,7 @@ func TestRefusedEditIsExplainedInTheConfiguredLanguage(t *testing.T) {
 
 // The guest sees "the police are writing" while an officer types.
 func TestOfficerTypingIsPushedToTheGuestPage(t *testing.T) {
-	o := newInfOfficers(t, newTestConfig(t))
+	o := infNewOfficers(t, newTestConfig(t))
 	sub := o.Hub.Subscribe(o.inv.conv.ID)
 	defer sub.Close()
 	for _, typing := range []bool{true, false} {
@@ -469,7 +469,7 @@ func TestOfficerTypingIsPushedToTheGuestPage(t *testing.T) {
 	}
 }
 
-// infGuestSaid stores a guest message and marks it delivered to the room as an event.
+// guestSaid stores a guest message and marks it delivered to the room as an event.
 func (o *infOfficers) guestSaid(clientID string, eventID id.EventID) int64 {
 	o.t.Helper()
 	entry := &bridge.TranscriptEntry{Direction: bridge.FromGuest, ClientID: clientID, Status: bridge.EntryStored, CreatedAt: time.Now(), Kind: "text", Text: "melding " + clientID}
@@ -487,7 +487,7 @@ func (o *infOfficers) guestSaid(clientID string, eventID id.EventID) int64 {
 // messages were read, each once; a message not yet in the room is not
 // "read", and a receipt for a bot notice moves nothing.
 func TestOfficerReadReceiptMarksTheGuestsDeliveredMessagesRead(t *testing.T) {
-	o := newInfOfficers(t, newTestConfig(t))
+	o := infNewOfficers(t, newTestConfig(t))
 	first := o.guestSaid("client-0000000001", "$g1")
 	second := o.guestSaid("client-0000000002", "$g2")
 	o.officerSaid(o.inv.conv, "$o1", "Takk")

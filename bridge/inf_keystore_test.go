@@ -158,10 +158,10 @@ func TestRotationShredsLeftoverTemporaryFiles(t *testing.T) {
 func TestRotationRefusesAKeyThatIsNotARegularFile(t *testing.T) {
 	_, keys, _ := newRotateFixture(t, 2)
 	require.NoError(t, os.Mkdir(filepath.Join(keys.dir, "zzzz.key"), 0o700))
-	before := snapshotDirFiles(t, keys.dir)
+	before := infSnapshotDirFiles(t, keys.dir)
 	_, err := RotateMasterKey(keys.dir, rotateOldKey, rotateNewKey)
 	require.ErrorContains(t, err, "zzzz.key is not a regular file; nothing was changed")
-	require.Equal(t, before, snapshotDirFiles(t, keys.dir))
+	require.Equal(t, before, infSnapshotDirFiles(t, keys.dir))
 
 	file := filepath.Join(t.TempDir(), "keys")
 	require.NoError(t, os.WriteFile(file, nil, 0o600))
@@ -169,8 +169,8 @@ func TestRotationRefusesAKeyThatIsNotARegularFile(t *testing.T) {
 	require.ErrorContains(t, err, "not a folder")
 }
 
-// snapshotDirFiles is snapshotDir for a folder that may hold folders.
-func snapshotDirFiles(t *testing.T, dir string) map[string][]byte {
+// infSnapshotDirFiles is snapshotDir for a folder that may hold folders.
+func infSnapshotDirFiles(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
