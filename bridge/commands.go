@@ -1,16 +1,19 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/random"
+	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
@@ -24,6 +27,8 @@ type officerCommands struct {
 	*Connector
 	// unknown holds the handlers that answer bridgev2's own commands.
 	unknown map[string]*commands.FullHandler
+	// known are the names (and aliases) of sikkerchat's commands.
+	known map[string]bool
 }
 
 // sikkerchatCommands are the only commands the bot answers. bridgev2 brings
@@ -130,11 +135,41 @@ func registerCommands(sc *Connector, proc *commands.Processor) *officerCommands 
 			Help:    commands.HelpMeta{Section: commands.HelpSectionGeneral, Description: "Show help"},
 		},
 	}
+	oc.known = map[string]bool{}
 	for _, h := range handlers {
 		h.Func = oc.finishing(h.Func)
 		proc.AddHandler(h)
+		oc.known[h.Name] = true
+		for _, alias := range h.Aliases {
+			oc.known[alias] = true
+		}
 	}
+	oc.unknown[unknownCommandName] = &commands.FullHandler{Func: oc.finishing(oc.cmdUnknown), Name: unknownCommandName}
+	proc.AddHandler(oc.unknown[unknownCommandName])
 	return oc
+}
+
+// unknownCommandName is where the gate sends every name that is not one of
+// sikkerchat's commands.
+const unknownCommandName = "unknown-command"
+
+// commandGate stands in front of bridgev2's processor. A name the processor
+// has no handler for would get bridgev2's English answer and never leave the
+// inbox (so a restart would answer it again); bridgev2's own commands and
+// those a later bridgev2 adds after Init (mxmain's "version") must not run at
+// all. Every name that is not sikkerchat's reaches the bokmål "unknown
+// command" answer, and nothing of what was typed goes further.
+type commandGate struct {
+	*commands.Processor
+	oc *officerCommands
+}
+
+func (g commandGate) Handle(ctx context.Context, roomID id.RoomID, eventID id.EventID, user *bridgev2.User, message string, replyTo id.EventID) {
+	fields := strings.Fields(message)
+	if len(fields) == 0 || !g.oc.known[strings.ToLower(fields[0])] {
+		message = unknownCommandName
+	}
+	g.Processor.Handle(ctx, roomID, eventID, user, message, replyTo)
 }
 
 // finishing takes a command out of the inbox once it has run: a command is
@@ -340,7 +375,7 @@ func (oc *officerCommands) cmdAdd(ce *commands.Event, conv *Conversation) {
 		return
 	}
 	colleague := id.UserID(ce.Args[0])
-	if _, _, err := colleague.Parse(); err != nil {
+	if local, _, err := colleague.ParseAndValidateRelaxed(); err != nil || local == "" {
 		oc.reply(ce, lang.T(msgAddUsage, oc.Config.commandPrefix))
 		return
 	}
@@ -384,10 +419,12 @@ func (oc *officerCommands) cmdStats(ce *commands.Event) {
 	lang := oc.Config.validatedLanguage
 	days := 30
 	if len(ce.Args) > 0 {
-		if _, err := fmt.Sscanf(ce.Args[0], "%d", &days); err != nil || days < 1 || days > 3660 {
+		n, err := strconv.Atoi(ce.Args[0])
+		if err != nil || n < 1 || n > 3660 || len(ce.Args) > 1 {
 			oc.reply(ce, lang.T(msgStatsUsage, oc.Config.commandPrefix))
 			return
 		}
+		days = n
 	}
 	st, err := Statistics(ce.Ctx, oc.DB, days)
 	if err != nil {

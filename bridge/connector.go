@@ -65,6 +65,7 @@ type Connector struct {
 	Inbox         *Inbox
 	Guard         *RoomGuard
 	Evidence      *Evidence
+	officerCmds   *officerCommands
 
 	// Services started with the bridge and stopped with it (the guest web listener).
 	services []Service
@@ -120,7 +121,7 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 		os.Exit(15)
 	}
 	sc.Matrix = &bridgeMatrixSide{sc: sc}
-	registerCommands(sc, br.Commands.(*commands.Processor))
+	sc.officerCmds = registerCommands(sc, br.Commands.(*commands.Processor))
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		if mc.Crypto != nil {
 			mc.Crypto = &durableSyncCrypto{Crypto: mc.Crypto}
@@ -137,6 +138,7 @@ func (sc *Connector) ValidateConfig() error {
 }
 
 func (sc *Connector) Start(ctx context.Context) error {
+	sc.gateCommands()
 	if err := sc.DB.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "sikkerchat"}
 	}
@@ -323,5 +325,15 @@ func (sc *Connector) setupPurger() {
 		sc.Purger = &appservice.DendriteAdmin{AdminAPI: api}
 	} else {
 		sc.Purger = &appservice.SynapseAdmin{AdminAPI: api}
+	}
+}
+
+// gateCommands puts commandGate in front of bridgev2's processor. It runs at
+// Start, not Init: mxmain adds a command to the processor after Init. No
+// officer's event is handled before Start (the inbox holds transactions until
+// its replay, which Start begins).
+func (sc *Connector) gateCommands() {
+	if proc, ok := sc.Bridge.Commands.(*commands.Processor); ok && sc.officerCmds != nil {
+		sc.Bridge.Commands = commandGate{Processor: proc, oc: sc.officerCmds}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -64,6 +65,9 @@ func (cc *CreatedConversation) InviteField() InviteField {
 // legal hold and purge.
 type Conversations struct {
 	*Connector
+	// stateLocks: conversation ID → *sync.Mutex held while its room's state
+	// event is sent (publishState).
+	stateLocks sync.Map
 }
 
 var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -362,7 +366,29 @@ func (cv *Conversations) sendRoomNotice(ctx context.Context, conv *Conversation,
 }
 
 func (cv *Conversations) updateStateEvent(ctx context.Context, conv *Conversation) {
-	cv.Matrix.UpdateState(ctx, conv, cv.StateOf(conv))
+	cv.publishState(ctx, conv.ID, func(current *Conversation) {
+		cv.Matrix.UpdateState(ctx, current, cv.StateOf(current))
+	})
+}
+
+// publishState runs send with the conversation as the database has it now.
+// Sends for one conversation run one at a time and each reads the row afresh,
+// so a late one (the join's runs in the background) never puts an older
+// state back over a reissue, hold or close. Nothing is sent for a
+// conversation that is gone (purged).
+func (cv *Conversations) publishState(ctx context.Context, conversationID string, send func(current *Conversation)) {
+	lock, _ := cv.stateLocks.LoadOrStore(conversationID, &sync.Mutex{})
+	mu := lock.(*sync.Mutex)
+	mu.Lock()
+	defer mu.Unlock()
+	current, err := cv.DB.Conversation.Get(ctx, conversationID)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Str("conversation_id", conversationID).Msg("Failed to read conversation for its state event")
+		return
+	} else if current == nil {
+		return
+	}
+	send(current)
 }
 
 // ensureOfficerLogin gives a permitted officer the login that bridgev2 routes

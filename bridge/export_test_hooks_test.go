@@ -22,3 +22,9 @@ func (t *Transcript) KeyInMemory(conversationID string) []byte {
 	defer t.keyLock.RUnlock()
 	return t.unwrapped[conversationID]
 }
+
+// AnnounceJoin runs what a join does in the background, with the conversation
+// as the join read it.
+func (g *Guests) AnnounceJoin(ctx context.Context, conv *Conversation, firstJoin bool) {
+	g.announceJoin(ctx, conv, firstJoin)
+}

@@ -101,11 +101,10 @@ func (b bridgeMatrix) waitForSession(ctx context.Context, roomID id.RoomID, send
 func (ib *Inbox) handler(mc inboxMatrix, next http.Handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		arrived := time.Now()
-		token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if token == "" {
-			token = r.URL.Query().Get("access_token")
-		}
-		if subtle.ConstantTimeCompare([]byte(token), []byte(mc.serverToken())) != 1 {
+		// The header only, as mautrix checks it: a transaction mautrix would
+		// refuse is not kept either.
+		token, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !bearer || subtle.ConstantTimeCompare([]byte(token), []byte(mc.serverToken())) != 1 {
 			next.ServeHTTP(w, r) // mautrix refuses it
 			return
 		}

@@ -167,6 +167,17 @@ func TestInboxInterceptKeepsOnlyOfficersEncryptedConversationEvents(t *testing.T
 	require.Equal(t, http.StatusUnauthorized, rec.Code)
 	require.Equal(t, []string{"$officer"}, infInboxIDs(t, sc))
 
+	// Nor one with the token where mautrix does not look for it (the query),
+	// or without the Bearer scheme: what mautrix refuses is not kept.
+	req := httptest.NewRequest(http.MethodPut, "/_matrix/app/v1/transactions/t4?access_token=hs-token",
+		bytes.NewReader(infTransaction(t, encryptedEvent("$query", "!room:example.org", "@officer:example.org", "s"))))
+	rec = httptest.NewRecorder()
+	mc.AS.Router.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusUnauthorized, rec.Code)
+	rec = put("t5", "hs-token", infTransaction(t, encryptedEvent("$noscheme", "!room:example.org", "@officer:example.org", "s")))
+	require.Equal(t, http.StatusUnauthorized, rec.Code)
+	require.Equal(t, []string{"$officer"}, infInboxIDs(t, sc))
+
 	// A body mautrix cannot read is mautrix's to answer too.
 	rec = put("t3", "Bearer hs-token", []byte("{not json"))
 	require.Equal(t, http.StatusBadRequest, rec.Code)

@@ -64,7 +64,9 @@ func (cv *Conversations) Close(ctx context.Context, conv *Conversation, actor, r
 	}
 	lang := cv.Config.validatedLanguage
 	notice := lang.T(msgClosed, lang.closeReason(reason, actor), formatTime(purgeAfter, lang), cv.Config.commandPrefix)
-	cv.Matrix.CloseRoom(ctx, conv, cv.StateOf(conv), notice)
+	cv.publishState(ctx, conv.ID, func(current *Conversation) {
+		cv.Matrix.CloseRoom(ctx, current, cv.StateOf(current), notice)
+	})
 	return nil
 }
 
@@ -179,6 +181,7 @@ func (cv *Conversations) Purge(ctx context.Context, conv *Conversation) error {
 	if err := cv.DB.Conversation.Delete(ctx, conv.ID); err != nil {
 		return fmt.Errorf("failed to drop conversation rows: %w", err)
 	}
+	cv.stateLocks.Delete(conv.ID)
 	if err := cv.Audit.Append(ctx, "system", AuditPurge, conv.ID, ""); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for purge")
 	}
@@ -203,7 +206,7 @@ func (cv *Conversations) SetHold(ctx context.Context, conv *Conversation, actor 
 	if err := cv.Audit.Append(ctx, actor, action, conv.ID, reason); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to write audit row for hold")
 	}
-	cv.Matrix.UpdateState(ctx, conv, cv.StateOf(conv))
+	cv.updateStateEvent(ctx, conv)
 	return nil
 }
 

@@ -480,6 +480,7 @@ func newOffBridge(t *testing.T, network func(*Config)) *offBridge {
 	mc.Bot.DefaultHTTPRetries = 0
 	mc.Provisioning.Init()
 	registerProvisioning(sc)
+	sc.gateCommands() // as Start does
 	purger := &offPurger{}
 	sc.Purger = purger
 
