@@ -294,3 +294,29 @@ func TestASlowRoomDoesNotHoldUpOtherConversations(t *testing.T) {
 	require.Equal(t, []string{"kort melding"}, sent)
 	require.Equal(t, []bridge.EntryStatus{bridge.EntryStored}, tb.gstStatuses(slow.conv.ID))
 }
+
+// The send time operators see runs from the moment the guest's request
+// arrived (the listener marks it), through storage and the outbox, until
+// the homeserver took the message.
+func TestSendLatencyRunsFromTheGuestsRequest(t *testing.T) {
+	tb := newTestBridge(t, newTestConfig(t))
+	inv := tb.newInvite(time.Hour)
+	arrived := time.Now().Add(-3 * time.Second)
+	_, _, err := tb.Guests.QueueText(bridge.WithRequestStart(tb.ctx, arrived), inv.conv, gstClientID("lat"), "hei")
+	require.NoError(t, err)
+	require.Zero(t, gstMetric(t, tb.Metrics, "sikkerchat_send_latency_seconds", "direction", bridge.DirToRoom))
+	require.False(t, tb.Outbox.RunOnce(tb.ctx))
+	require.Equal(t, 1.0, gstMetric(t, tb.Metrics, "sikkerchat_send_latency_seconds", "direction", bridge.DirToRoom))
+	families, err := tb.Metrics.Registry.Gather()
+	require.NoError(t, err)
+	for _, fam := range families {
+		if fam.GetName() == "sikkerchat_send_latency_seconds" {
+			for _, m := range fam.GetMetric() {
+				if m.GetLabel()[0].GetValue() == bridge.DirToRoom {
+					require.GreaterOrEqual(t, m.GetHistogram().GetSampleSum(), 3.0, "counted from the request's arrival")
+				}
+			}
+		}
+	}
+	require.WithinDuration(t, time.Now(), bridge.RequestStart(tb.ctx), time.Minute, "without a mark: now")
+}

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -55,4 +56,42 @@ func TestCodeWrongErrorIsAWrongCode(t *testing.T) {
 	require.ErrorIs(t, err, ErrCodeWrong)
 	require.Equal(t, ErrCodeWrong.Error(), err.Error())
 	require.NotContains(t, err.Error(), "2")
+}
+
+// When the link changed between reading it and claiming an attempt (another
+// browser used it, the officer reissued, the conversation was purged), the
+// guest is told what happened meanwhile, not a generic failure.
+func TestARacedJoinIsToldWhatHappenedMeanwhile(t *testing.T) {
+	sc, _, _ := gstConnector(t)
+	ctx := context.Background()
+	now := time.Now()
+	for _, tc := range []struct {
+		name   string
+		change func(conv *Conversation, tokenHash []byte)
+		want   error
+	}{
+		{"another browser used it", func(_ *Conversation, hash []byte) {
+			ok, err := sc.DB.Invite.Consume(ctx, hash, now, sc.Config.MaxCodeAttempts)
+			require.NoError(t, err)
+			require.True(t, ok)
+		}, ErrInviteUsed},
+		{"the link was reissued", func(conv *Conversation, _ []byte) {
+			require.NoError(t, sc.DB.Invite.RevokeUnused(ctx, conv.ID, now))
+		}, ErrInviteRevoked},
+		{"the conversation was closed", func(conv *Conversation, _ []byte) {
+			_, err := sc.DB.Conversation.Close(ctx, conv.ID, StatusClosed, now, now)
+			require.NoError(t, err)
+		}, ErrInviteRevoked},
+		{"the conversation was purged", func(conv *Conversation, _ []byte) {
+			require.NoError(t, sc.DB.Conversation.Delete(ctx, conv.ID))
+		}, ErrInviteUnknown},
+		{"nothing visible changed", func(*Conversation, []byte) {}, ErrInviteRevoked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conv, token, _ := newTestConversation(t, sc.DB, sc.Transcript)
+			hash := HashInviteToken(token)
+			tc.change(conv, hash)
+			require.Equal(t, tc.want, sc.Guests.whyNotJoinable(ctx, hash, now))
+		})
+	}
 }
