@@ -191,7 +191,9 @@ func TestTranscriptLookups(t *testing.T) {
 	require.Equal(t, "fra politiet", later[0].Text)
 
 	for _, missing := range []func() (*bridge.TranscriptEntry, error){
-		func() (*bridge.TranscriptEntry, error) { return tb.Transcript.ByClientID(tb.ctx, inv.conv.ID, gstClientID("none")) },
+		func() (*bridge.TranscriptEntry, error) {
+			return tb.Transcript.ByClientID(tb.ctx, inv.conv.ID, gstClientID("none"))
+		},
 		func() (*bridge.TranscriptEntry, error) { return tb.Transcript.BySeq(tb.ctx, inv.conv.ID, 3) },
 		func() (*bridge.TranscriptEntry, error) { return tb.Transcript.ByEvent(tb.ctx, inv.conv.ID, "$none") },
 	} {
