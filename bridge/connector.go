@@ -304,7 +304,7 @@ func NewDetached(ctx context.Context, cfg Config, db *dbutil.Database, m MatrixS
 // is refused at upload instead of failing later in the outbox.
 func (sc *Connector) SetMaxFileSize(maxSize int64) {
 	sc.homeserverMaxFile.Store(maxSize)
-	if maxSize > 0 && maxSize < sc.Config.Guest.MaxFileBytes {
+	if maxSize > 0 && maxSize < sc.Config.Guest.MaxFileBytes && sc.Bridge != nil {
 		sc.Bridge.Log.Warn().Int64("homeserver_limit", maxSize).Int64("max_file_bytes", sc.Config.Guest.MaxFileBytes).
 			Msg("network.guest.max_file_bytes is above the homeserver's upload limit; guests get the lower limit")
 	}
