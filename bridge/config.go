@@ -34,6 +34,7 @@ type Config struct {
 	EvidenceDir              string        `yaml:"evidence_dir"`
 	MasterKey                string        `yaml:"master_key"`
 	Metrics                  MetricsConfig `yaml:"metrics"`
+	Meta                     MetaConfig    `yaml:"meta"`
 
 	inviteTTL         time.Duration
 	idleClose         time.Duration
@@ -108,6 +109,7 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "key_dir")
 	helper.Copy(up.Str|up.Null, "evidence_dir")
 	helper.Copy(up.Str|up.Null, "metrics", "listen")
+	upgradeMetaConfig(helper)
 	if key, ok := helper.Get(up.Str, "master_key"); !ok || key == "generate" {
 		helper.Set(up.Str, base64.StdEncoding.EncodeToString(random.Bytes(32)), "master_key")
 	} else {
@@ -193,7 +195,7 @@ func (c *Config) validate() error {
 	if c.Guest.InsecureCookies && !isLoopback(host) {
 		return errors.New("network.guest.insecure_cookies is only allowed when network.guest.listen is a loopback address")
 	}
-	return nil
+	return c.Meta.validate()
 }
 
 func isLoopback(host string) bool {
@@ -227,7 +229,7 @@ func (c *Config) guestDisplayname(number int) string {
 func (sc *Connector) GetConfig() (example string, data any, upgrader up.Upgrader) {
 	return ExampleConfig, &sc.Config, &up.StructUpgrader{
 		SimpleUpgrader: upgradeConfig,
-		Blocks:         [][]string{{"invite_ttl"}, {"purge"}, {"guest"}, {"key_dir"}, {"master_key"}, {"metrics"}},
+		Blocks:         [][]string{{"invite_ttl"}, {"purge"}, {"guest"}, {"key_dir"}, {"master_key"}, {"metrics"}, {"meta"}},
 		Base:           ExampleConfig,
 	}
 }

@@ -1,0 +1,79 @@
+package bridge
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/id"
+)
+
+func validMetaConfig() MetaConfig {
+	return MetaConfig{
+		AppSecret: "0123456789abcdef0123456789abcdef", AppID: "1517776481860111", VerifyToken: "verify-token-of-16",
+		Listen: "127.0.0.1:29347", GraphURL: "https://graph.facebook.com", APIVersion: "v25.0",
+		Pages:     []MetaPage{{PageID: "106512345678901", AccessToken: "EAAG", InstagramAccountID: "17841400000000001"}},
+		Officers:  []id.UserID{"@patrulje:example.org"},
+		IdleClose: "168h", Retention: "2160h",
+	}
+}
+
+// The example config has the patrol inbox off, and off needs nothing else.
+func TestPatrolInboxIsOffUnlessConfigured(t *testing.T) {
+	var cfg Config
+	require.NoError(t, yaml.Unmarshal([]byte(ExampleConfig), &cfg))
+	require.False(t, cfg.Meta.Enabled())
+	require.NoError(t, cfg.Meta.validate())
+	m := validMetaConfig()
+	require.NoError(t, m.validate())
+	require.Equal(t, "168h0m0s", m.idleClose.String())
+}
+
+// Every bad setting stops the bridge with the setting's name.
+func TestPatrolInboxConfigErrorsNameTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		change func(*MetaConfig)
+		want   string
+	}{
+		{func(m *MetaConfig) { m.AppSecret = "short" }, "network.meta.app_secret"},
+		{func(m *MetaConfig) { m.AppID = "" }, "network.meta.app_id"},
+		{func(m *MetaConfig) { m.AppID = "12ab" }, "network.meta.app_id"},
+		{func(m *MetaConfig) { m.VerifyToken = "guessable" }, "network.meta.verify_token"},
+		{func(m *MetaConfig) { m.Listen = "29347" }, "network.meta.listen"},
+		{func(m *MetaConfig) { m.GraphURL = "graph.facebook.com" }, "network.meta.graph_url"},
+		{func(m *MetaConfig) { m.GraphURL = "ftp://graph.facebook.com" }, "network.meta.graph_url"},
+		{func(m *MetaConfig) { m.APIVersion = "25" }, "network.meta.api_version"},
+		{func(m *MetaConfig) { m.Pages = nil }, "network.meta.pages"},
+		{func(m *MetaConfig) { m.Pages[0].PageID = "my-page" }, "network.meta.pages[0].page_id"},
+		{func(m *MetaConfig) { m.Pages[0].AccessToken = " " }, "network.meta.pages[0].access_token"},
+		{func(m *MetaConfig) { m.Pages[0].InstagramAccountID = "@politiet" }, "network.meta.pages[0].instagram_account_id"},
+		{func(m *MetaConfig) {
+			m.Pages = append(m.Pages, MetaPage{PageID: "17841400000000001", AccessToken: "x"})
+		}, "listed twice"},
+		{func(m *MetaConfig) { m.Officers = nil }, "network.meta.officers"},
+		{func(m *MetaConfig) { m.Officers = []id.UserID{"patrulje"} }, "network.meta.officers"},
+		{func(m *MetaConfig) { m.Officers = []id.UserID{"@:example.org"} }, "network.meta.officers"},
+		{func(m *MetaConfig) { m.IdleClose = "7d" }, "network.meta.idle_close"},
+		{func(m *MetaConfig) { m.Retention = "-1h" }, "network.meta.retention"},
+	} {
+		m := validMetaConfig()
+		tc.change(&m)
+		err := m.validate()
+		require.Error(t, err, tc.want)
+		require.Contains(t, err.Error(), tc.want)
+	}
+}
+
+func TestPatrolInboxFindsThePageOfAnAccount(t *testing.T) {
+	m := validMetaConfig()
+	p, ok := m.page("106512345678901")
+	require.True(t, ok)
+	require.Equal(t, "EAAG", p.AccessToken)
+	p, ok = m.page("17841400000000001")
+	require.True(t, ok, "the Instagram account sends with its Page's token")
+	require.Equal(t, "106512345678901", p.PageID)
+	_, ok = m.page("999")
+	require.False(t, ok)
+	_, ok = m.page("")
+	require.False(t, ok)
+}
