@@ -29,6 +29,11 @@ type Database struct {
 	Audit        *AuditQuery
 	Stats        *StatsQuery
 	Inbox        *InboxQuery
+	// The patrol inbox.
+	MetaDelivery *MetaDeliveryQuery
+	Social       *SocialQuery
+	SocialEvent  *SocialEventQuery
+	SocialOutbox *SocialOutboxQuery
 	// Bridge is what sikkerchat drops of bridgev2's own tables after a purge.
 	Bridge *BridgeQuery
 }
@@ -54,9 +59,15 @@ func New(parent *dbutil.Database, log dbutil.DatabaseLogger) *Database {
 		Audit: &AuditQuery{dbutil.MakeQueryHelper(db, func(_ *dbutil.QueryHelper[*AuditRow]) *AuditRow {
 			return &AuditRow{}
 		})},
-		Stats:  &StatsQuery{db: db},
-		Inbox:  &InboxQuery{db: db},
-		Bridge: &BridgeQuery{db: db},
+		Stats: &StatsQuery{db: db},
+		Inbox: &InboxQuery{db: db},
+		Social: &SocialQuery{dbutil.MakeQueryHelper(db, func(_ *dbutil.QueryHelper[*Social]) *Social {
+			return &Social{}
+		})},
+		MetaDelivery: &MetaDeliveryQuery{db: db},
+		SocialEvent:  &SocialEventQuery{db: db},
+		SocialOutbox: &SocialOutboxQuery{db: db},
+		Bridge:       &BridgeQuery{db: db},
 	}
 }
 
