@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +75,8 @@ type Connector struct {
 	// homeserverMaxFile is the homeserver's upload limit (0: not known yet).
 	homeserverMaxFile atomic.Int64
 	stop              context.CancelFunc
+	// work counts the goroutines spawn started; Stop waits for them.
+	work sync.WaitGroup
 }
 
 // setup makes the connector's parts over its database; Init (with bridgev2)
@@ -204,6 +207,38 @@ func (sc *Connector) Stop() {
 	}
 	if sc.stop != nil {
 		sc.stop()
+	}
+	sc.WaitBackground(stopWait)
+}
+
+// stopWait bounds how long Stop waits for background work (each piece of it
+// has its own, shorter timeout on the homeserver).
+const stopWait = 30 * time.Second
+
+// spawn runs fn on a goroutine of its own that Stop waits for: work that
+// outlives the request that started it (a join's notices, typing marks, a
+// conversation's deliveries) still ends before the database closes.
+func (sc *Connector) spawn(fn func()) {
+	sc.work.Add(1)
+	go func() {
+		defer sc.work.Done()
+		fn()
+	}()
+}
+
+// WaitBackground waits up to limit for the work spawn started; false if
+// some was still running.
+func (sc *Connector) WaitBackground(limit time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		sc.work.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(limit):
+		return false
 	}
 }
 

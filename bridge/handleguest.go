@@ -96,7 +96,7 @@ func (g *Guests) Join(ctx context.Context, token, code string) (sessionToken str
 	if err := g.Audit.Append(ctx, "guest", AuditJoin, conv.ID, ""); err != nil {
 		log.Err(err).Msg("Failed to write audit row for join")
 	}
-	go g.announceJoin(context.WithoutCancel(ctx), conv, firstJoin)
+	g.spawn(func() { g.announceJoin(context.WithoutCancel(ctx), conv, firstJoin) })
 	return sessionToken, conv, nil
 }
 

@@ -44,6 +44,7 @@ func newTestBridge(t testing.TB, cfg bridge.Config) *testBridge {
 	ctx := zerolog.Nop().WithContext(context.Background())
 	sc, err := bridge.NewDetached(ctx, cfg, raw, fm)
 	require.NoError(t, err)
+	t.Cleanup(func() { require.True(t, sc.WaitBackground(time.Minute), "background work did not end") })
 	return &testBridge{Connector: sc, t: t, matrix: fm, ctx: ctx, sqlitePath: path}
 }
 

@@ -171,7 +171,7 @@ func (ob *Outbox) startSender(ctx context.Context, conversationID string) {
 	}
 	ob.running[conversationID] = true
 	ob.lock.Unlock()
-	go func() {
+	ob.spawn(func() {
 		select {
 		case ob.slots <- struct{}{}:
 		case <-ctx.Done():
@@ -200,7 +200,7 @@ func (ob *Outbox) startSender(ctx context.Context, conversationID string) {
 			ob.lock.Unlock()
 			return
 		}
-	}()
+	})
 }
 
 // pendingConversations lists conversations with stored, undelivered guest messages.

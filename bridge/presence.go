@@ -32,7 +32,7 @@ func (g *Guests) inBackground(ctx context.Context, key string, fn func(ctx conte
 	bg.running[key] = true
 	bg.lock.Unlock()
 	base := context.WithoutCancel(ctx)
-	go func() {
+	g.spawn(func() {
 		for {
 			bg.lock.Lock()
 			next := bg.pending[key]
@@ -47,7 +47,7 @@ func (g *Guests) inBackground(ctx context.Context, key string, fn func(ctx conte
 			next(callCtx)
 			cancel()
 		}
-	}()
+	})
 }
 
 type backgroundSender struct {

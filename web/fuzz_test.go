@@ -90,6 +90,7 @@ func newFuzzServer(f *testing.F, maxFileBytes int64) *testServer {
 	for _, l := range []*limiter{srv.joinLimit, srv.messageLimit, srv.fileLimit, srv.ipLimit} {
 		l.rate, l.burst = 1e12, 1e12
 	}
+	f.Cleanup(func() { sc.WaitBackground(time.Minute) })
 	return &testServer{Server: srv, sc: sc, matrix: fm, logs: logs}
 }
 

@@ -70,8 +70,18 @@ func newTestServer(t *testing.T, cfg bridge.Config) *testServer {
 	log := zerolog.New(logs).Level(zerolog.TraceLevel)
 	srv := New(sc, log)
 	ctx, cancel := context.WithCancel(log.WithContext(context.Background()))
-	t.Cleanup(cancel)
-	go sc.Outbox.Run(ctx)
+	outboxDone := make(chan struct{})
+	go func() {
+		defer close(outboxDone)
+		sc.Outbox.Run(ctx)
+	}()
+	// Before the database and its folder go: the outbox and what a join or a
+	// typing mark left running in the background.
+	t.Cleanup(func() {
+		cancel()
+		<-outboxDone
+		require.True(t, sc.WaitBackground(time.Minute), "background work did not end")
+	})
 	return &testServer{Server: srv, t: t, sc: sc, matrix: fm, logs: logs}
 }
 
