@@ -25,6 +25,42 @@ type ConversationState struct {
 	Hold            bool      `json:"hold"`
 }
 
+// StateSocial is the state event in every social conversation room (the
+// patrol inbox): where the conversation lives and what may be sent now.
+var StateSocial = event.Type{Type: "no.sikkerchat.social", Class: event.StateEventType}
+
+// SocialState is the content of StateSocial (times in ms since epoch).
+type SocialState struct {
+	SocialID string `json:"social_id"`
+	// Platform is messenger or instagram; Account the Page or Instagram account.
+	Platform  string    `json:"platform"`
+	Account   string    `json:"account"`
+	Status    string    `json:"status"`
+	Person    id.UserID `json:"person"`
+	CreatedAt int64     `json:"created_at"`
+	// LastInboundAt is the person's last message, from which the windows count.
+	LastInboundAt int64 `json:"last_inbound_at"`
+	// Window is open (24 h), human_agent (to 7 days, with the feature) or closed.
+	Window      string `json:"window"`
+	WindowUntil int64  `json:"window_until"`
+	// LinkedConversations are the secure conversations made from this one.
+	LinkedConversations []string `json:"linked_conversations,omitempty"`
+	ClosedAt            int64    `json:"closed_at"`
+	PurgeAfter          int64    `json:"purge_after"`
+	Hold                bool     `json:"hold"`
+}
+
+// StateLinked in a secure conversation room names the social conversation it
+// was made from.
+var StateLinked = event.Type{Type: "no.sikkerchat.linked", Class: event.StateEventType}
+
+// LinkedState is the content of StateLinked.
+type LinkedState struct {
+	SocialID string    `json:"social_id"`
+	RoomID   id.RoomID `json:"room_id"`
+	Platform string    `json:"platform"`
+}
+
 // Power levels of a conversation room. Officers can talk, rename and take
 // back their own messages; everything that changes who is in the room or how
 // it is protected stays with the bridge bot, so that nobody can invite an
@@ -39,12 +75,17 @@ const (
 
 // RoomSpec is what a conversation room needs at creation.
 type RoomSpec struct {
-	Name       string
-	Topic      string
-	Bot        id.UserID
-	Officers   []id.UserID
-	Guest      id.UserID
-	State      ConversationState
+	Name     string
+	Topic    string
+	Bot      id.UserID
+	Officers []id.UserID
+	Guest    id.UserID
+	State    ConversationState
+	// Social, when set, makes a social conversation room: its state event
+	// instead of the conversation's, and Page (the unit's Page or Instagram
+	// account as a member) beside the person.
+	Social     *SocialState
+	Page       id.UserID
 	Encryption event.EncryptionEventContent
 	// Federate is false unless the deployment spans homeservers.
 	Federate bool
@@ -55,6 +96,9 @@ type RoomSpec struct {
 // room exists without encryption or with wider history visibility.
 func CreateRoomRequest(spec RoomSpec) *mautrix.ReqCreateRoom {
 	users := map[id.UserID]int{spec.Bot: PowerBot, spec.Guest: PowerGuest}
+	if spec.Page != "" {
+		users[spec.Page] = PowerGuest
+	}
 	for _, officer := range spec.Officers {
 		users[officer] = PowerOfficer
 	}
@@ -62,7 +106,7 @@ func CreateRoomRequest(spec RoomSpec) *mautrix.ReqCreateRoom {
 		event.StateEncryption, event.StatePowerLevels, event.StateHistoryVisibility, event.StateJoinRules,
 		event.StateGuestAccess, event.StateCanonicalAlias, event.StateServerACL, event.StateTombstone,
 		event.StateRoomAvatar, event.StateBridge, event.StateHalfShotBridge, StateConversation,
-		event.StateSpaceParent, event.StatePinnedEvents,
+		event.StateSpaceParent, event.StatePinnedEvents, StateSocial, StateLinked,
 	}
 	events := map[string]int{
 		event.StateRoomName.Type:  PowerOfficer,
@@ -100,7 +144,11 @@ func CreateRoomRequest(spec RoomSpec) *mautrix.ReqCreateRoom {
 		{Type: event.StateGuestAccess, StateKey: &empty, Content: event.Content{Parsed: &event.GuestAccessEventContent{
 			GuestAccess: event.GuestAccessForbidden,
 		}}},
-		{Type: StateConversation, StateKey: &empty, Content: event.Content{Parsed: &spec.State}},
+	}
+	if spec.Social != nil {
+		initial = append(initial, &event.Event{Type: StateSocial, StateKey: &empty, Content: event.Content{Parsed: spec.Social}})
+	} else {
+		initial = append(initial, &event.Event{Type: StateConversation, StateKey: &empty, Content: event.Content{Parsed: &spec.State}})
 	}
 	if spec.Topic != "" {
 		initial = append(initial, &event.Event{Type: event.StateTopic, StateKey: &empty,
@@ -111,6 +159,9 @@ func CreateRoomRequest(spec RoomSpec) *mautrix.ReqCreateRoom {
 		creation["m.federate"] = false
 	}
 	invite := append([]id.UserID{spec.Guest}, spec.Officers...)
+	if spec.Page != "" {
+		invite = append(invite, spec.Page)
+	}
 	return &mautrix.ReqCreateRoom{
 		Visibility:         "private",
 		Name:               spec.Name,

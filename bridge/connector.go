@@ -66,7 +66,9 @@ type Connector struct {
 	Inbox         *Inbox
 	Guard         *RoomGuard
 	Evidence      *Evidence
-	officerCmds   *officerCommands
+	// Social is the patrol inbox; nil unless network.meta is configured.
+	Social      *Social
+	officerCmds *officerCommands
 
 	// Services started with the bridge and stopped with it (the guest web listener).
 	services []Service
@@ -123,7 +125,9 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 		br.Log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Failed to set up sikkerchat")
 		os.Exit(15)
 	}
-	sc.Matrix = &bridgeMatrixSide{sc: sc}
+	side := &bridgeMatrixSide{sc: sc}
+	sc.Matrix = side
+	sc.attachSocial(side)
 	sc.officerCmds = registerCommands(sc, br.Commands.(*commands.Processor))
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		if mc.Crypto != nil {
@@ -332,7 +336,19 @@ func NewDetached(ctx context.Context, cfg Config, db *dbutil.Database, m MatrixS
 		return nil, err
 	}
 	sc.Matrix = m
+	if room, ok := m.(SocialMatrix); ok {
+		sc.attachSocial(room)
+	}
 	return sc, nil
+}
+
+// attachSocial starts the patrol inbox with the bridge when it is configured.
+func (sc *Connector) attachSocial(room SocialMatrix) {
+	if !sc.Config.Meta.Enabled() {
+		return
+	}
+	sc.Social = newSocial(sc, room)
+	sc.AddService(sc.Social)
 }
 
 // SetMaxFileSize learns the homeserver's upload limit: a guest file above it

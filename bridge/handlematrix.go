@@ -15,6 +15,8 @@ import (
 	"maunium.net/go/mautrix/bridgev2/status"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/sikkerchat/sikkerchat/meta"
 )
 
 var (
@@ -115,7 +117,9 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 	conv, err := oc.Connector.DB.Conversation.Get(ctx, string(msg.Portal.ID))
 	if err != nil {
 		return nil, fmt.Errorf("failed to get conversation: %w", err)
-	} else if conv == nil || conv.Status == StatusClosed || conv.Status == StatusExpired {
+	} else if conv == nil {
+		return oc.handleSocialMessage(ctx, msg)
+	} else if conv.Status == StatusClosed || conv.Status == StatusExpired {
 		return nil, errNotConversation
 	}
 	entry := &TranscriptEntry{
@@ -168,12 +172,24 @@ func (oc *OfficerClient) HandleMatrixMessage(ctx context.Context, msg *bridgev2.
 
 // HandleMatrixTyping shows the guest that the police are writing.
 func (oc *OfficerClient) HandleMatrixTyping(ctx context.Context, msg *bridgev2.MatrixTyping) error {
+	if th := oc.socialOf(ctx, msg.Portal); th != nil {
+		action := meta.ActionTypingOff
+		if msg.IsTyping {
+			action = meta.ActionTypingOn
+		}
+		oc.Connector.spawn(func() { oc.Connector.Social.SenderAction(context.WithoutCancel(ctx), th, action) })
+		return nil
+	}
 	oc.Connector.Hub.Publish(string(msg.Portal.ID), GuestEvent{Kind: GuestEventTyping, Typing: msg.IsTyping})
 	return nil
 }
 
 // HandleMatrixReadReceipt marks the guest's messages up to the receipt as read.
 func (oc *OfficerClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridgev2.MatrixReadReceipt) error {
+	if th := oc.socialOf(ctx, msg.Portal); th != nil {
+		oc.Connector.spawn(func() { oc.Connector.Social.SenderAction(context.WithoutCancel(ctx), th, meta.ActionMarkSeen) })
+		return nil
+	}
 	return oc.Connector.Officers.Read(ctx, string(msg.Portal.ID), msg.EventID)
 }
 
@@ -182,6 +198,12 @@ func (oc *OfficerClient) HandleMatrixReadReceipt(ctx context.Context, msg *bridg
 // as they said it (Matrix clients ignore such edits; the guest page must too).
 func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.MatrixEdit) (err error) {
 	defer func() { oc.Connector.Inbox.finish(ctx, msg.Event.ID, err) }()
+	if th := oc.socialOf(ctx, msg.Portal); th != nil {
+		// Meta's Send API cannot change a sent message.
+		lang := oc.Connector.Config.validatedLanguage
+		return bridgev2.WrapErrorInStatus(errors.New(lang.T(msgSocialNoEdit, platformName(meta.Platform(th.Platform))))).
+			WithIsCertain(true).WithErrorAsMessage().WithSendNotice(true)
+	}
 	if msg.EditTarget.SenderMXID != msg.Event.Sender {
 		zerolog.Ctx(ctx).Warn().Stringer("sender", msg.Event.Sender).Stringer("author", msg.EditTarget.SenderMXID).
 			Msg("Refused an edit of another officer's message")
@@ -200,6 +222,12 @@ func (oc *OfficerClient) HandleMatrixEdit(ctx context.Context, msg *bridgev2.Mat
 // the author taking it back.
 func (oc *OfficerClient) HandleMatrixMessageRemove(ctx context.Context, msg *bridgev2.MatrixMessageRemove) (err error) {
 	defer func() { oc.Connector.Inbox.finish(ctx, msg.Event.ID, err) }()
+	if th := oc.socialOf(ctx, msg.Portal); th != nil {
+		// Meta's Send API cannot take a message back: the person keeps it.
+		lang := oc.Connector.Config.validatedLanguage
+		oc.Connector.Social.noticeReply(ctx, th.RoomID, "", lang.T(msgSocialNoUnsend, platformName(meta.Platform(th.Platform))))
+		return nil
+	}
 	if msg.TargetMessage.SenderMXID != msg.Event.Sender {
 		zerolog.Ctx(ctx).Warn().Stringer("sender", msg.Event.Sender).Msg("Not showing the guest a redaction of someone else's message")
 		return nil
@@ -272,4 +300,37 @@ func (of *Officers) StoreFile(ctx context.Context, conversationID, name string, 
 	sum := sha256.Sum256(data)
 	info := FileInfo{ID: "o" + randomID(16), Name: SafeFileName(name, mimeType), Mime: mimeType, Size: len(data), SHA256: hex.EncodeToString(sum[:])}
 	return info, of.Transcript.storeFile(ctx, conversationID, info.ID, data)
+}
+
+// socialOf is the open patrol inbox conversation of a portal (nil for any
+// other portal, or without the patrol inbox).
+func (oc *OfficerClient) socialOf(ctx context.Context, portal *bridgev2.Portal) *SocialConversation {
+	if oc.Connector.Social == nil || portal == nil {
+		return nil
+	}
+	th, err := oc.Connector.DB.Social.Get(ctx, string(portal.ID))
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to look up a social conversation")
+		return nil
+	}
+	return th
+}
+
+// handleSocialMessage queues an officer's message in a patrol inbox room for
+// the person on Messenger or Instagram.
+func (oc *OfficerClient) handleSocialMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+	th := oc.socialOf(ctx, msg.Portal)
+	if th == nil {
+		return nil, errNotConversation
+	}
+	if err := oc.Connector.Social.HandleOfficerMessage(ctx, th, msg); err != nil {
+		return nil, err
+	}
+	return &bridgev2.MatrixMessageResponse{
+		DB: &database.Message{
+			ID:        networkid.MessageID(msg.Event.ID),
+			SenderID:  networkid.UserID(oc.Login.ID),
+			Timestamp: time.UnixMilli(msg.Event.Timestamp),
+		},
+	}, nil
 }

@@ -229,7 +229,13 @@ func (ib *Inbox) keepTransaction(ctx context.Context, mc inboxMatrix, body []byt
 		if err != nil {
 			return nil, err
 		} else if conv == nil {
-			continue
+			// Officers' replies in the patrol inbox's rooms are kept the same way.
+			social, err := ib.DB.Social.GetByRoom(ctx, head.RoomID)
+			if err != nil {
+				return nil, err
+			} else if social == nil {
+				continue
+			}
 		}
 		if err = ib.DB.Inbox.Keep(ctx, head.ID, head.RoomID, string(raw), arrived, ib.nextArrival(arrived)); err != nil {
 			return nil, err

@@ -98,24 +98,32 @@ func uploadAttachment(ctx context.Context, intent bridgev2.MatrixAPI, roomID id.
 }
 
 func (b *bridgeMatrixSide) sendAsGuest(ctx context.Context, conv *Conversation, txnID string, content *event.Content) (id.EventID, error) {
+	return b.sendAs(ctx, conv.RoomID, conv.GhostID, txnID, event.EventMessage, content)
+}
+
+// sendAs sends an encrypted event as a ghost ("" for the bot).
+func (b *bridgeMatrixSide) sendAs(ctx context.Context, roomID id.RoomID, ghostID, txnID string, evtType event.Type, content *event.Content) (id.EventID, error) {
 	mc, ok := b.sc.Bridge.Matrix.(*matrix.Connector)
 	if !ok || mc.Crypto == nil {
 		return "", ErrEncryptionDisabled
 	}
-	ghost := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv)).(*matrix.ASIntent)
-	if err := ghost.Matrix.EnsureJoined(ctx, conv.RoomID); err != nil {
-		return "", fmt.Errorf("failed to ensure guest is joined: %w", err)
+	intent, ok := b.socialIntent(ghostID)
+	if !ok {
+		return "", ErrEncryptionDisabled
 	}
-	if err := mc.Crypto.Encrypt(ctx, conv.RoomID, event.EventMessage, content); err != nil {
-		return "", fmt.Errorf("failed to encrypt guest message: %w", err)
+	if err := intent.Matrix.EnsureJoined(ctx, roomID); err != nil {
+		return "", fmt.Errorf("failed to ensure the sender is joined: %w", err)
+	}
+	if err := mc.Crypto.Encrypt(ctx, roomID, evtType, content); err != nil {
+		return "", fmt.Errorf("failed to encrypt message: %w", err)
 	}
 	// The transaction ID rides along outside the ciphertext (it is random and
 	// says nothing): after a crash the outbox finds the event by it, because
 	// homeservers forget transaction IDs of requests whose client went away.
 	content.Raw = map[string]any{txnIDField: txnID}
-	resp, err := ghost.Matrix.SendMessageEvent(ctx, conv.RoomID, event.EventEncrypted, content, mautrix.ReqSendEvent{TransactionID: txnID})
+	resp, err := intent.Matrix.SendMessageEvent(ctx, roomID, event.EventEncrypted, content, mautrix.ReqSendEvent{TransactionID: txnID})
 	if err != nil {
-		return "", fmt.Errorf("failed to send guest message: %w", err)
+		return "", fmt.Errorf("failed to send message: %w", err)
 	}
 	return resp.EventID, nil
 }
@@ -137,13 +145,17 @@ const txnIDField = "no.sikkerchat.txn_id"
 const findSentPages = 5
 
 func (b *bridgeMatrixSide) FindSent(ctx context.Context, conv *Conversation, txnID string) (id.EventID, error) {
-	ghost, ok := b.sc.Bridge.Matrix.GhostIntent(ghostIDOf(conv)).(*matrix.ASIntent)
+	return b.findSent(ctx, conv.RoomID, ghostIDOf(conv), txnID)
+}
+
+func (b *bridgeMatrixSide) findSent(ctx context.Context, roomID id.RoomID, ghostID networkid.UserID, txnID string) (id.EventID, error) {
+	ghost, ok := b.socialIntent(string(ghostID))
 	if !ok {
 		return "", ErrEncryptionDisabled
 	}
 	from := ""
 	for range findSentPages {
-		resp, err := ghost.Matrix.Messages(ctx, conv.RoomID, from, "", mautrix.DirectionBackward, nil, 100)
+		resp, err := ghost.Matrix.Messages(ctx, roomID, from, "", mautrix.DirectionBackward, nil, 100)
 		if err != nil {
 			return "", fmt.Errorf("failed to look for an earlier send: %w", err)
 		}

@@ -83,14 +83,16 @@ type Config struct {
 
 // SendCall is one Send API call as the simulator received it.
 type SendCall struct {
-	At            time.Time       `json:"at"`
-	Account       string          `json:"account"`
-	Recipient     string          `json:"recipient"`
-	MessagingType string          `json:"messaging_type,omitempty"`
-	Tag           string          `json:"tag,omitempty"`
-	SenderAction  string          `json:"sender_action,omitempty"`
-	Text          string          `json:"text,omitempty"`
-	Attachment    *SentAttachment `json:"attachment,omitempty"`
+	At            time.Time `json:"at"`
+	Account       string    `json:"account"`
+	Recipient     string    `json:"recipient"`
+	MessagingType string    `json:"messaging_type,omitempty"`
+	Tag           string    `json:"tag,omitempty"`
+	SenderAction  string    `json:"sender_action,omitempty"`
+	Text          string    `json:"text,omitempty"`
+	// Metadata is echoed back in message_echoes ("less than 1000 characters").
+	Metadata   string          `json:"metadata,omitempty"`
+	Attachment *SentAttachment `json:"attachment,omitempty"`
 	// MessageID is what the simulator answered ("" for refused calls).
 	MessageID string `json:"message_id,omitempty"`
 	// Error is the error code answered (0 for success).
@@ -663,12 +665,12 @@ func (s *Sim) handleSend(w http.ResponseWriter, r *http.Request) {
 	token := s.tokenOf(r)
 	call := SendCall{At: time.Now(), Account: r.PathValue("account")}
 	s.mu.Lock()
-	var acct *Account
+	// The Page's token sends for the Page and its Instagram account (Messenger
+	// API for Instagram: POST /{PAGE_ID}/messages with the IGSID as recipient).
+	var tokenAccounts []*Account
 	for _, a := range s.accounts {
-		if a.Token == token && (call.Account == "me" || call.Account == a.ID || !a.Instagram) {
-			if call.Account == a.ID || acct == nil {
-				acct = a
-			}
+		if a.Token == token {
+			tokenAccounts = append(tokenAccounts, a)
 		}
 	}
 	outage := s.sendOutage
@@ -684,16 +686,23 @@ func (s *Sim) handleSend(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Service Unavailable", outage)
 		return
 	}
-	if acct == nil || !s.appSecretProofOK(r, token) {
+	if len(tokenAccounts) == 0 || !s.appSecretProofOK(r, token) {
 		fail(graphErrorFor(190, 467, false))
 		return
 	}
-	instagram := acct.Instagram
+	acct := tokenAccounts[0]
+	for _, a := range tokenAccounts {
+		if a.ID == call.Account && !a.Instagram {
+			acct = a
+		}
+	}
+	instagram := false
 	var recipient struct {
 		ID string `json:"id"`
 	}
 	var message struct {
 		Text       string `json:"text"`
+		Metadata   string `json:"metadata"`
 		Attachment *struct {
 			Type    string `json:"type"`
 			Payload struct {
@@ -762,7 +771,15 @@ func (s *Sim) handleSend(w http.ResponseWriter, r *http.Request) {
 		fail(graphErrorFor(100, 0, instagram))
 		return
 	}
-	call.Recipient, call.Text = recipient.ID, message.Text
+	call.Recipient, call.Text, call.Metadata = recipient.ID, message.Text, message.Metadata
+	s.mu.Lock()
+	for _, a := range tokenAccounts {
+		if !s.lastInbound[a.ID+"|"+recipient.ID].IsZero() {
+			acct = a
+		}
+	}
+	s.mu.Unlock()
+	instagram = acct.Instagram
 	if message.Attachment != nil && call.Attachment == nil {
 		call.Attachment = &SentAttachment{Type: message.Attachment.Type}
 	}
@@ -892,6 +909,9 @@ func (s *Sim) echo(acct *Account, call SendCall) {
 	}
 	if call.Text != "" {
 		msg["text"] = call.Text
+	}
+	if call.Metadata != "" {
+		msg["metadata"] = call.Metadata
 	}
 	if call.Attachment != nil {
 		msg["attachments"] = []any{map[string]any{"type": call.Attachment.Type, "payload": map[string]any{"url": s.cfg.BaseURL + "/cdn/echo"}}}

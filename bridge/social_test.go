@@ -1,0 +1,612 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sikkerchat/sikkerchat/appservice"
+	"github.com/sikkerchat/sikkerchat/internal/metasim"
+	"github.com/sikkerchat/sikkerchat/internal/testdb"
+	"github.com/sikkerchat/sikkerchat/meta"
+)
+
+const (
+	socPage    = "106512345678901"
+	socIG      = "17841400000000001"
+	socToken   = "EAAG-page-token-for-tests"
+	socSecret  = "0123456789abcdef0123456789abcdef"
+	socAppID   = "1517776481860111"
+	socVerify  = "verify-token-of-sixteen"
+	socOfficer = id.UserID("@patrulje:example.org")
+)
+
+// socRoom is the homeserver as the patrol inbox sees it: it records rooms,
+// what each sender sent, reads and state events, and can be made to fail.
+type socRoom struct {
+	mu      sync.Mutex
+	rooms   map[id.RoomID]SocialRoomSpec
+	sent    []socSent
+	reads   []socRead
+	states  []*appservice.SocialState
+	notices []string
+	files   map[id.ContentURIString][]byte
+	failing bool
+}
+
+type socSent struct {
+	Room    id.RoomID
+	Sender  string
+	TxnID   string
+	Type    event.Type
+	Content *event.Content
+	ID      id.EventID
+}
+
+func (s socSent) body() string {
+	if msg, ok := s.Content.Parsed.(*event.MessageEventContent); ok {
+		return msg.Body
+	}
+	return ""
+}
+
+type socRead struct {
+	Room   id.RoomID
+	Sender string
+	Event  id.EventID
+}
+
+var errHomeserverDown = errors.New("homeserver unreachable (test)")
+
+func (r *socRoom) CreateSocialRoom(ctx context.Context, spec SocialRoomSpec) (id.RoomID, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failing {
+		return "", errHomeserverDown
+	}
+	room := id.RoomID(fmt.Sprintf("!social%d:example.org", len(r.rooms)+1))
+	if r.rooms == nil {
+		r.rooms = map[id.RoomID]SocialRoomSpec{}
+	}
+	r.rooms[room] = spec
+	r.states = append(r.states, spec.State)
+	return room, nil
+}
+
+func (r *socRoom) SendAs(ctx context.Context, roomID id.RoomID, ghostID, txnID string, evtType event.Type, content *event.Content) (id.EventID, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failing {
+		return "", errHomeserverDown
+	}
+	// No transaction ID de-duplication: Dendrite forgets the IDs of requests
+	// whose client went away, so the bridge must not rely on it.
+	evtID := id.EventID(fmt.Sprintf("$ev%d", len(r.sent)+1))
+	r.sent = append(r.sent, socSent{roomID, ghostID, txnID, evtType, content, evtID})
+	return evtID, nil
+}
+
+func (r *socRoom) Upload(ctx context.Context, roomID id.RoomID, ghostID, name, mimeType string, data []byte) (*event.Content, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failing {
+		return nil, errHomeserverDown
+	}
+	uri := id.ContentURIString(fmt.Sprintf("mxc://example.org/f%d", len(r.files)+1))
+	if r.files == nil {
+		r.files = map[id.ContentURIString][]byte{}
+	}
+	r.files[uri] = bytes.Clone(data)
+	return &event.Content{Parsed: &event.MessageEventContent{MsgType: event.MessageType(matrixMsgType(mimeType)), Body: name, FileName: name,
+		URL: uri, Info: &event.FileInfo{MimeType: mimeType, Size: len(data)}}}, nil
+}
+
+func (r *socRoom) FindSentAs(ctx context.Context, roomID id.RoomID, ghostID, txnID string) (id.EventID, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failing {
+		return "", errHomeserverDown
+	}
+	for _, s := range r.sent {
+		if s.Room == roomID && s.Sender == ghostID && s.TxnID == txnID {
+			return s.ID, nil
+		}
+	}
+	return "", nil
+}
+
+func (r *socRoom) MarkRead(ctx context.Context, roomID id.RoomID, ghostID string, eventID id.EventID) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reads = append(r.reads, socRead{roomID, ghostID, eventID})
+	return nil
+}
+
+func (r *socRoom) SetSocialState(ctx context.Context, roomID id.RoomID, state *appservice.SocialState) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.states = append(r.states, state)
+	return nil
+}
+
+func (r *socRoom) SetStateEvent(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) error {
+	return nil
+}
+
+func (r *socRoom) SocialNotice(ctx context.Context, roomID id.RoomID, markdown string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notices = append(r.notices, markdown)
+}
+
+func (r *socRoom) Download(ctx context.Context, uri id.ContentURIString, file *event.EncryptedFileInfo) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	data, ok := r.files[uri]
+	if !ok {
+		return nil, errors.New("no such media")
+	}
+	return data, nil
+}
+
+func (r *socRoom) GhostMXID(ghostID string) id.UserID {
+	return id.UserID("@sikkerchat_" + ghostID + ":example.org")
+}
+
+func (r *socRoom) ForgetSocialRoom(ctx context.Context, socialID string, roomID id.RoomID, ghostID string) {
+}
+
+// sentBy lists what a sender sent, in order.
+func (r *socRoom) sentBy(sender string) []socSent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []socSent
+	for _, s := range r.sent {
+		if s.Sender == sender {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (r *socRoom) setFailing(f bool) {
+	r.mu.Lock()
+	r.failing = f
+	r.mu.Unlock()
+}
+
+// socBridge is the patrol inbox over a fresh database, the recording
+// homeserver and the Meta simulator.
+type socBridge struct {
+	t     *testing.T
+	ctx   context.Context
+	sc    *Connector
+	s     *Social
+	room  *socRoom
+	sim   *metasim.Sim
+	graph *httptest.Server
+	hook  http.Handler
+	logs  *bytes.Buffer
+	logMu *sync.Mutex
+}
+
+type lockedWriter struct {
+	mu  *sync.Mutex
+	buf *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func newSocBridge(t *testing.T, change func(*MetaConfig)) *socBridge {
+	t.Helper()
+	cfg := validConfig(t)
+	cfg.KeyDir = t.TempDir()
+	cfg.Meta = MetaConfig{
+		AppSecret: socSecret, AppID: socAppID, VerifyToken: socVerify, Listen: "127.0.0.1:0",
+		GraphURL: "http://placeholder", APIVersion: "v25.0",
+		Pages:    []MetaPage{{PageID: socPage, AccessToken: socToken, InstagramAccountID: socIG}},
+		Officers: []id.UserID{socOfficer}, IdleClose: "168h", Retention: "2160h",
+	}
+	if change != nil {
+		change(&cfg.Meta)
+	}
+	raw, _ := testdb.New(t)
+	logs, mu := &bytes.Buffer{}, &sync.Mutex{}
+	log := zerolog.New(lockedWriter{mu, logs}).Level(zerolog.TraceLevel)
+	ctx := log.WithContext(context.Background())
+	sc, err := NewDetached(ctx, cfg, raw, &infSide{})
+	require.NoError(t, err)
+	room := &socRoom{}
+	sc.Social = newSocial(sc, room)
+	sc.Social.log = log
+	sim := metasim.New(metasim.Config{
+		AppSecret: socSecret, AppID: socAppID, HumanAgent: cfg.Meta.HumanAgent,
+		Accounts:    []metasim.Account{{ID: socPage, Token: socToken}, {ID: socIG, Instagram: true, Token: socToken}},
+		RetryDelays: []time.Duration{0, 20 * time.Millisecond},
+	})
+	t.Cleanup(sim.Close)
+	graph := httptest.NewServer(sim.Handler())
+	t.Cleanup(graph.Close)
+	sc.Social.graph.GraphURL = graph.URL
+	return &socBridge{t: t, ctx: ctx, sc: sc, s: sc.Social, room: room, sim: sim, graph: graph, hook: sc.Social.Handler(), logs: logs, logMu: mu}
+}
+
+func (b *socBridge) logText() string {
+	b.logMu.Lock()
+	defer b.logMu.Unlock()
+	return b.logs.String()
+}
+
+// post sends a webhook delivery the way Meta does.
+func (b *socBridge) post(body []byte, signature string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, webhookPath, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if signature != "" {
+		req.Header.Set(meta.SignatureHeader, signature)
+	}
+	rec := httptest.NewRecorder()
+	b.hook.ServeHTTP(rec, req)
+	return rec
+}
+
+func (b *socBridge) postSigned(body string) *httptest.ResponseRecorder {
+	return b.post([]byte(body), meta.Sign(socSecret, []byte(body)))
+}
+
+func (b *socBridge) stored() int {
+	pending, err := b.sc.DB.MetaDelivery.Pending(b.ctx, 1000)
+	require.NoError(b.t, err)
+	return len(pending)
+}
+
+// drain handles what is stored, as the running inbox does after a delivery.
+func (b *socBridge) drain() bool { return b.s.drainInbox(b.ctx) }
+
+func messengerText(person, mid, text string, ts int64) string {
+	return fmt.Sprintf(`{"object":"page","entry":[{"id":%q,"time":%d,"messaging":[{"sender":{"id":%q},"recipient":{"id":%q},"timestamp":%d,"message":{"mid":%q,"text":%q}}]}]}`,
+		socPage, ts, person, socPage, ts, mid, text)
+}
+
+// Meta's subscription check: the challenge back as plain text for the right
+// token, 403 for anything else.
+func TestWebhookSubscriptionCheck(t *testing.T) {
+	b := newSocBridge(t, nil)
+	get := func(q string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		b.hook.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, webhookPath+"?"+q, nil))
+		return rec
+	}
+	rec := get("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=" + socVerify)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "1158201444", rec.Body.String())
+	require.Equal(t, "text/plain; charset=utf-8", rec.Header().Get("Content-Type"))
+	for _, q := range []string{
+		"hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=wrong",
+		"hub.mode=unsubscribe&hub.challenge=1158201444&hub.verify_token=" + socVerify,
+		"hub.mode=subscribe&hub.challenge=%3Cscript%3E&hub.verify_token=" + socVerify,
+		"",
+	} {
+		rec = get(q)
+		require.Equal(t, http.StatusForbidden, rec.Code, q)
+		require.JSONEq(t, `{"errcode":"NO.SIKKERCHAT.META_VERIFY_FAILED","error":"Verification failed"}`, rec.Body.String())
+	}
+}
+
+// Every delivery gets its exact status; only a good one is kept, and it is
+// kept before Meta hears 200.
+func TestWebhookDeliveryStatuses(t *testing.T) {
+	b := newSocBridge(t, nil)
+	good := messengerText("7010000000000001", "m_good", "hei", time.Now().UnixMilli())
+	for _, tc := range []struct {
+		name      string
+		body      []byte
+		signature string
+		status    int
+		errcode   string
+		kept      int
+	}{
+		{"good signature", []byte(good), meta.Sign(socSecret, []byte(good)), 200, "", 1},
+		{"replayed delivery", []byte(good), meta.Sign(socSecret, []byte(good)), 200, "", 1},
+		{"wrong signature", []byte(good), meta.Sign("another-app-secret", []byte(good)), 401, "NO.SIKKERCHAT.META_SIGNATURE_INVALID", 0},
+		{"missing signature", []byte(good), "", 401, "NO.SIKKERCHAT.META_SIGNATURE_MISSING", 0},
+		{"sha1 only", []byte(good), "sha1=" + strings.Repeat("a", 40), 401, "NO.SIKKERCHAT.META_SIGNATURE_INVALID", 0},
+		{"body changed after signing", []byte(strings.Replace(good, "hei", "hai", 1)), meta.Sign(socSecret, []byte(good)), 401, "NO.SIKKERCHAT.META_SIGNATURE_INVALID", 0},
+		{"signed but not JSON", []byte("{nope"), meta.Sign(socSecret, []byte("{nope")), 400, "NO.SIKKERCHAT.META_MALFORMED", 0},
+		{"signed but another object", []byte(`{"object":"user","entry":[]}`), meta.Sign(socSecret, []byte(`{"object":"user","entry":[]}`)), 400, "NO.SIKKERCHAT.META_MALFORMED", 0},
+		{"oversized body", bytes.Repeat([]byte(" "), maxDelivery+1), "sha256=" + strings.Repeat("0", 64), 413, "NO.SIKKERCHAT.TOO_LARGE", 0},
+	} {
+		before := b.stored()
+		rec := b.post(tc.body, tc.signature)
+		require.Equal(t, tc.status, rec.Code, tc.name)
+		if tc.errcode == "" {
+			require.Equal(t, "EVENT_RECEIVED", rec.Body.String(), tc.name)
+		} else {
+			var body map[string]string
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), tc.name)
+			require.Equal(t, tc.errcode, body["errcode"], tc.name)
+		}
+		require.Equal(t, before+tc.kept, b.stored(), tc.name)
+		require.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+	}
+	// Nothing else is served.
+	for _, path := range []string{"/", "/_matrix/app/v1/transactions/1", "/meta/webhook/x", "/metrics"} {
+		rec := httptest.NewRecorder()
+		b.hook.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		require.Equal(t, http.StatusNotFound, rec.Code, path)
+	}
+	rec := httptest.NewRecorder()
+	b.hook.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, webhookPath, strings.NewReader(good)))
+	require.Equal(t, http.StatusMethodNotAllowed, rec.Code)
+
+	// The stored delivery is sealed: not a byte of the message in the database.
+	pending, err := b.sc.DB.MetaDelivery.Pending(b.ctx, 10)
+	require.NoError(t, err)
+	for _, d := range pending {
+		require.NotContains(t, string(d.Sealed), "hei")
+		require.NotContains(t, string(d.Sealed), "7010000000000001")
+	}
+
+	// Meta sent the same delivery twice: the person's message reaches the room once.
+	require.False(t, b.drain())
+	require.Equal(t, 0, b.stored())
+	texts := b.room.sentBy(b.onlyConversation().GhostID)
+	require.Len(t, texts, 1)
+	require.Equal(t, "hei", texts[0].body())
+}
+
+func (b *socBridge) conversations() []*SocialConversation {
+	all, err := b.sc.DB.Social.ListWithRoom(b.ctx)
+	require.NoError(b.t, err)
+	return all
+}
+
+func (b *socBridge) onlyConversation() *SocialConversation {
+	all := b.conversations()
+	require.Len(b.t, all, 1)
+	return all[0]
+}
+
+// A first message opens a room with the person, the page and the patrol
+// officers in it, its state event, and the person's ID only sealed.
+func TestFirstMessageOpensAnEncryptedRoom(t *testing.T) {
+	b := newSocBridge(t, nil)
+	now := time.Now().UnixMilli()
+	require.Equal(t, 200, b.postSigned(messengerText("7010000000000001", "m_1", "Jeg trenger hjelp", now)).Code)
+	require.False(t, b.drain())
+	th := b.onlyConversation()
+	spec := b.room.rooms[th.RoomID]
+	require.Equal(t, []id.UserID{socOfficer}, spec.Officers)
+	require.Regexp(t, `^Messenger: Messenger-bruker \d{4}$`, spec.Name)
+	require.Equal(t, "page"+socPage, spec.PageID)
+	require.Equal(t, "messenger", spec.State.Platform)
+	require.Equal(t, "open", spec.State.Status)
+	require.Equal(t, socPage, th.AccountID)
+	require.NotContains(t, string(th.PersonSealed), "7010000000000001")
+	person, err := b.s.person(b.ctx, th)
+	require.NoError(t, err)
+	require.Equal(t, "7010000000000001", person)
+	require.Equal(t, time.UnixMilli(now), th.LastInboundAt)
+	require.Equal(t, []string{AuditSocialCreate}, auditActionsOf(t, b.sc, th.ID))
+
+	// The same person again: the same room. Someone else: a room of their own.
+	b.postSigned(messengerText("7010000000000001", "m_2", "Er dere der?", now+1000))
+	b.postSigned(messengerText("7010000000000002", "m_3", "Hei", now+2000))
+	require.False(t, b.drain())
+	require.Len(t, b.conversations(), 2)
+	require.Equal(t, []string{"Jeg trenger hjelp", "Er dere der?"}, bodies(b.room.sentBy(th.GhostID)))
+}
+
+func bodies(sent []socSent) []string {
+	var out []string
+	for _, s := range sent {
+		out = append(out, s.body())
+	}
+	return out
+}
+
+func auditActionsOf(t *testing.T, sc *Connector, conversationID string) []string {
+	t.Helper()
+	rows, err := sc.Audit.ForConversation(context.Background(), conversationID)
+	require.NoError(t, err)
+	var out []string
+	for _, r := range rows {
+		out = append(out, r.Action)
+	}
+	return out
+}
+
+// One delivery may carry many entries and events, with fields sikkerchat
+// does not know: every event is handled, in order.
+func TestBatchedDeliveryWithUnknownFields(t *testing.T) {
+	b := newSocBridge(t, nil)
+	now := time.Now().UnixMilli()
+	body := fmt.Sprintf(`{"object":"page","new_top_level":{"x":1},"entry":[
+		{"id":%[1]q,"time":%[2]d,"messaging":[
+			{"sender":{"id":"p1"},"recipient":{"id":%[1]q},"timestamp":%[2]d,"message":{"mid":"m_a","text":"en","future_field":[1,2]}},
+			{"sender":{"id":"p1"},"recipient":{"id":%[1]q},"timestamp":%[3]d,"message":{"mid":"m_b","text":"to"}}]},
+		{"id":%[1]q,"time":%[2]d,"messaging":[
+			{"sender":{"id":"p2"},"recipient":{"id":%[1]q},"timestamp":%[2]d,"message":{"mid":"m_c","text":"tre"}},
+			{"sender":{"id":"p2"},"recipient":{"id":%[1]q},"timestamp":%[2]d,"pass_thread_control":{"new_owner_app_id":"1"}}]}]}`,
+		socPage, now, now+1)
+	require.Equal(t, 200, b.postSigned(body).Code)
+	require.False(t, b.drain())
+	all := b.conversations()
+	require.Len(t, all, 2)
+	require.Equal(t, []string{"en", "to"}, bodies(b.room.sentBy(all[0].GhostID)))
+	require.Equal(t, []string{"tre"}, bodies(b.room.sentBy(all[1].GhostID)))
+}
+
+// While the homeserver is away, deliveries wait (sealed) and nothing is lost;
+// when it is back they reach the room once each, in order.
+func TestDeliveriesWaitForTheHomeserver(t *testing.T) {
+	b := newSocBridge(t, nil)
+	now := time.Now().UnixMilli()
+	b.room.setFailing(true)
+	for i := range 3 {
+		require.Equal(t, 200, b.postSigned(messengerText("p1", fmt.Sprintf("m_%d", i), fmt.Sprintf("melding %d", i), now+int64(i))).Code)
+	}
+	require.True(t, b.drain(), "must be tried again")
+	require.True(t, b.drain())
+	require.Equal(t, 3, b.stored())
+	b.room.setFailing(false)
+	require.False(t, b.drain())
+	require.Equal(t, 0, b.stored())
+	th := b.onlyConversation()
+	require.Equal(t, []string{"melding 0", "melding 1", "melding 2"}, bodies(b.room.sentBy(th.GhostID)))
+}
+
+// What the page wrote in Meta's own tools shows in the room as the page; an
+// echo of what the bridge itself sent does not show twice.
+func TestEchoesFromMetasOwnToolsShowAsThePage(t *testing.T) {
+	b := newSocBridge(t, nil)
+	now := time.Now().UnixMilli()
+	b.postSigned(messengerText("p1", "m_1", "hei", now))
+	require.False(t, b.drain())
+	th := b.onlyConversation()
+	echo := func(mid, text, appID, metadata string) string {
+		md := ""
+		if metadata != "" {
+			md = fmt.Sprintf(`,"metadata":%q`, metadata)
+		}
+		return fmt.Sprintf(`{"object":"page","entry":[{"id":%[1]q,"time":%[2]d,"messaging":[{"sender":{"id":%[1]q},"recipient":{"id":"p1"},"timestamp":%[2]d,"message":{"is_echo":true,"app_id":%[3]s,"mid":%[4]q,"text":%[5]q%[6]s}}]}]}`,
+			socPage, now+5, appID, mid, text, md)
+	}
+	b.postSigned(echo("m_suite", "Svar fra Business Suite", "263902037430900", ""))
+	b.postSigned(echo("m_ours", "Svar fra sikkerchat", socAppID, ""))
+	require.False(t, b.drain())
+	page := b.room.sentBy(pageGhostID(socPage))
+	require.Equal(t, []string{"Svar fra Business Suite"}, bodies(page))
+	require.Len(t, b.room.sentBy(th.GhostID), 1)
+}
+
+// A read receipt shows on the newest message the unit sent up to it; a
+// postback is shown as what the person tapped.
+func TestReadsAndPostbacks(t *testing.T) {
+	b := newSocBridge(t, nil)
+	now := time.Now().UnixMilli()
+	b.postSigned(messengerText("p1", "m_1", "hei", now))
+	require.False(t, b.drain())
+	th := b.onlyConversation()
+	// Two replies from the page (Meta's own tools), then a read up to the first.
+	for i, text := range []string{"første", "andre"} {
+		b.postSigned(fmt.Sprintf(`{"object":"page","entry":[{"id":%[1]q,"time":%[2]d,"messaging":[{"sender":{"id":%[1]q},"recipient":{"id":"p1"},"timestamp":%[2]d,"message":{"is_echo":true,"app_id":1,"mid":"m_out%[3]d","text":%[4]q}}]}]}`,
+			socPage, now+int64(10+i*10), i, text))
+	}
+	b.postSigned(fmt.Sprintf(`{"object":"page","entry":[{"id":%[1]q,"time":%[2]d,"messaging":[{"sender":{"id":"p1"},"recipient":{"id":%[1]q},"timestamp":%[2]d,"read":{"watermark":%[3]d}}]}]}`,
+		socPage, now+30, now+15))
+	b.postSigned(fmt.Sprintf(`{"object":"page","entry":[{"id":%[1]q,"time":%[2]d,"messaging":[{"sender":{"id":"p1"},"recipient":{"id":%[1]q},"timestamp":%[2]d,"postback":{"mid":"m_pb","title":"Snakk med politiet","payload":"X"}}]}]}`,
+		socPage, now+40))
+	require.False(t, b.drain())
+	page := b.room.sentBy(pageGhostID(socPage))
+	require.Len(t, page, 2)
+	require.Len(t, b.room.reads, 1)
+	require.Equal(t, page[0].ID, b.room.reads[0].Event, "read up to the watermark: the first reply")
+	require.Equal(t, th.GhostID, b.room.reads[0].Sender)
+	require.Equal(t, []string{"hei", "[Trykket på «Snakk med politiet»]"}, bodies(b.room.sentBy(th.GhostID)))
+}
+
+// Attachments are fetched at once and uploaded to the room; one Meta no
+// longer serves becomes a line saying so, not a silent gap.
+func TestAttachmentsAreFetchedAtOnce(t *testing.T) {
+	b := newSocBridge(t, nil)
+	png := []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00")
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/expired" {
+			http.Error(w, "URL signature expired", http.StatusForbidden)
+			return
+		}
+		_, _ = w.Write(png)
+	}))
+	defer cdn.Close()
+	now := time.Now().UnixMilli()
+	b.postSigned(fmt.Sprintf(`{"object":"page","entry":[{"id":%[1]q,"time":%[2]d,"messaging":[{"sender":{"id":"p1"},"recipient":{"id":%[1]q},"timestamp":%[2]d,"message":{"mid":"m_img","text":"se her","attachments":[
+		{"type":"image","payload":{"url":%[3]q}},{"type":"image","payload":{"url":%[4]q}},{"type":"fallback","payload":{"title":"lenke"}}]}}]}]}`,
+		socPage, now, cdn.URL+"/a.jpg?oh=sig", cdn.URL+"/expired"))
+	require.False(t, b.drain())
+	th := b.onlyConversation()
+	sent := b.room.sentBy(th.GhostID)
+	require.Len(t, sent, 4)
+	require.Equal(t, "se her", sent[0].body())
+	require.Equal(t, "bilde-1.png", sent[1].body())
+	msg := sent[1].Content.Parsed.(*event.MessageEventContent)
+	require.Equal(t, png, b.room.files[msg.URL])
+	require.Equal(t, "[Et vedlegg kunne ikke hentes fra Meta]", sent[2].body())
+	require.Equal(t, "[fallback som ikke kan vises her]", sent[3].body())
+	require.NotContains(t, b.logText(), "oh=sig", "attachment URLs are credentials")
+}
+
+// Officers' replies go out through the Send API with the right messaging
+// type for the window, and Meta's echo does not show them twice.
+func TestOfficerRepliesFollowTheWindow(t *testing.T) {
+	b := newSocBridge(t, func(m *MetaConfig) { m.HumanAgent = true })
+	sim := b.sim
+
+	for _, tc := range []struct {
+		ago      time.Duration
+		typ, tag string
+		refused  bool
+	}{
+		{time.Minute, meta.TypeResponse, "", false},
+		{30 * time.Hour, meta.TypeMessageTag, meta.TagHumanAgent, false},
+		{8 * 24 * time.Hour, "", "", true},
+	} {
+		person := fmt.Sprintf("p%d", int(tc.ago.Minutes()))
+		_, err := sim.Message(metasim.Incoming{Account: socPage, Person: person, Text: "hei", Ago: tc.ago})
+		require.NoError(t, err)
+		at := time.Now().Add(-tc.ago).UnixMilli()
+		b.postSigned(messengerText(person, "m_"+person, "hei", at))
+		require.False(t, b.drain())
+		var th *SocialConversation
+		for _, c := range b.conversations() {
+			if p, _ := b.s.person(b.ctx, c); p == person {
+				th = c
+			}
+		}
+		require.NotNil(t, th)
+		before := len(sim.Sends())
+		err = b.s.HandleOfficerMessage(b.ctx, th, officerText(th, "$reply_"+person, "Vi er her"))
+		if tc.refused {
+			require.ErrorIs(t, err, errSocialWindow)
+			require.Contains(t, b.room.sentBy("")[len(b.room.sentBy(""))-1].body(), "mer enn 7 dager")
+			require.Len(t, sim.Sends(), before, "refused before it reached Meta")
+			continue
+		}
+		require.NoError(t, err)
+		b.s.sendWaiting(b.ctx, &outboxState{attempted: map[string]time.Time{}, started: time.Now()})
+		sends := sim.Sends()
+		require.Len(t, sends, before+1)
+		last := sends[len(sends)-1]
+		require.Equal(t, 200, last.Status)
+		require.Equal(t, person, last.Recipient)
+		require.Equal(t, tc.typ, last.MessagingType)
+		require.Equal(t, tc.tag, last.Tag)
+		require.Equal(t, "Vi er her", last.Text)
+	}
+}
+
+// officerText is an officer's text message in a social conversation's room,
+// as bridgev2 hands it to the connector.
+func officerText(th *SocialConversation, eventID, text string) *bridgev2.MatrixMessage {
+	return &bridgev2.MatrixMessage{MatrixEventBase: bridgev2.MatrixEventBase[*event.MessageEventContent]{
+		Event:   &event.Event{ID: id.EventID(eventID), Sender: socOfficer, RoomID: th.RoomID, Timestamp: time.Now().UnixMilli()},
+		Content: &event.MessageEventContent{MsgType: event.MsgText, Body: text},
+	}}
+}

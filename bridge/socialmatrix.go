@@ -1,0 +1,191 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/sikkerchat/sikkerchat/appservice"
+)
+
+// SocialMatrix is what the patrol inbox does on the homeserver. The bridge
+// implements it on bridgev2; tests use a recording double.
+type SocialMatrix interface {
+	// CreateSocialRoom makes the encrypted room of a social conversation, with
+	// the person's and the Page's ghosts and the patrol officers in it, and
+	// binds it to the conversation's portal.
+	CreateSocialRoom(ctx context.Context, spec SocialRoomSpec) (id.RoomID, error)
+	// SendAs sends an encrypted event as a ghost ("" for the bridge bot), with
+	// the transaction ID outside the ciphertext so that FindSent finds it.
+	SendAs(ctx context.Context, roomID id.RoomID, ghostID string, txnID string, evtType event.Type, content *event.Content) (id.EventID, error)
+	// Upload uploads a file (encrypted) as a ghost and returns its message.
+	Upload(ctx context.Context, roomID id.RoomID, ghostID string, name, mimeType string, data []byte) (*event.Content, error)
+	// FindSentAs looks in the room for an earlier send with a transaction ID.
+	FindSentAs(ctx context.Context, roomID id.RoomID, ghostID, txnID string) (id.EventID, error)
+	// MarkRead sends a read receipt as a ghost.
+	MarkRead(ctx context.Context, roomID id.RoomID, ghostID string, eventID id.EventID) error
+	// SetSocialState updates the room's no.sikkerchat.social state event.
+	SetSocialState(ctx context.Context, roomID id.RoomID, state *appservice.SocialState) error
+	// SetStateEvent sets any other state event as the bot.
+	SetStateEvent(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) error
+	// SocialNotice sends a notice from the bot.
+	SocialNotice(ctx context.Context, roomID id.RoomID, markdown string)
+	// Download fetches (and decrypts) an officer's Matrix media.
+	Download(ctx context.Context, uri id.ContentURIString, file *event.EncryptedFileInfo) ([]byte, error)
+	// GhostMXID is the Matrix user of a ghost.
+	GhostMXID(ghostID string) id.UserID
+	// ForgetSocialRoom drops what the bridge holds of a purged room and resets
+	// the person's ghost.
+	ForgetSocialRoom(ctx context.Context, socialID string, roomID id.RoomID, ghostID string)
+}
+
+// SocialRoomSpec is what a social conversation room needs at creation.
+type SocialRoomSpec struct {
+	SocialID   string
+	Name       string
+	Topic      string
+	PersonID   string
+	PersonName string
+	PageID     string
+	PageName   string
+	Officers   []id.UserID
+	State      *appservice.SocialState
+}
+
+var _ SocialMatrix = (*bridgeMatrixSide)(nil)
+
+func (b *bridgeMatrixSide) GhostMXID(ghostID string) id.UserID {
+	if ghostID == "" {
+		return b.sc.Bridge.Bot.GetMXID()
+	}
+	return b.sc.Bridge.Matrix.GhostIntent(networkid.UserID(ghostID)).GetMXID()
+}
+
+func (b *bridgeMatrixSide) CreateSocialRoom(ctx context.Context, spec SocialRoomSpec) (id.RoomID, error) {
+	cv := b.sc.Conversations
+	if !cv.encryptionEnabled() {
+		return "", ErrEncryptionDisabled
+	}
+	// The person's name may be real: keep request bodies out of debug logs.
+	quietCtx := quietContext(ctx)
+	person, err := b.sc.Bridge.GetGhostByID(ctx, networkid.UserID(spec.PersonID))
+	if err != nil {
+		return "", fmt.Errorf("failed to get the person's ghost: %w", err)
+	}
+	isBot := false
+	person.UpdateInfo(quietCtx, &bridgev2.UserInfo{Name: &spec.PersonName, IsBot: &isBot})
+	page, err := b.sc.Bridge.GetGhostByID(ctx, networkid.UserID(spec.PageID))
+	if err != nil {
+		return "", fmt.Errorf("failed to get the page's ghost: %w", err)
+	}
+	page.UpdateInfo(quietCtx, &bridgev2.UserInfo{Name: &spec.PageName, IsBot: &isBot})
+
+	var logins []*bridgev2.UserLogin
+	for _, officer := range spec.Officers {
+		user, err := b.sc.Bridge.GetUserByMXID(ctx, officer)
+		if err != nil {
+			return "", fmt.Errorf("failed to get officer: %w", err)
+		}
+		login, err := cv.ensureOfficerLogin(ctx, user)
+		if err != nil {
+			return "", err
+		}
+		logins = append(logins, login)
+	}
+	bot := cv.botIntent()
+	req := appservice.CreateRoomRequest(appservice.RoomSpec{
+		Name:       spec.Name,
+		Topic:      spec.Topic,
+		Bot:        bot.GetMXID(),
+		Officers:   spec.Officers,
+		Guest:      person.Intent.GetMXID(),
+		Page:       page.Intent.GetMXID(),
+		Social:     spec.State,
+		Encryption: cv.encryptionContent(),
+		Federate:   cv.federateRooms(),
+	})
+	resp, err := bot.Matrix.CreateRoom(quietCtx, req)
+	if err != nil {
+		return "", fmt.Errorf("failed to create social conversation room: %w", err)
+	}
+	portal, err := b.sc.Bridge.GetPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(spec.SocialID)})
+	if err != nil {
+		return resp.RoomID, fmt.Errorf("failed to get portal: %w", err)
+	}
+	portal.RoomType = database.RoomTypeDefault
+	var source *bridgev2.UserLogin
+	if len(logins) > 0 {
+		source = logins[0]
+	}
+	if err = portal.UpdateMatrixRoomID(quietCtx, resp.RoomID, bridgev2.UpdateMatrixRoomIDParams{FailIfMXIDSet: true, ChatInfoSource: source}); err != nil {
+		return resp.RoomID, fmt.Errorf("failed to bind portal to room: %w", err)
+	}
+	portal.NameSet = true
+	for _, login := range logins {
+		login.MarkInPortal(ctx, portal)
+	}
+	for _, ghost := range []*bridgev2.Ghost{person, page} {
+		if err = ghost.Intent.EnsureJoined(ctx, resp.RoomID); err != nil {
+			return resp.RoomID, fmt.Errorf("failed to join ghost to room: %w", err)
+		}
+	}
+	return resp.RoomID, nil
+}
+
+func (b *bridgeMatrixSide) SendAs(ctx context.Context, roomID id.RoomID, ghostID, txnID string, evtType event.Type, content *event.Content) (id.EventID, error) {
+	return b.sendAs(ctx, roomID, ghostID, txnID, evtType, content)
+}
+
+func (b *bridgeMatrixSide) Upload(ctx context.Context, roomID id.RoomID, ghostID, name, mimeType string, data []byte) (*event.Content, error) {
+	intent := b.sc.Bridge.Bot
+	if ghostID != "" {
+		intent = b.sc.Bridge.Matrix.GhostIntent(networkid.UserID(ghostID))
+	}
+	return uploadAttachment(ctx, intent, roomID, event.MessageType(matrixMsgType(mimeType)), name, mimeType, data)
+}
+
+func (b *bridgeMatrixSide) FindSentAs(ctx context.Context, roomID id.RoomID, ghostID, txnID string) (id.EventID, error) {
+	return b.findSent(ctx, roomID, networkid.UserID(ghostID), txnID)
+}
+
+func (b *bridgeMatrixSide) MarkRead(ctx context.Context, roomID id.RoomID, ghostID string, eventID id.EventID) error {
+	return b.sc.Bridge.Matrix.GhostIntent(networkid.UserID(ghostID)).MarkRead(ctx, roomID, eventID, time.Now())
+}
+
+func (b *bridgeMatrixSide) Download(ctx context.Context, uri id.ContentURIString, file *event.EncryptedFileInfo) ([]byte, error) {
+	return b.sc.Bridge.Bot.DownloadMedia(ctx, uri, file)
+}
+
+func (b *bridgeMatrixSide) SetSocialState(ctx context.Context, roomID id.RoomID, state *appservice.SocialState) error {
+	return b.SetStateEvent(ctx, roomID, appservice.StateSocial, state)
+}
+
+func (b *bridgeMatrixSide) SetStateEvent(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) error {
+	_, err := b.sc.Bridge.Bot.SendState(ctx, roomID, evtType, "", &event.Content{Parsed: content}, time.Now())
+	return err
+}
+
+func (b *bridgeMatrixSide) SocialNotice(ctx context.Context, roomID id.RoomID, markdown string) {
+	b.Notice(ctx, &Conversation{RoomID: roomID}, markdown)
+}
+
+func (b *bridgeMatrixSide) ForgetSocialRoom(ctx context.Context, socialID string, roomID id.RoomID, ghostID string) {
+	b.ForgetRoom(ctx, &Conversation{ID: socialID, RoomID: roomID, GhostID: ghostID})
+}
+
+// socialIntent is the intent of a ghost, or the bot's for "".
+func (b *bridgeMatrixSide) socialIntent(ghostID string) (*matrix.ASIntent, bool) {
+	if ghostID == "" {
+		intent, ok := b.sc.Bridge.Bot.(*matrix.ASIntent)
+		return intent, ok
+	}
+	intent, ok := b.sc.Bridge.Matrix.GhostIntent(networkid.UserID(ghostID)).(*matrix.ASIntent)
+	return intent, ok
+}
