@@ -18,6 +18,8 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/sikkerchat/sikkerchat/bridge/scdb"
 )
 
 var helpSectionSikkerchat = commands.HelpSection{Name: "sikkerchat", Order: 5}
@@ -73,9 +75,10 @@ func registerCommands(sc *Connector, proc *commands.Processor) *officerCommands 
 	}
 	handlers := []*commands.FullHandler{
 		&commands.FullHandler{
-			Func: oc.officerOnly(oc.cmdNew),
-			Name: "new",
-			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Create a secure conversation", Args: "[label]"},
+			Func:    oc.officerOnly(oc.cmdNew),
+			Name:    "new",
+			Aliases: []string{"secure"},
+			Help:    commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Create a secure conversation", Args: "[label]"},
 		},
 		&commands.FullHandler{
 			Func: oc.officerOnly(oc.cmdStatus),
@@ -204,6 +207,15 @@ func (oc *officerCommands) cmdHelp(ce *commands.Event) {
 
 func (oc *officerCommands) cmdNew(ce *commands.Event) {
 	lang := oc.Config.validatedLanguage
+	th := oc.socialRoom(ce)
+	if th != nil {
+		if th.Status != scdb.SocialOpen {
+			oc.reply(ce, lang.T(msgReissueClosed))
+			return
+		} else if oc.Social.refuseOutsideWindow(ce.Ctx, th, ce.EventID) {
+			return
+		}
+	}
 	created, err := oc.Conversations.Create(ce.Ctx, ce.User, ce.RawArgs)
 	switch {
 	case errors.Is(err, ErrLabelTooLong):
@@ -226,7 +238,27 @@ func (oc *officerCommands) cmdNew(ce *commands.Event) {
 			ce.Log.Err(delErr).Str("conversation_id", created.Conversation.ID).Msg("Failed to delete conversation whose invite was never delivered")
 		}
 		oc.reply(ce, lang.T(msgCreateFailed, traceID))
+		return
 	}
+	if th != nil {
+		if err = oc.Social.Move(ce.Ctx, th, created, ce.User.MXID.String()); err != nil {
+			oc.failed(ce, err, msgCommandFailed, "Failed to send the secure conversation to the person")
+		}
+	}
+}
+
+// socialRoom is the patrol inbox conversation of the command's room (nil in
+// any other room, or without the patrol inbox).
+func (oc *officerCommands) socialRoom(ce *commands.Event) *SocialConversation {
+	if oc.Social == nil {
+		return nil
+	}
+	th, err := oc.DB.Social.GetByRoom(ce.Ctx, ce.RoomID)
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to look up a social conversation for a command")
+		return nil
+	}
+	return th
 }
 
 func (oc *officerCommands) cmdReissue(ce *commands.Event) {
@@ -258,10 +290,24 @@ func (oc *officerCommands) cmdReissue(ce *commands.Event) {
 	if err != nil {
 		ce.Log.Err(err).Str("conversation_id", conv.ID).Msg("Failed to send reissued invite")
 	}
+	if oc.Social != nil {
+		// Moved from Messenger or Instagram: the new link goes there the same way.
+		if _, err = oc.Social.Reissued(ce.Ctx, created); err != nil {
+			oc.failed(ce, err, msgCommandFailed, "Failed to send the new link to the person")
+		}
+	}
 }
 
 func (oc *officerCommands) cmdClose(ce *commands.Event) {
 	lang := oc.Config.validatedLanguage
+	if th := oc.socialRoom(ce); th != nil {
+		if err := oc.Social.Close(ce.Ctx, th, ce.User.MXID.String(), CloseByOfficer); errors.Is(err, ErrAlreadyClosed) {
+			oc.reply(ce, lang.T(msgAlreadyClosed))
+		} else if err != nil {
+			oc.failed(ce, err, msgCommandFailed, "Failed to close social conversation")
+		}
+		return
+	}
 	conv, err := oc.DB.Conversation.GetByRoom(ce.Ctx, ce.RoomID)
 	if err != nil {
 		oc.failed(ce, err, msgCommandFailed, "Failed to get conversation for close")
@@ -290,8 +336,13 @@ func (oc *officerCommands) inConversation(fn func(*commands.Event, *Conversation
 			oc.failed(ce, err, msgCommandFailed, "Failed to get conversation for command")
 			return
 		} else if conv == nil {
-			oc.reply(ce, lang.T(msgNotInConversation))
-			return
+			if th := oc.socialRoom(ce); th != nil {
+				// Hold, audit and export work on a social conversation's room too.
+				conv = socialAsConversation(th)
+			} else {
+				oc.reply(ce, lang.T(msgNotInConversation))
+				return
+			}
 		}
 		fn(ce, conv)
 	}
@@ -315,7 +366,13 @@ func (oc *officerCommands) cmdHold(ce *commands.Event, conv *Conversation, hold 
 			return
 		}
 	}
-	if err := oc.Conversations.SetHold(ce.Ctx, conv, ce.User.MXID.String(), hold, reason); err != nil {
+	var err error
+	if th := oc.socialRoom(ce); th != nil {
+		err = oc.Social.SetHold(ce.Ctx, th, ce.User.MXID.String(), hold, reason)
+	} else {
+		err = oc.Conversations.SetHold(ce.Ctx, conv, ce.User.MXID.String(), hold, reason)
+	}
+	if err != nil {
 		oc.failed(ce, err, msgCommandFailed, "Failed to set hold")
 		return
 	}

@@ -81,7 +81,16 @@ func (rg *RoomGuard) onMember(ctx context.Context, evt *event.Event) {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to look up the room of a membership")
 		return
 	} else if conv == nil {
-		return
+		// The patrol inbox's rooms have the same rule, with the page's ghost as
+		// the one more member the bridge brings.
+		th, err := rg.DB.Social.GetByRoom(ctx, evt.RoomID)
+		if err != nil || th == nil || rg.Social == nil {
+			return
+		}
+		if id.UserID(*evt.StateKey) == rg.Social.room.GhostMXID(pageGhostID(th.AccountID)) {
+			return
+		}
+		conv = socialAsConversation(th)
 	}
 	_ = evt.Content.ParseRaw(evt.Type)
 	member := evt.Content.AsMember()

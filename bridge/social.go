@@ -91,7 +91,11 @@ func (s *Social) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(s.log.WithContext(context.WithoutCancel(ctx)))
 	s.cancel = cancel
-	s.done.Add(3)
+	s.done.Add(4)
+	go func() {
+		defer s.done.Done()
+		s.runLifecycle(runCtx)
+	}()
 	go func() {
 		defer s.done.Done()
 		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -610,3 +610,202 @@ func officerText(th *SocialConversation, eventID, text string) *bridgev2.MatrixM
 		Content: &event.MessageEventContent{MsgType: event.MsgText, Body: text},
 	}}
 }
+
+// socPurger records purged rooms.
+type socPurger struct{ purged []id.RoomID }
+
+func (p *socPurger) PurgeRoom(ctx context.Context, roomID id.RoomID) error {
+	p.purged = append(p.purged, roomID)
+	return nil
+}
+
+func (b *socBridge) openConversation(person, text string, at time.Time) *SocialConversation {
+	b.t.Helper()
+	_, err := b.sim.Message(metasim.Incoming{Account: socPage, Person: person, Text: text, Ago: time.Since(at)})
+	require.NoError(b.t, err)
+	require.Equal(b.t, 200, b.postSigned(messengerText(person, "m_"+person+fmt.Sprint(at.UnixNano()), text, at.UnixMilli())).Code)
+	require.False(b.t, b.drain())
+	for _, c := range b.conversations() {
+		if p, _ := b.s.person(b.ctx, c); p == person && c.Status == "open" {
+			return c
+		}
+	}
+	b.t.Fatalf("no open conversation for %s", person)
+	return nil
+}
+
+func (b *socBridge) sendOutbox() {
+	b.s.sendWaiting(b.ctx, &outboxState{attempted: map[string]time.Time{}, started: b.s.now()})
+}
+
+// Close ends what can be sent, destroys the person's ID with the key, and a
+// new message from the same person opens a new room; retention, hold and
+// purge work as for secure conversations.
+func TestSocialCloseHoldAndPurge(t *testing.T) {
+	b := newSocBridge(t, nil)
+	purger := &socPurger{}
+	b.sc.Purger = purger
+	th := b.openConversation("p1", "hei", time.Now())
+	require.NoError(t, b.s.HandleOfficerMessage(b.ctx, th, officerText(th, "$queued", "svar")))
+	b.sim.SetSendOutage(http.StatusServiceUnavailable)
+	b.sendOutbox()
+	require.NoError(t, b.s.Close(b.ctx, th, "@patrulje:example.org", CloseByOfficer))
+	require.ErrorIs(t, b.s.Close(b.ctx, th, "@patrulje:example.org", CloseByOfficer), ErrAlreadyClosed)
+	closed, err := b.sc.DB.SocialOutbox.Waiting(b.ctx)
+	require.NoError(t, err)
+	require.Empty(t, closed, "what waited for Meta is given up")
+	stored, _ := b.sc.DB.Social.Get(b.ctx, th.ID)
+	require.Nil(t, stored.PersonSealed)
+	_, err = b.s.Transcript.Keys().Get(th.ID)
+	require.Error(t, err, "the key is destroyed")
+	require.Contains(t, b.room.notices[len(b.room.notices)-1], "Samtalen er avsluttet")
+	require.Equal(t, "closed", b.room.states[len(b.room.states)-1].Status)
+	require.ErrorIs(t, b.s.HandleOfficerMessage(b.ctx, stored, officerText(stored, "$late", "x")), errSocialClosed)
+
+	b.sim.SetSendOutage(0)
+	again := b.openConversation("p1", "hei igjen", time.Now())
+	require.NotEqual(t, th.ID, again.ID, "a new conversation after close")
+
+	// Retention: held rooms stay, others are purged.
+	require.NoError(t, b.s.SetHold(b.ctx, stored, "@patrulje:example.org", true, ""))
+	b.s.now = func() time.Time { return time.Now().Add(91 * 24 * time.Hour) }
+	b.s.PurgeDue(b.ctx)
+	require.Empty(t, purger.purged)
+	require.NoError(t, b.s.SetHold(b.ctx, stored, "@admin:example.org", false, "saken er avsluttet"))
+	b.s.PurgeDue(b.ctx)
+	require.Equal(t, []id.RoomID{th.RoomID}, purger.purged)
+	gone, _ := b.sc.DB.Social.Get(b.ctx, th.ID)
+	require.Nil(t, gone)
+	require.Equal(t, []string{AuditSocialCreate, AuditClose, AuditHold, AuditUnhold, AuditPurge}, auditActionsOf(t, b.sc, th.ID))
+
+	// The newer conversation's person has been silent past idle_close: closed.
+	b.s.CloseDue(b.ctx)
+	newer, _ := b.sc.DB.Social.Get(b.ctx, again.ID)
+	require.Equal(t, "closed", string(newer.Status))
+}
+
+// The move: the link and the code word reach the person as two messages,
+// in that order, and the officer is told once both went.
+func TestMoveSendsLinkAndCodeAsTwoMessages(t *testing.T) {
+	b := newSocBridge(t, nil)
+	th := b.openConversation("p1", "hei", time.Now())
+	created := &CreatedConversation{
+		Conversation: &Conversation{ID: "secure1", RoomID: "!secure:example.org"},
+		URL:          "https://chat.example.no/#token-of-the-link", Code: "blå-hest-42",
+	}
+	require.NoError(t, b.s.Move(b.ctx, th, created, "@patrulje:example.org"))
+	b.sendOutbox()
+	sends := b.sim.Sends()
+	require.Len(t, sends, 2)
+	require.Contains(t, sends[0].Text, "https://chat.example.no/#token-of-the-link")
+	require.NotContains(t, sends[0].Text, "blå-hest-42")
+	require.Equal(t, "Kodeordet er: blå-hest-42", sends[1].Text)
+	for _, s := range sends {
+		require.Equal(t, "p1", s.Recipient)
+		require.Equal(t, meta.TypeResponse, s.MessagingType)
+	}
+	require.Contains(t, b.room.notices[len(b.room.notices)-1], "Lenken og kodeordet er sendt")
+	linked, _ := b.sc.DB.Social.Get(b.ctx, th.ID)
+	require.Equal(t, "secure1", linked.LinkedConversation)
+	require.Equal(t, []string{"secure1"}, b.room.states[len(b.room.states)-1].LinkedConversations)
+	require.Contains(t, auditActionsOf(t, b.sc, "secure1"), AuditSocialMove)
+
+	// A reissue in the secure room sends the new link the same way.
+	created.URL, created.Code = "https://chat.example.no/#new-token", "rød-katt-7"
+	sent, err := b.s.Reissued(b.ctx, created)
+	require.NoError(t, err)
+	require.True(t, sent)
+	b.sendOutbox()
+	sends = b.sim.Sends()
+	require.Len(t, sends, 4)
+	require.Contains(t, sends[2].Text, "#new-token")
+	require.Equal(t, "Kodeordet er: rød-katt-7", sends[3].Text)
+	require.NotContains(t, b.logText(), "token-of-the-link")
+	require.NotContains(t, b.logText(), "blå-hest-42")
+}
+
+// A call that may have reached Meta before the bridge stopped is not sent
+// again while Meta's echo can still say it arrived; the echo settles it.
+func TestOutboxWaitsForMetasEchoBeforeSendingAgain(t *testing.T) {
+	b := newSocBridge(t, nil)
+	th := b.openConversation("p1", "hei", time.Now())
+	require.NoError(t, b.s.HandleOfficerMessage(b.ctx, th, officerText(th, "$a", "første")))
+	require.NoError(t, b.s.HandleOfficerMessage(b.ctx, th, officerText(th, "$b", "andre")))
+	// A previous run called Meta for the first and stopped before the answer.
+	require.NoError(t, b.sc.DB.SocialOutbox.MarkSending(b.ctx, th.ID, 1))
+	st := &outboxState{attempted: map[string]time.Time{}, started: time.Now()}
+	b.s.sendWaiting(b.ctx, st)
+	require.Empty(t, b.sim.Sends(), "waits for the echo, and the second waits behind the first")
+
+	// Meta's echo names the entry: sent, never again.
+	echo := fmt.Sprintf(`{"object":"page","entry":[{"id":%[1]q,"time":1,"messaging":[{"sender":{"id":%[1]q},"recipient":{"id":"p1"},"timestamp":%[2]d,"message":{"is_echo":true,"app_id":%[3]s,"mid":"m_echoed","text":"første","metadata":%[4]q}}]}]}`,
+		socPage, time.Now().UnixMilli(), socAppID, outboxMetadata(th.ID, 1))
+	require.Equal(t, 200, b.postSigned(echo).Code)
+	require.False(t, b.drain())
+	b.s.sendWaiting(b.ctx, st)
+	sends := b.sim.Sends()
+	require.Len(t, sends, 1)
+	require.Equal(t, "andre", sends[0].Text)
+	first, _ := b.sc.DB.SocialOutbox.Get(b.ctx, th.ID, 1)
+	require.Equal(t, "sent", first.State)
+	require.Equal(t, "m_echoed", first.MessageID)
+
+	// Without an echo, the entry goes again once the grace is over.
+	require.NoError(t, b.s.HandleOfficerMessage(b.ctx, th, officerText(th, "$c", "tredje")))
+	require.NoError(t, b.sc.DB.SocialOutbox.MarkSending(b.ctx, th.ID, 3))
+	b.s.sendWaiting(b.ctx, st)
+	require.Len(t, b.sim.Sends(), 1)
+	b.s.now = func() time.Time { return time.Now().Add(echoGrace + time.Second) }
+	b.s.sendWaiting(b.ctx, st)
+	require.Len(t, b.sim.Sends(), 2)
+}
+
+// Meta's refusals reach the officer as notices; what may pass is retried.
+func TestMetaRefusalsBecomeNotices(t *testing.T) {
+	b := newSocBridge(t, nil)
+	th := b.openConversation("p1", "hei", time.Now())
+	for i, tc := range []struct {
+		code, subcode int
+		notice        string
+	}{
+		{551, 1545041, "kan ikke nås"},
+		{10, 2018278, "tidsvinduet"},
+		{100, 0, "Meta avviste meldingen"},
+	} {
+		b.sim.FailNext(1, tc.code, tc.subcode)
+		src := fmt.Sprintf("$r%d", i)
+		require.NoError(t, b.s.HandleOfficerMessage(b.ctx, th, officerText(th, src, "svar")))
+		b.sendOutbox()
+		notices := b.room.sentBy("")
+		last := notices[len(notices)-1]
+		require.Contains(t, last.body(), tc.notice)
+		require.Equal(t, id.EventID(src), last.Content.Parsed.(*event.MessageEventContent).RelatesTo.GetReplyTo())
+	}
+	// A transient error is retried: the message goes once Meta takes it.
+	b.sim.FailNext(1, 1200, 0)
+	require.NoError(t, b.s.HandleOfficerMessage(b.ctx, th, officerText(th, "$t", "prøv igjen")))
+	b.sendOutbox()
+	waiting, _ := b.sc.DB.SocialOutbox.Waiting(b.ctx)
+	require.Len(t, waiting, 1)
+	b.s.now = func() time.Time { return time.Now().Add(time.Hour) }
+	b.sendOutbox()
+	sends := b.sim.Sends()
+	require.Equal(t, "prøv igjen", sends[len(sends)-1].Text)
+	require.Equal(t, 200, sends[len(sends)-1].Status)
+}
+
+// Nothing the person wrote, no ID of theirs, no token or attachment URL ends
+// up in the logs, even at trace level.
+func TestPatrolInboxLogsNoContentOrIDs(t *testing.T) {
+	b := newSocBridge(t, nil)
+	marker := "MARKØR-4711-innhold"
+	th := b.openConversation("7019999999999999", marker, time.Now())
+	require.NoError(t, b.s.HandleOfficerMessage(b.ctx, th, officerText(th, "$o", "svar "+marker)))
+	b.sendOutbox()
+	b.post([]byte(messengerText("7019999999999999", "m_bad", marker, 1)), meta.Sign("wrong", []byte("x")))
+	logs := b.logText()
+	require.NotEmpty(t, logs)
+	for _, secret := range []string{marker, "7019999999999999", socToken, socSecret, socVerify} {
+		require.NotContains(t, logs, secret)
+	}
+}

@@ -53,6 +53,7 @@ const (
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING`
 	getSocialQuery         = `SELECT ` + socialColumns + ` FROM sikkerchat_social WHERE id=$1`
 	getSocialByRoomQuery   = `SELECT ` + socialColumns + ` FROM sikkerchat_social WHERE room_id=$1`
+	getSocialByLinkedQuery = `SELECT ` + socialColumns + ` FROM sikkerchat_social WHERE linked_conversation=$1 ORDER BY created_at DESC LIMIT 1`
 	getSocialByPersonQuery = `SELECT ` + socialColumns + ` FROM sikkerchat_social WHERE account_id=$1 AND person_hash=$2 AND status='open'`
 	listSocialWithRoom     = `SELECT ` + socialColumns + ` FROM sikkerchat_social WHERE room_id IS NOT NULL ORDER BY created_at`
 	setSocialRoomQuery     = `UPDATE sikkerchat_social SET room_id=$2 WHERE id=$1`
@@ -126,6 +127,11 @@ func (sq *SocialQuery) GetByRoom(ctx context.Context, roomID id.RoomID) (*Social
 // HMAC of their ID) with an account; nil if there is none.
 func (sq *SocialQuery) GetOpenByPerson(ctx context.Context, accountID string, personHash []byte) (*Social, error) {
 	return sq.QueryOne(ctx, getSocialByPersonQuery, accountID, personHash)
+}
+
+// GetByLinked finds the social conversation a secure one was made from; nil if none.
+func (sq *SocialQuery) GetByLinked(ctx context.Context, conversationID string) (*Social, error) {
+	return sq.QueryOne(ctx, getSocialByLinkedQuery, conversationID)
 }
 
 // ListWithRoom lists the social conversations whose rooms the police keep.
