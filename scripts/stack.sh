@@ -3,9 +3,12 @@
 # an officer account and an admin account, all on loopback.
 #
 #   scripts/stack.sh up      build what is missing, start everything, print how to log in
+#   scripts/stack.sh up --meta-sim
+#                            the same, with the patrol inbox on and the Meta simulator
+#                            playing Meta (write as a person at its /_sim/ page)
 #   scripts/stack.sh down    stop the bridge, then Dendrite
 #   scripts/stack.sh status  print the facts of a running stack
-#   scripts/stack.sh start-bridge|stop-bridge|start-homeserver|stop-homeserver
+#   scripts/stack.sh start-bridge|stop-bridge|start-homeserver|stop-homeserver|start-metasim|stop-metasim
 #                            one part alone (tests: restarts and outages)
 #
 # The facts are also written to $STACK_DIR/stack.env for tests and tools.
@@ -16,6 +19,10 @@
 #   AS_PORT                bridge appservice port (default 29345)
 #   GUEST_PORT             guest listener port (default 29346)
 #   METRICS_PORT           Prometheus metrics port (default 29347)
+#   META_PORT              patrol inbox webhook listener port (default 29348)
+#   METASIM_PORT           Meta simulator port (default 29349)
+#   SIKKERCHAT_META_SIM    "1": as up --meta-sim
+#   SIKKERCHAT_META_HUMAN_AGENT  "false": the app has no Human Agent feature (default true)
 #   SIKKERCHAT_LOG_LEVEL   bridge log level (default debug; production: info)
 #   SIKKERCHAT_BUILD_TAGS  extra Go build tags (the tests use sikkerchat_testhooks)
 #   SIKKERCHAT_ENCRYPTION  "false" writes a config with encryption off (for the
@@ -36,6 +43,14 @@ HS_PORT=${HS_PORT:-8008}
 AS_PORT=${AS_PORT:-29345}
 GUEST_PORT=${GUEST_PORT:-29346}
 METRICS_PORT=${METRICS_PORT:-29347}
+META_PORT=${META_PORT:-29348}
+METASIM_PORT=${METASIM_PORT:-29349}
+META_SIM=${SIKKERCHAT_META_SIM:-}
+[[ ${2:-} == --meta-sim ]] && META_SIM=1
+# The simulated Page and Instagram account (IDs of Meta's documented shape).
+META_PAGE_ID=106512345678901
+META_IG_ID=17841400000000001
+META_APP_ID=1517776481860111
 SERVER_NAME=localhost
 BRIDGE_DIR=$STACK_DIR/bridge
 BIN=$STACK_DIR/bin/sikkerchat
@@ -59,6 +74,69 @@ build_bridge() {
 	log "building sikkerchat (tags $tags)"
 	mkdir -p "$(dirname "$BIN")"
 	(cd "$ROOT" && CGO_ENABLED=1 go build -tags "$tags" -o "$BIN" ./cmd/sikkerchat)
+	if [[ -n $META_SIM ]]; then
+		log "building the Meta simulator"
+		(cd "$ROOT" && go build -o "$STACK_DIR/bin/metasim" ./tests/metasim)
+	fi
+}
+
+# meta_secret NAME: a random secret of the simulated Meta app, kept in the stack folder.
+meta_secret() {
+	local file=$STACK_DIR/meta/$1
+	mkdir -p "$STACK_DIR/meta"
+	[[ -f $file ]] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file"
+	cat "$file"
+}
+
+meta_config() {
+	[[ -n $META_SIM ]] || return 0
+	cat <<EOF
+    meta:
+        app_secret: "$(meta_secret app_secret)"
+        app_id: "$META_APP_ID"
+        verify_token: "$(meta_secret verify_token)"
+        listen: 127.0.0.1:$META_PORT
+        graph_url: http://127.0.0.1:$METASIM_PORT
+        api_version: v25.0
+        pages:
+            - page_id: "$META_PAGE_ID"
+              access_token: "$(meta_secret page_token)"
+              instagram_account_id: "$META_IG_ID"
+        human_agent: ${SIKKERCHAT_META_HUMAN_AGENT:-true}
+        fetch_profiles: false
+        officers: ["@officer:$SERVER_NAME"]
+        idle_close: 168h
+        retention: ${SIKKERCHAT_RETENTION:-2160h}
+EOF
+}
+
+start_metasim() {
+	[[ -n $META_SIM ]] || return 0
+	local pidfile=$STACK_DIR/meta/metasim.pid
+	if [[ -f $pidfile ]] && alive "$(cat "$pidfile")"; then
+		return 0
+	fi
+	log "starting the Meta simulator"
+	# shellcheck disable=SC2086 # METASIM_ARGS is a list of flags
+	"$STACK_DIR/bin/metasim" -listen "127.0.0.1:$METASIM_PORT" -webhook "http://127.0.0.1:$META_PORT/meta/webhook" \
+		-app-secret "$(meta_secret app_secret)" -app-id "$META_APP_ID" -page "$META_PAGE_ID" -page-token "$(meta_secret page_token)" \
+		-instagram "$META_IG_ID" -human-agent="${SIKKERCHAT_META_HUMAN_AGENT:-true}" ${METASIM_ARGS:-} \
+		>>"$STACK_DIR/meta/metasim.log" 2>&1 &
+	echo $! >"$pidfile"
+	local i
+	for i in $(seq 1 100); do
+		curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$METASIM_PORT/_sim/sends" && return 0
+		sleep 0.1
+	done
+	log "the Meta simulator did not start"
+	return 1
+}
+
+stop_metasim() {
+	local pidfile=$STACK_DIR/meta/metasim.pid
+	[[ -f $pidfile ]] || return 0
+	kill "$(cat "$pidfile")" 2>/dev/null || true
+	rm -f "$pidfile"
 }
 
 write_bridge_config() {
@@ -96,6 +174,7 @@ network:
 $rate_limits
     metrics:
         listen: 127.0.0.1:$METRICS_PORT
+$(meta_config)
 bridge:
     permissions:
         "$SERVER_NAME": commands
@@ -159,7 +238,8 @@ account() {
 
 bridge_ready() {
 	curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$AS_PORT/_matrix/mau/ready" &&
-		curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$GUEST_PORT/healthz"
+		curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$GUEST_PORT/healthz" &&
+		{ [[ -z $META_SIM ]] || curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$META_PORT/meta/webhook"; }
 }
 
 start_bridge() {
@@ -218,7 +298,11 @@ sikkerchat is running locally.
   Password:    $OFFICER_PASSWORD
   Bridge bot:  $BOT_MXID   (start a DM with it and send: !sc new)
   Guest page:  $GUEST_URL   (invite links point here)
-  Metrics:     $METRICS_URL
+  Metrics:     $METRICS_URL${META_SIM_URL:+
+
+  Meta simulator: $META_SIM_URL/_sim/
+                  Write as a person on Messenger or Instagram; the room
+                  appears in Element with the officer invited.}
 
   Machine-readable: $ENV_FILE
   Logs:             $BRIDGE_DIR/bridge.log, $HS_DIR/logs
@@ -239,6 +323,7 @@ up() {
 	admin_token=$(account admin admin)
 	# The bridge purges rooms with the local admin account (network.purge).
 	sed -i -E "s|^(        admin_token: ).*$|\1\"$admin_token\"|" "$BRIDGE_DIR/config.yaml"
+	start_metasim
 	start_bridge
 	local bot
 	bot=$(sed -nE '/^appservice:/,/^[a-z]/s/^        username: *(.*)$/\1/p' "$BRIDGE_DIR/config.yaml" | head -n1)
@@ -272,6 +357,19 @@ AS_TOKEN=$(sed -nE '/^appservice:/,/^[a-z]/s/^    as_token: *"?([^"]*)"?$/\1/p' 
 HS_TOKEN=$(sed -nE '/^appservice:/,/^[a-z]/s/^    hs_token: *"?([^"]*)"?$/\1/p' "$BRIDGE_DIR/config.yaml")
 STACK_DIR=$STACK_DIR
 EOF
+	if [[ -n $META_SIM ]]; then
+		cat >>"$ENV_FILE" <<EOF
+META_SIM_URL=http://127.0.0.1:$METASIM_PORT
+META_WEBHOOK_URL=http://127.0.0.1:$META_PORT/meta/webhook
+META_PAGE_ID=$META_PAGE_ID
+META_IG_ID=$META_IG_ID
+META_APP_ID=$META_APP_ID
+META_APP_SECRET=$(meta_secret app_secret)
+META_VERIFY_TOKEN=$(meta_secret verify_token)
+META_PAGE_TOKEN=$(meta_secret page_token)
+METASIM_PID_FILE=$STACK_DIR/meta/metasim.pid
+EOF
+	fi
 	chmod 600 "$ENV_FILE"
 	print_facts
 }
@@ -280,6 +378,7 @@ down() {
 	# The bridge goes first: a dying Dendrite answers /sync with an empty key
 	# count and makes a running bridge over-upload one-time keys.
 	stop_bridge
+	stop_metasim
 	hs stop
 }
 
@@ -291,8 +390,10 @@ start-bridge) start_bridge ;;
 stop-bridge) stop_bridge ;;
 start-homeserver) hs start "$BRIDGE_DIR/registration.yaml" ;;
 stop-homeserver) hs stop ;;
+start-metasim) start_metasim ;;
+stop-metasim) stop_metasim ;;
 *)
-	sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac

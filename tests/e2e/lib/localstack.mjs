@@ -28,6 +28,8 @@ export async function startStack({ basePort, encryption = true, extraEnv = {} })
     AS_PORT: String(basePort + 1),
     GUEST_PORT: String(basePort + 2),
     METRICS_PORT: String(basePort + 3),
+    META_PORT: String(basePort + 4),
+    METASIM_PORT: String(basePort + 5),
     SIKKERCHAT_BUILD_TAGS: 'sikkerchat_testhooks',
     SIKKERCHAT_ENCRYPTION: encryption ? 'true' : 'false',
     ...extraEnv,
