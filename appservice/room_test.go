@@ -54,3 +54,28 @@ func TestHardenPowerLevelsOfAnOlderRoom(t *testing.T) {
 	require.Equal(t, 50, pl.Users["@officer:x"], "nothing else changes")
 	require.False(t, HardenPowerLevels(pl))
 }
+
+// A social conversation room carries its own state event instead of the
+// secure conversation's, and the page's ghost beside the person, with no
+// more power than the person.
+func TestSocialRoomRequest(t *testing.T) {
+	social := &SocialState{SocialID: "s1", Platform: "messenger", Account: "106512345678901", Status: "open", Window: "open"}
+	req := CreateRoomRequest(RoomSpec{
+		Name: "Messenger: Messenger-bruker 1234", Bot: "@bot:x", Officers: []id.UserID{"@o:x"}, Guest: "@person:x", Page: "@page:x",
+		Social: social, Encryption: event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1},
+	})
+	var types []string
+	for _, evt := range req.InitialState {
+		types = append(types, evt.Type.Type)
+		if evt.Type == StateSocial {
+			require.Same(t, social, evt.Content.Parsed)
+		}
+	}
+	require.Contains(t, types, StateSocial.Type)
+	require.NotContains(t, types, StateConversation.Type)
+	require.Contains(t, types, event.StateEncryption.Type)
+	require.Equal(t, PowerGuest, req.PowerLevelOverride.Users["@page:x"])
+	require.Equal(t, PowerBot, req.PowerLevelOverride.Events[StateSocial.Type], "only the bot changes the social state")
+	require.Equal(t, PowerBot, req.PowerLevelOverride.Events[StateLinked.Type])
+	require.ElementsMatch(t, []id.UserID{"@person:x", "@o:x", "@page:x"}, req.Invite)
+}

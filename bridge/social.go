@@ -256,6 +256,8 @@ func (s *Social) ensureConversation(ctx context.Context, e meta.Event, page Meta
 	th = &SocialConversation{
 		ID: randomID(10), Platform: string(e.Platform), AccountID: e.Account, PersonHash: hash,
 		GhostID: "p" + randomID(10), Status: scdb.SocialOpen, CreatedAt: time.UnixMilli(now.UnixMilli()),
+		// The window counts from this first message (the room's state shows it from the start).
+		LastInboundAt: time.UnixMilli(e.Time.UnixMilli()),
 	}
 	if err = s.Transcript.CreateKey(th.ID); err != nil {
 		return nil, retry(fmt.Errorf("failed to make the conversation key: %w", err))
@@ -321,6 +323,11 @@ func (s *Social) makeRoom(ctx context.Context, th *SocialConversation, page Meta
 		}
 	}
 	if err != nil {
+		return retry(err)
+	}
+	// Invited only now, with the room known to the inbox and bound to its
+	// portal: nothing an officer writes can fall between.
+	if err = s.room.InviteOfficers(ctx, roomID, s.Config.Meta.Officers); err != nil {
 		return retry(err)
 	}
 	s.room.SocialNotice(ctx, roomID, lang.T(msgSocialOpened, platform, s.Config.commandPrefix))

@@ -45,6 +45,7 @@ type socRoom struct {
 	states  []*appservice.SocialState
 	notices []string
 	files   map[id.ContentURIString][]byte
+	invited []id.UserID
 	failing bool
 }
 
@@ -85,6 +86,16 @@ func (r *socRoom) CreateSocialRoom(ctx context.Context, spec SocialRoomSpec) (id
 	r.rooms[room] = spec
 	r.states = append(r.states, spec.State)
 	return room, nil
+}
+
+func (r *socRoom) InviteOfficers(ctx context.Context, roomID id.RoomID, officers []id.UserID) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failing {
+		return errHomeserverDown
+	}
+	r.invited = append(r.invited, officers...)
+	return nil
 }
 
 func (r *socRoom) SendAs(ctx context.Context, roomID id.RoomID, ghostID, txnID string, evtType event.Type, content *event.Content) (id.EventID, error) {
@@ -394,6 +405,7 @@ func TestFirstMessageOpensAnEncryptedRoom(t *testing.T) {
 	th := b.onlyConversation()
 	spec := b.room.rooms[th.RoomID]
 	require.Equal(t, []id.UserID{socOfficer}, spec.Officers)
+	require.Equal(t, []id.UserID{socOfficer}, b.room.invited, "invited once the room is known")
 	require.Regexp(t, `^Messenger: Messenger-bruker \d{4}$`, spec.Name)
 	require.Equal(t, "page"+socPage, spec.PageID)
 	require.Equal(t, "messenger", spec.State.Platform)

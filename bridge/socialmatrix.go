@@ -3,8 +3,10 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/matrix"
@@ -35,6 +37,8 @@ type SocialMatrix interface {
 	SetSocialState(ctx context.Context, roomID id.RoomID, state *appservice.SocialState) error
 	// SetStateEvent sets any other state event as the bot.
 	SetStateEvent(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) error
+	// InviteOfficers invites the patrol officers to a bound room.
+	InviteOfficers(ctx context.Context, roomID id.RoomID, officers []id.UserID) error
 	// SocialNotice sends a notice from the bot.
 	SocialNotice(ctx context.Context, roomID id.RoomID, markdown string)
 	// Download fetches (and decrypts) an officer's Matrix media.
@@ -111,6 +115,9 @@ func (b *bridgeMatrixSide) CreateSocialRoom(ctx context.Context, spec SocialRoom
 		Encryption: cv.encryptionContent(),
 		Federate:   cv.federateRooms(),
 	})
+	// The officers are invited once the room is bound to its portal: a message
+	// they write before that would reach no portal and be lost.
+	req.Invite = slices.DeleteFunc(req.Invite, func(u id.UserID) bool { return slices.Contains(spec.Officers, u) })
 	resp, err := bot.Matrix.CreateRoom(quietCtx, req)
 	if err != nil {
 		return "", fmt.Errorf("failed to create social conversation room: %w", err)
@@ -137,6 +144,16 @@ func (b *bridgeMatrixSide) CreateSocialRoom(ctx context.Context, spec SocialRoom
 		}
 	}
 	return resp.RoomID, nil
+}
+
+func (b *bridgeMatrixSide) InviteOfficers(ctx context.Context, roomID id.RoomID, officers []id.UserID) error {
+	bot := b.sc.Conversations.botIntent()
+	for _, officer := range officers {
+		if _, err := bot.Matrix.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: officer}); err != nil {
+			return fmt.Errorf("failed to invite an officer: %w", err)
+		}
+	}
+	return nil
 }
 
 func (b *bridgeMatrixSide) SendAs(ctx context.Context, roomID id.RoomID, ghostID, txnID string, evtType event.Type, content *event.Content) (id.EventID, error) {

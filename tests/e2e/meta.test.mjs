@@ -51,13 +51,16 @@ after(async () => {
 
 const socialState = (roomId) => officer.getState(roomId, 'no.sikkerchat.social');
 
-/** Waits for the room of a new social conversation and joins it. */
-async function joinSocialRoom(predicate = () => true) {
+const joined = new Set();
+
+/** Waits for the room of a new social conversation (not one joined before) and joins it. */
+async function joinSocialRoom(platform = 'Messenger') {
   const roomId = await officer.waitForInvite({
     timeoutMs: 60000,
-    predicate: (id, room) => room.name?.startsWith('Messenger:') || room.name?.startsWith('Instagram:') || predicate(id, room),
+    predicate: (id, room) => !joined.has(id) && room.name?.startsWith(`${platform}:`),
   });
-  await officer.joinRoom(roomId);
+  joined.add(roomId);
+  await officer.joinRoom(roomId, { timeoutMs: 60000 });
   return roomId;
 }
 
@@ -191,7 +194,7 @@ test('an Instagram conversation: its own room, replies through the Page to the I
   const igsid = person();
   const text = marker('insta');
   await sim.message({ account: sim.instagram, person: igsid, text });
-  const roomId = await joinSocialRoom((id, room) => room.name?.startsWith('Instagram:'));
+  const roomId = await joinSocialRoom('Instagram');
   const state = await socialState(roomId);
   assert.equal(state.platform, 'instagram');
   assert.equal(state.account, stack.META_IG_ID);
