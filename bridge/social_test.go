@@ -821,3 +821,37 @@ func TestPatrolInboxLogsNoContentOrIDs(t *testing.T) {
 		require.NotContains(t, logs, secret)
 	}
 }
+
+// Typing and seen marks go to the person as sender actions (nothing else in
+// the call), and only while Meta allows replies.
+func TestSenderActionsFollowTheWindow(t *testing.T) {
+	b := newSocBridge(t, nil)
+	th := b.openConversation("p1", "hei", time.Now())
+	b.s.SenderAction(b.ctx, th, meta.ActionTypingOn)
+	b.s.SenderAction(b.ctx, th, meta.ActionMarkSeen)
+	sends := b.sim.Sends()
+	require.Len(t, sends, 2)
+	require.Equal(t, "typing_on", sends[0].SenderAction)
+	require.Equal(t, "mark_seen", sends[1].SenderAction)
+	for _, s := range sends {
+		require.Equal(t, 200, s.Status, "Meta takes them: nothing but the recipient and the action")
+		require.Empty(t, s.MessagingType)
+	}
+	old := b.openConversation("p2", "hei", time.Now().Add(-25*time.Hour))
+	b.s.SenderAction(b.ctx, old, meta.ActionTypingOn)
+	require.Len(t, b.sim.Sends(), 2, "outside the window (no Human Agent): nothing is sent")
+}
+
+// With network.meta.fetch_profiles the room shows the person's name from the
+// profile API; without a profile it falls back to a number.
+func TestProfileNames(t *testing.T) {
+	b := newSocBridge(t, func(m *MetaConfig) { m.FetchProfiles = true })
+	b.sim.AddPerson(metasim.Person{ID: "p1", FirstName: "Kari", LastName: "Nordmann"})
+	b.sim.AddPerson(metasim.Person{ID: "p2", NoProfile: true})
+	named := b.openConversation("p1", "hei", time.Now())
+	require.Equal(t, "Messenger: Kari Nordmann", b.room.rooms[named.RoomID].Name)
+	require.NotContains(t, string(named.NameSealed), "Kari", "the name is sealed in the database")
+	unnamed := b.openConversation("p2", "hei", time.Now())
+	require.Regexp(t, `^Messenger: Messenger-bruker \d{4}$`, b.room.rooms[unnamed.RoomID].Name)
+	require.NotContains(t, b.logText(), "Kari")
+}

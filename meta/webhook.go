@@ -396,9 +396,10 @@ func classify(platform Platform, account string, m Messaging) (Event, bool) {
 	default:
 		return evt, false
 	}
-	if evt.Person == "" || evt.Person == account {
+	if evt.Person == "" || account == "" || evt.Person == account {
 		// Chat-plugin users (user_ref) cannot be answered through the Send API
-		// with an ID; an event from the account to itself is not a conversation.
+		// with an ID; an event without an account, or from the account to
+		// itself, is not a conversation.
 		return evt, false
 	}
 	return evt, true

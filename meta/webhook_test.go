@@ -239,3 +239,31 @@ func TestTimestampsInSecondsOrMilliseconds(t *testing.T) {
 		require.Equal(t, Timestamp(want), ts, in)
 	}
 }
+
+// Whatever a webhook body holds, reading it never panics, and every event it
+// yields names a person and an account that differ (what the bridge keys a
+// conversation on).
+func FuzzParse(f *testing.F) {
+	entries, _ := os.ReadDir(filepath.Join("testdata", "webhooks"))
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join("testdata", "webhooks", e.Name()))
+		if err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte(`{"object":"page","entry":[{"id":"1","messaging":[{"sender":{"id":"1"},"recipient":{"id":"1"},"message":{"mid":"m"}}]}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		evts, err := Parse(body)
+		if err != nil {
+			return
+		}
+		for _, e := range evts {
+			if e.Person == "" || e.Account == "" || e.Person == e.Account {
+				t.Fatalf("event without a distinct person and account: %+v", e)
+			}
+			if e.ID() == "" {
+				t.Fatalf("event without an ID: %+v", e)
+			}
+		}
+	})
+}
