@@ -252,6 +252,24 @@ func (ev *Evidence) BuildExport(ctx context.Context, conv *Conversation, actor s
 	if err != nil {
 		return nil, err
 	}
+	// A secure conversation moved from Messenger or Instagram carries that
+	// conversation's room too, as a complete package of its own that
+	// verify-export checks like any other (linked/social-<id>.zip).
+	if ev.Social != nil {
+		th, err := ev.DB.Social.GetByLinked(ctx, conv.ID)
+		if err != nil {
+			return nil, fmt.Errorf("failed to look up the linked social conversation: %w", err)
+		} else if th != nil && th.RoomID != "" && th.ID != conv.ID {
+			nested, err := ev.BuildExport(ctx, socialAsConversation(th), actor)
+			if err != nil {
+				return nil, fmt.Errorf("failed to export the linked social conversation: %w", err)
+			}
+			if files == nil {
+				files = map[string][]byte{}
+			}
+			files["linked/social-"+th.ID+".zip"] = nested
+		}
+	}
 	return AssembleExport(conv, actor, messages, files, audit)
 }
 

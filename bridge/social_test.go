@@ -855,3 +855,39 @@ func TestProfileNames(t *testing.T) {
 	require.Regexp(t, `^Messenger: Messenger-bruker \d{4}$`, b.room.rooms[unnamed.RoomID].Name)
 	require.NotContains(t, b.logText(), "Kari")
 }
+
+// The export of a secure conversation moved from Messenger carries the
+// social conversation's room as a package of its own, inside and verified
+// with the rest.
+func TestExportOfAMovedConversationIncludesTheSocialHistory(t *testing.T) {
+	e := infNewEvidence(t)
+	e.stageRoom()
+	ctx := context.Background()
+	sc := e.sc
+	sc.Config.Meta = MetaConfig{AppSecret: socSecret, AppID: socAppID, Pages: []MetaPage{{PageID: socPage, AccessToken: socToken}}}
+	sc.Social = newSocial(sc, &socRoom{})
+	th := &SocialConversation{ID: "social1", Platform: "messenger", AccountID: socPage, PersonHash: []byte("h"), GhostID: "pg",
+		Status: "open", CreatedAt: time.Now(), RoomID: "!socialroom:example.org", LinkedConversation: e.conv.ID}
+	require.NoError(t, sc.DB.Social.Insert(ctx, th))
+
+	data, err := sc.Evidence.BuildExport(ctx, e.conv, string(infOfficer))
+	require.NoError(t, err)
+	require.Empty(t, VerifyExportBytes(data))
+	nested := exportFile(t, data, "linked/social-social1.zip")
+	require.Empty(t, VerifyExportBytes(nested), "the social package verifies on its own")
+	var manifest Manifest
+	require.NoError(t, json.Unmarshal(exportFile(t, nested, "manifest.json"), &manifest))
+	require.Equal(t, "social1", manifest.ConversationID)
+	require.Equal(t, id.RoomID("!socialroom:example.org"), manifest.RoomID)
+	var outer Manifest
+	require.NoError(t, json.Unmarshal(exportFile(t, data, "manifest.json"), &outer))
+	require.Contains(t, outer.Files, "linked/social-social1.zip", "the outer manifest covers the inner package")
+
+	// Without a link, no social package.
+	require.NoError(t, sc.DB.Social.SetLinked(ctx, "social1", "another"))
+	data, err = sc.Evidence.BuildExport(ctx, e.conv, string(infOfficer))
+	require.NoError(t, err)
+	var plain Manifest
+	require.NoError(t, json.Unmarshal(exportFile(t, data, "manifest.json"), &plain))
+	require.NotContains(t, plain.Files, "linked/social-social1.zip")
+}
