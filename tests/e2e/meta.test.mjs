@@ -206,6 +206,18 @@ test('an Instagram conversation: its own room, replies through the Page to the I
   assert.equal(sent.recipient, igsid);
   assert.equal(sent.text, reply);
   assert.equal(sent.status, 200);
+
+  // The windows hold on Instagram too.
+  const late = person();
+  await sim.message({ account: sim.instagram, person: late, text: marker('insta-i-går'), agoMs: 30 * 3600 * 1000 });
+  const lateRoom = await joinSocialRoom('Instagram');
+  const before2 = (await sim.sends()).length;
+  await officer.sendText(lateRoom, marker('insta-sent-svar'));
+  const [tagged] = await newSends(before2, 1, 'the tagged Instagram reply');
+  assert.equal(tagged.recipient, late);
+  assert.equal(tagged.messaging_type, 'MESSAGE_TAG');
+  assert.equal(tagged.tag, 'HUMAN_AGENT');
+  assert.equal(tagged.status, 200);
 });
 
 test('faults: the bridge killed while webhooks arrive, Meta retries; the Send API down: nothing lost, nothing doubled, order kept', async () => {
