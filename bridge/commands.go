@@ -216,7 +216,11 @@ func (oc *officerCommands) cmdNew(ce *commands.Event) {
 			return
 		}
 	}
-	created, err := oc.Conversations.Create(ce.Ctx, ce.User, ce.RawArgs)
+	origin := ""
+	if th != nil {
+		origin = oc.Social.originNotice(th)
+	}
+	created, err := oc.Conversations.CreateFrom(ce.Ctx, ce.User, ce.RawArgs, origin)
 	switch {
 	case errors.Is(err, ErrLabelTooLong):
 		oc.reply(ce, lang.T(msgLabelTooLong, MaxLabelLength))

@@ -126,6 +126,12 @@ func (cv *Conversations) guestMXID(conv *Conversation) id.UserID {
 // Create starts a conversation for a permitted officer: ghost, room with its
 // whole policy, invite.
 func (cv *Conversations) Create(ctx context.Context, officer *bridgev2.User, label string) (*CreatedConversation, error) {
+	return cv.CreateFrom(ctx, officer, label, "")
+}
+
+// CreateFrom is Create for a conversation that starts elsewhere (a Messenger
+// or Instagram conversation): origin opens the room's first notice.
+func (cv *Conversations) CreateFrom(ctx context.Context, officer *bridgev2.User, label, origin string) (*CreatedConversation, error) {
 	label = strings.Join(strings.Fields(label), " ")
 	if utf8.RuneCountInString(label) > MaxLabelLength {
 		return nil, ErrLabelTooLong
@@ -176,7 +182,7 @@ func (cv *Conversations) Create(ctx context.Context, officer *bridgev2.User, lab
 		_ = cv.Transcript.DestroyKey(conv.ID)
 		return nil, err
 	}
-	created, err := cv.createConversationRoom(ctx, conv, login, label)
+	created, err := cv.createConversationRoom(ctx, conv, login, label, origin)
 	if err != nil {
 		// Nothing of a half-made conversation may stay usable: drop the invite with it.
 		if delErr := cv.DB.Conversation.Delete(context.WithoutCancel(ctx), conv.ID); delErr != nil {
@@ -194,7 +200,7 @@ func (cv *Conversations) Create(ctx context.Context, officer *bridgev2.User, lab
 	return created, nil
 }
 
-func (cv *Conversations) createConversationRoom(ctx context.Context, conv *Conversation, login *bridgev2.UserLogin, label string) (*CreatedConversation, error) {
+func (cv *Conversations) createConversationRoom(ctx context.Context, conv *Conversation, login *bridgev2.UserLogin, label, origin string) (*CreatedConversation, error) {
 	ghost, err := cv.Bridge.GetGhostByID(ctx, networkid.UserID(conv.GhostID))
 	if err != nil {
 		return nil, fmt.Errorf("failed to get guest ghost: %w", err)
@@ -255,11 +261,12 @@ func (cv *Conversations) createConversationRoom(ctx context.Context, conv *Conve
 		return nil, fmt.Errorf("failed to join guest ghost to room: %w", err)
 	}
 	officerName := conv.CreatedBy.String()
+	notice := lang.T(msgCreatedInRoom, officerName, formatTime(conv.InviteExpiresAt, lang))
+	if origin != "" {
+		notice = origin + " " + notice
+	}
 	_, err = cv.Bridge.Bot.SendMessage(ctx, conv.RoomID, event.EventMessage, &event.Content{
-		Parsed: &event.MessageEventContent{
-			MsgType: event.MsgNotice,
-			Body:    lang.T(msgCreatedInRoom, officerName, formatTime(conv.InviteExpiresAt, lang)),
-		},
+		Parsed: &event.MessageEventContent{MsgType: event.MsgNotice, Body: notice},
 	}, nil)
 	if err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to send creation notice to conversation room")

@@ -340,3 +340,15 @@ func offUser(t *testing.T, ob *offBridge, mxid id.UserID) *bridgev2.User {
 	require.NoError(t, err)
 	return u
 }
+
+// A conversation moved from Messenger or Instagram says so in the room's
+// first notice, before who made it.
+func TestCreateFromOpensTheFirstNoticeWithTheOrigin(t *testing.T) {
+	ob := newOffBridge(t, nil)
+	origin := "Denne sikre samtalen ble startet fra en samtale på Messenger (https://matrix.to/#/!sosial:example.org)."
+	created, err := ob.sc.Conversations.CreateFrom(ob.ctx, offUser(t, ob, offOfficer), "sak 1", origin)
+	require.NoError(t, err)
+	notices := ob.messages(created.Conversation.RoomID)
+	require.Len(t, notices, 1, "one first notice, not two")
+	require.True(t, strings.HasPrefix(notices[0].body(), origin+" Samtalen er opprettet av "+offOfficer.String()), notices[0].body())
+}

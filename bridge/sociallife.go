@@ -144,8 +144,6 @@ func (s *Social) Purge(ctx context.Context, th *SocialConversation) error {
 // outbox, so nothing is lost or doubled), the two rooms name each other, and
 // the audit trail has the move under both conversations.
 func (s *Social) Move(ctx context.Context, th *SocialConversation, created *CreatedConversation, actor string) error {
-	lang := s.Config.validatedLanguage
-	platform := platformName(meta.Platform(th.Platform))
 	conv := created.Conversation
 	if err := s.DB.Social.SetLinked(ctx, th.ID, conv.ID); err != nil {
 		return fmt.Errorf("failed to link the conversations: %w", err)
@@ -156,13 +154,18 @@ func (s *Social) Move(ctx context.Context, th *SocialConversation, created *Crea
 		s.log.Warn().Err(err).Msg("Failed to name the social conversation in the secure room")
 	}
 	s.publishSocialState(ctx, th.ID)
-	s.room.SocialNotice(ctx, conv.RoomID, lang.T(msgSocialMovedFrom, platform, "https://matrix.to/#/"+th.RoomID.String()))
 	for _, subject := range []string{th.ID, conv.ID} {
 		if err := s.Audit.Append(ctx, actor, AuditSocialMove, subject, th.ID+" → "+conv.ID); err != nil {
 			s.log.Err(err).Msg("Failed to write audit row for a move")
 		}
 	}
 	return s.sendInvite(ctx, th, created, "move:"+conv.ID)
+}
+
+// originNotice opens the first notice of a secure conversation moved from
+// a social one: where it came from.
+func (s *Social) originNotice(th *SocialConversation) string {
+	return s.Config.validatedLanguage.T(msgSocialMovedFrom, platformName(meta.Platform(th.Platform)), "https://matrix.to/#/"+th.RoomID.String())
 }
 
 // sendInvite queues the link and the code word for the person, in that
