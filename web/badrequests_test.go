@@ -149,7 +149,25 @@ func newBadFixtures(t *testing.T) *badFixtures {
 func (fx *badFixtures) join(inv createdInvite) *http.Cookie {
 	fx.ts.resetLimits()
 	fx.activeStates++
-	return fx.ts.join(inv)
+	cookie := fx.ts.join(inv)
+	// The "active" state event is published in the background from the row
+	// as it is then: wait for it, or a close right after would turn it into
+	// "closed" and the count below would never be reached.
+	require.Eventually(fx.ts.t, func() bool { return fx.activeCount() >= fx.activeStates }, 10*time.Second, 5*time.Millisecond, "the join's state event")
+	return cookie
+}
+
+func (fx *badFixtures) activeCount() int {
+	fm := fx.ts.matrix
+	fm.Lock()
+	defer fm.Unlock()
+	active := 0
+	for _, s := range fm.States {
+		if s == string(bridge.StatusActive) {
+			active++
+		}
+	}
+	return active
 }
 
 // expired is a fresh session that has been idle longer than the timeout.
@@ -186,16 +204,12 @@ func (fx *badFixtures) upload() (string, map[string]string) {
 // out), so that nothing moves while the bad requests are measured.
 func (fx *badFixtures) settle(t *testing.T) {
 	require.Eventually(t, func() bool {
-		fm := fx.ts.matrix
-		fm.Lock()
-		defer fm.Unlock()
-		active := 0
-		for _, s := range fm.States {
-			if s == string(bridge.StatusActive) {
-				active++
-			}
+		if fx.activeCount() != fx.activeStates {
+			return false
 		}
-		return active == fx.activeStates && len(fm.Sent) == 1
+		fx.ts.matrix.Lock()
+		defer fx.ts.matrix.Unlock()
+		return len(fx.ts.matrix.Sent) == 1
 	}, 10*time.Second, 5*time.Millisecond, "setup did not settle")
 	require.Eventually(t, func() bool {
 		e, err := fx.ts.sc.Transcript.ByClientID(context.Background(), fx.live.ID, fx.sentClientID)
