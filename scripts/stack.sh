@@ -33,6 +33,9 @@
 #   SIKKERCHAT_INVITE_TTL  how long an unused link lives (default 24h)
 #   SIKKERCHAT_GUEST_RATE  one per-minute figure for every guest rate limit (the
 #                          benchmark lifts them; default: the example config's)
+#   SIKKERCHAT_PUBLIC_URL  the guest page's public URL when a TLS proxy stands in
+#                          front of it (the slow-link benchmark); default the
+#                          guest listener itself
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -169,7 +172,7 @@ network:
         admin_token: ""
     guest:
         listen: 127.0.0.1:$GUEST_PORT
-        public_url: http://127.0.0.1:$GUEST_PORT
+        public_url: ${SIKKERCHAT_PUBLIC_URL:-http://127.0.0.1:$GUEST_PORT}
         insecure_cookies: true
 $rate_limits
     metrics:

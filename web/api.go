@@ -109,17 +109,7 @@ type configResponse struct {
 }
 
 func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
-	cfg := s.config()
-	writeJSON(w, http.StatusOK, configResponse{
-		UnitName:        cfg.UnitName,
-		ExitURL:         cfg.Guest.ExitURL,
-		StaffedHours:    cfg.Guest.StaffedHours,
-		Emergency:       map[string]string{"police": "112", "non_emergency": "02800"},
-		MaxMessageChars: cfg.Guest.MaxMessageLength,
-		MaxFileBytes:    s.Connector.Guests.MaxFileBytes(),
-		Languages:       []string{"nb", "nn", "en"},
-		DefaultLanguage: "nb",
-	})
+	writeJSON(w, http.StatusOK, s.pageConfig())
 }
 
 type sessionResponse struct {

@@ -17,11 +17,12 @@ import (
 
 // securityHeaders sets the guest page's security headers (docs/guest-api.md) on
 // every response, errors included.
+// The policy allows the page's inline script and style by their hashes.
 func securityHeaders(next http.Handler) http.Handler {
+	csp := pageTmpl().csp
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "+
-			"media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("Content-Security-Policy", csp)
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")

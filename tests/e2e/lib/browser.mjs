@@ -15,8 +15,9 @@ export async function launchBrowser() {
 }
 
 /** A small phone: 360×740 CSS pixels, touch, bokmål unless told otherwise. */
-export async function newPhone(browser, { locale = 'nb-NO' } = {}) {
+export async function newPhone(browser, { locale = 'nb-NO', ignoreHTTPSErrors = false } = {}) {
   return browser.newContext({
+    ignoreHTTPSErrors,
     viewport: { width: 360, height: 740 },
     deviceScaleFactor: 2,
     isMobile: true,

@@ -1,19 +1,32 @@
 // Start, the chat view, leaving (closed, logged out, quick exit) and the
 // page's events.
 
+// applyConfig takes the page's settings: the bridge puts them on <body
+// data-config> so that the first view needs no call of its own; only if they
+// are missing (an old proxy rewrote the page?) are they asked for.
+function applyConfig(cfg) {
+  if (!cfg || typeof cfg !== 'object') return;
+  settings.cfg = cfg;
+  var avail = LANGS.filter(function (l) { return !Array.isArray(cfg.languages) || cfg.languages.indexOf(l) >= 0; });
+  if (!avail.length) avail = LANGS;
+  each('#lang option', function (o) { o.hidden = avail.indexOf(o.value) < 0; });
+  if (!settings.langChosen) settings.lang = pickLang(avail, avail.indexOf(cfg.default_language) >= 0 ? cfg.default_language : avail[0]);
+  if (cfg.max_message_chars > 0) $('text').maxLength = cfg.max_message_chars;
+  applyLang();
+}
+
+function embeddedConfig() {
+  try {
+    return JSON.parse(document.body.getAttribute('data-config') || 'null');
+  } catch (e) {
+    return null;
+  }
+}
+
 function loadConfig() {
   return api('GET', '/api/config').then(function (res) {
     return res.ok ? readJSON(res) : null;
-  }).catch(noop).then(function (cfg) {
-    if (!cfg) return;
-    settings.cfg = cfg;
-    var avail = LANGS.filter(function (l) { return !Array.isArray(cfg.languages) || cfg.languages.indexOf(l) >= 0; });
-    if (!avail.length) avail = LANGS;
-    each('#lang option', function (o) { o.hidden = avail.indexOf(o.value) < 0; });
-    if (!settings.langChosen) settings.lang = pickLang(avail, avail.indexOf(cfg.default_language) >= 0 ? cfg.default_language : avail[0]);
-    if (cfg.max_message_chars > 0) $('text').maxLength = cfg.max_message_chars;
-    applyLang();
-  });
+  }).catch(noop).then(applyConfig);
 }
 
 function boot() {
@@ -100,7 +113,8 @@ function quickExit() {
 
 function init() {
   settings.lang = pickLang(LANGS, 'nb');
-  applyLang();
+  applyConfig(embeddedConfig());
+  if (!settings.cfg) applyLang();
 
   $('exit').addEventListener('click', quickExit);
   document.addEventListener('keydown', function (e) {
