@@ -31,6 +31,8 @@ type officerCommands struct {
 	unknown map[string]*commands.FullHandler
 	// known are the names (and aliases) of sikkerchat's commands.
 	known map[string]bool
+	// plain notes the management room messages written without the prefix.
+	plain plainMessages
 }
 
 // sikkerchatCommands are the only commands the bot answers. bridgev2 brings
@@ -149,6 +151,7 @@ func registerCommands(sc *Connector, proc *commands.Processor) *officerCommands 
 	}
 	oc.unknown[unknownCommandName] = &commands.FullHandler{Func: oc.finishing(oc.cmdUnknown), Name: unknownCommandName}
 	proc.AddHandler(oc.unknown[unknownCommandName])
+	proc.AddHandler(&commands.FullHandler{Func: oc.finishing(oc.cmdPlainMessage), Name: plainMessageName})
 	return oc
 }
 
@@ -162,6 +165,11 @@ const unknownCommandName = "unknown-command"
 // those a later bridgev2 adds after Init (mxmain's "version") must not run at
 // all. Every name that is not sikkerchat's reaches the bokmål "unknown
 // command" answer, and nothing of what was typed goes further.
+//
+// In an officer's management room bridgev2 hands on unprefixed messages
+// too. Of those, only text can be a command; anything else gets a help line
+// (plainMessageName), except a notice: that is how bots write, and answering
+// one could start two bots talking to each other.
 type commandGate struct {
 	*commands.Processor
 	oc *officerCommands
@@ -169,7 +177,15 @@ type commandGate struct {
 
 func (g commandGate) Handle(ctx context.Context, roomID id.RoomID, eventID id.EventID, user *bridgev2.User, message string, replyTo id.EventID) {
 	fields := strings.Fields(message)
-	if len(fields) == 0 || !g.oc.known[strings.ToLower(fields[0])] {
+	known := len(fields) > 0 && g.oc.known[strings.ToLower(fields[0])]
+	if msgType, plain := g.oc.takeNote(eventID); plain {
+		switch {
+		case msgType == event.MsgNotice:
+			return
+		case msgType != event.MsgText || !known:
+			message = plainMessageName
+		}
+	} else if !known {
 		message = unknownCommandName
 	}
 	g.Processor.Handle(ctx, roomID, eventID, user, message, replyTo)
@@ -421,10 +437,22 @@ func (oc *officerCommands) cmdList(ce *commands.Event) {
 		oc.reply(ce, lang.T(msgListEmpty))
 		return
 	}
+	// An officer with many open conversations finds one by its label, state
+	// and age; the ID links to the room and is what other tools name.
+	now := time.Now()
 	var sb strings.Builder
 	sb.WriteString(lang.T(msgListHeader))
 	for _, c := range convs {
-		fmt.Fprintf(&sb, "\n* [%s](https://matrix.to/#/%s) – %s, %s", c.ID, c.RoomID, lang.statusName(c.Status), formatTime(c.CreatedAt, lang))
+		label := lang.T(msgListNoLabel)
+		if open := oc.Transcript.OpenLabel(ce.Ctx, c); open != "" {
+			label = "**" + format.EscapeMarkdown(open) + "**"
+		}
+		state := lang.statusName(c.Status)
+		if c.Hold {
+			state = lang.T(msgListHeld, state)
+		}
+		link := fmt.Sprintf("[%s](https://matrix.to/#/%s)", c.ID, c.RoomID)
+		sb.WriteString("\n" + lang.T(msgListItem, label, state, lang.age(c.CreatedAt, now), link))
 	}
 	oc.reply(ce, sb.String())
 }

@@ -29,6 +29,8 @@ func TestBridgeBuiltinsAreUnknownCommands(t *testing.T) {
 			require.Nil(t, oc.unknown[name], "%s is sikkerchat's own", name)
 			ours++
 			continue
+		} else if name == plainMessageName {
+			continue // the gate's own answer to talk in a management room; typed, the name is unknown
 		}
 		require.NotNil(t, oc.unknown[name], "bridgev2's %q must answer unknown command", name)
 		require.Equal(t, reflect.ValueOf(oc.unknown[name]).Pointer(), handler, "bridgev2's %q must answer unknown command", name)

@@ -129,7 +129,12 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 	sc.Matrix = side
 	sc.attachSocial(side)
 	sc.officerCmds = registerCommands(sc, br.Commands.(*commands.Processor))
+	if bot, ok := br.Bot.(*matrix.ASIntent); ok {
+		br.Bot = &welcomeBot{ASIntent: bot, sc: sc}
+	}
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
+		// Before bridgev2's handler: the gate must know what came without the prefix.
+		mc.EventProcessor.PrependHandler(event.EventMessage, sc.officerCmds.note)
 		if mc.Crypto != nil {
 			mc.Crypto = &durableSyncCrypto{Crypto: mc.Crypto}
 		}

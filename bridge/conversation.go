@@ -80,10 +80,6 @@ func randomID(bytes int) string {
 	return lowerBase32.EncodeToString(b)
 }
 
-func (cv *Conversations) botIntent() *matrix.ASIntent {
-	return cv.Bridge.Bot.(*matrix.ASIntent)
-}
-
 func (cv *Conversations) encryptionContent() event.EncryptionEventContent {
 	content := event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}
 	if mc, ok := cv.Bridge.Matrix.(*matrix.Connector); ok {

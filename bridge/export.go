@@ -102,7 +102,7 @@ func (ev *Evidence) readRoom(ctx context.Context, roomID id.RoomID) ([]*ExportMe
 	if !ok || mc.Crypto == nil {
 		return nil, nil, ErrEncryptionDisabled
 	}
-	bot := ev.Bridge.Bot.(*matrix.ASIntent)
+	bot := ev.botIntent()
 	var events []*event.Event
 	from := ""
 	for {

@@ -3,6 +3,7 @@ package bridge
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Language is a language officers can read the bridge's replies in.
@@ -77,6 +78,17 @@ const (
 	msgCommandFailed       messageKey = "command_failed"
 	msgUnholdAdminOnly     messageKey = "unhold_admin_only"
 	msgUnholdUsage         messageKey = "unhold_usage"
+	msgClosedHeld          messageKey = "closed_held"
+	msgPlainMessage        messageKey = "plain_message"
+	msgWelcome             messageKey = "welcome"
+	msgWelcomeManagement   messageKey = "welcome_management"
+	msgListItem            messageKey = "list_item"
+	msgListNoLabel         messageKey = "list_no_label"
+	msgListHeld            messageKey = "list_held"
+	msgAgeJustNow          messageKey = "age_just_now"
+	msgAgeMinutes          messageKey = "age_minutes"
+	msgAgeHours            messageKey = "age_hours"
+	msgAgeDays             messageKey = "age_days"
 )
 
 var catalog = map[Language]map[messageKey]string{
@@ -131,7 +143,7 @@ var catalog = map[Language]map[messageKey]string{
 		msgAuditOK:           "Kjeden er hel: ingen rader er endret eller fjernet.",
 		msgAuditBroken:       "Kjeden er brutt: %s",
 		msgListEmpty:         "Du har ingen åpne samtaler.",
-		msgListHeader:        "**Dine åpne samtaler**\n",
+		msgListHeader:        "**Dine åpne samtaler**, nyeste først\n",
 		msgAddUsage:          "Bruk: `%s add @kollega:domene`",
 		msgAddNotOfficer:     "%s har ikke tilgang til sikkerchat og kan ikke legges til.",
 		msgAdded:             "%s er invitert til samtalen.",
@@ -151,6 +163,24 @@ var catalog = map[Language]map[messageKey]string{
 			"(hjemmeserveren svarer ikke). Avslutning nå ville slettet dem. Prøv igjen om litt.",
 		msgUnholdAdminOnly: "Bare en administrator kan oppheve ventingen (rettslig hold).",
 		msgUnholdUsage:     "Skriv hvorfor ventingen oppheves: `%s unhold <begrunnelse>`. Begrunnelsen føres i revisjonsloggen.",
+		msgClosedHeld: "**Samtalen er avsluttet** (%s). Gjesten har ikke lenger tilgang, og det som lå hos sikkerchat på gjestens side er slettet. " +
+			"Rommet er satt på vent (rettslig hold): politiet beholder det til en administrator opphever ventingen med `%s unhold`.",
+		msgPlainMessage: "Jeg svarer bare på kommandoer. De begynner med `%[1]s`: skriv `%[1]s new [merkelapp]` for å starte en sikker samtale, " +
+			"eller `%[1]s help` for alle kommandoene.",
+		msgWelcome: "**Velkommen til sikkerchat**\n\n" +
+			"Med sikkerchat flytter du en samtale fra sosiale medier over i en sikker, kryptert samtale. " +
+			"Personen får en lenke og et kodeord, åpner lenken i nettleseren på telefonen og kan skrive med deg med en gang, uten konto eller app. " +
+			"Når samtalen er avsluttet, er det bare politiet som har den.\n\n" +
+			"* `%[1]s new [merkelapp]` – start en sikker samtale og få lenke og kodeord\n" +
+			"* `%[1]s help` – se alle kommandoene",
+		msgWelcomeManagement: "Dette er din direktechat med sikkerchat: her virker kommandoene også uten `%[1]s`.",
+		msgListItem:          "* %s – %s, opprettet %s · %s",
+		msgListNoLabel:       "_uten merkelapp_",
+		msgListHeld:          "%s (rettslig hold)",
+		msgAgeJustNow:        "nå nettopp",
+		msgAgeMinutes:        "for %d min siden",
+		msgAgeHours:          "for %d t siden",
+		msgAgeDays:           "for %d d siden",
 	},
 	LangEnglish: {
 		msgNotOfficer: "Sorry, you don't have access to sikkerchat. " +
@@ -203,7 +233,7 @@ var catalog = map[Language]map[messageKey]string{
 		msgAuditOK:           "The chain is whole: no row was changed or removed.",
 		msgAuditBroken:       "The chain is broken: %s",
 		msgListEmpty:         "You have no open conversations.",
-		msgListHeader:        "**Your open conversations**\n",
+		msgListHeader:        "**Your open conversations**, newest first\n",
 		msgAddUsage:          "Usage: `%s add @colleague:domain`",
 		msgAddNotOfficer:     "%s has no access to sikkerchat and cannot be added.",
 		msgAdded:             "%s has been invited to the conversation.",
@@ -223,6 +253,24 @@ var catalog = map[Language]map[messageKey]string{
 			"(the homeserver does not answer). Closing now would delete them. Try again in a moment.",
 		msgUnholdAdminOnly: "Only an administrator can lift a legal hold.",
 		msgUnholdUsage:     "Say why the hold is lifted: `%s unhold <reason>`. The reason goes into the audit trail.",
+		msgClosedHeld: "**The conversation has ended** (%s). The guest no longer has access, and what sikkerchat held on the guest's side is deleted. " +
+			"The room is on legal hold: the police keep it until an administrator lifts the hold with `%s unhold`.",
+		msgPlainMessage: "I only answer commands. They start with `%[1]s`: type `%[1]s new [label]` to start a secure conversation, " +
+			"or `%[1]s help` for all commands.",
+		msgWelcome: "**Welcome to sikkerchat**\n\n" +
+			"With sikkerchat you move a conversation from social media into a secure, encrypted conversation. " +
+			"The person gets a link and a code word, opens the link in their phone's browser and can talk with you at once, without an account or an app. " +
+			"Once the conversation is closed, only the police have it.\n\n" +
+			"* `%[1]s new [label]` – start a secure conversation and get a link and code word\n" +
+			"* `%[1]s help` – see all commands",
+		msgWelcomeManagement: "This is your direct chat with sikkerchat: here commands also work without `%[1]s`.",
+		msgListItem:          "* %s – %s, created %s · %s",
+		msgListNoLabel:       "_no label_",
+		msgListHeld:          "%s (legal hold)",
+		msgAgeJustNow:        "just now",
+		msgAgeMinutes:        "%d min ago",
+		msgAgeHours:          "%d h ago",
+		msgAgeDays:           "%d d ago",
 	},
 }
 
@@ -261,4 +309,27 @@ func (l Language) closeReason(reason, actor string) string {
 	default:
 		return l.T(msgCloseByOfficer, actor)
 	}
+}
+
+// age says roughly how long before now t was ("for 5 min siden").
+func (l Language) age(t, now time.Time) string {
+	switch d := now.Sub(t); {
+	case d < time.Minute:
+		return l.T(msgAgeJustNow)
+	case d < time.Hour:
+		return l.T(msgAgeMinutes, int(d/time.Minute))
+	case d < 24*time.Hour:
+		return l.T(msgAgeHours, int(d/time.Hour))
+	default:
+		return l.T(msgAgeDays, int(d/(24*time.Hour)))
+	}
+}
+
+// closedNotice is what a room is told when its conversation closes: when it
+// will be purged, or that a legal hold keeps it.
+func (l Language) closedNotice(reason, actor string, purgeAfter time.Time, hold bool, prefix string) string {
+	if hold {
+		return l.T(msgClosedHeld, l.closeReason(reason, actor), prefix)
+	}
+	return l.T(msgClosed, l.closeReason(reason, actor), formatTime(purgeAfter, l), prefix)
 }

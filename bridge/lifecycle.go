@@ -62,9 +62,9 @@ func (cv *Conversations) Close(ctx context.Context, conv *Conversation, actor, r
 	if err = cv.Audit.Append(ctx, actor, AuditClose, conv.ID, reason); err != nil {
 		log.Err(err).Str("conversation_id", conv.ID).Msg("Failed to write audit row for close")
 	}
-	lang := cv.Config.validatedLanguage
-	notice := lang.T(msgClosed, lang.closeReason(reason, actor), formatTime(purgeAfter, lang), cv.Config.commandPrefix)
 	cv.publishState(ctx, conv.ID, func(current *Conversation) {
+		// The stored row says whether a hold keeps the room (conv may predate a hold).
+		notice := cv.Config.validatedLanguage.closedNotice(reason, actor, purgeAfter, current.Hold, cv.Config.commandPrefix)
 		cv.Matrix.CloseRoom(ctx, current, cv.StateOf(current), notice)
 	})
 	return nil

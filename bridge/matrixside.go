@@ -223,7 +223,7 @@ func (b *bridgeMatrixSide) CloseRoom(ctx context.Context, conv *Conversation, st
 		log.Err(err).Msg("Failed to take the guest out of the closed room")
 	}
 	b.UpdateState(ctx, conv, state)
-	bot := b.sc.Bridge.Bot.(*matrix.ASIntent)
+	bot := b.sc.botIntent()
 	var name event.RoomNameEventContent
 	if err := bot.Matrix.StateEvent(ctx, conv.RoomID, event.StateRoomName, "", &name); err == nil && !strings.HasPrefix(name.Name, closedMarker) {
 		// The name may carry the officer's label: keep the request out of debug logs.
@@ -270,7 +270,7 @@ func (b *bridgeMatrixSide) ForgetRoom(ctx context.Context, conv *Conversation) {
 const forgottenGuestName = "Gjest"
 
 func (b *bridgeMatrixSide) InviteOfficer(ctx context.Context, conv *Conversation, officer id.UserID) error {
-	bot := b.sc.Bridge.Bot.(*matrix.ASIntent)
+	bot := b.sc.botIntent()
 	var pl event.PowerLevelsEventContent
 	if err := bot.Matrix.StateEvent(ctx, conv.RoomID, event.StatePowerLevels, "", &pl); err != nil {
 		return fmt.Errorf("failed to read power levels: %w", err)
@@ -292,13 +292,13 @@ func (b *bridgeMatrixSide) BridgeMembers(conv *Conversation) (bot, guest id.User
 }
 
 func (b *bridgeMatrixSide) RemoveMember(ctx context.Context, conv *Conversation, user id.UserID, reason string) error {
-	bot := b.sc.Bridge.Bot.(*matrix.ASIntent)
+	bot := b.sc.botIntent()
 	_, err := bot.Matrix.KickUser(ctx, conv.RoomID, &mautrix.ReqKickUser{UserID: user, Reason: reason})
 	return err
 }
 
 func (b *bridgeMatrixSide) GuardRoom(ctx context.Context, conv *Conversation) (map[id.UserID]event.Membership, error) {
-	bot := b.sc.Bridge.Bot.(*matrix.ASIntent)
+	bot := b.sc.botIntent()
 	var pl event.PowerLevelsEventContent
 	if err := bot.Matrix.StateEvent(ctx, conv.RoomID, event.StatePowerLevels, "", &pl); err != nil {
 		return nil, fmt.Errorf("failed to read power levels: %w", err)

@@ -103,26 +103,45 @@ func TestStatusShowsAnOverviewOrTheConversationOfTheRoom(t *testing.T) {
 	require.Contains(t, ob.reply(offOfficer, first.room, "status").body(), "Status: avsluttet")
 }
 
-// `list` shows the officer's own open conversations, each linked to its room.
+// `list` shows the officer's own open conversations, newest first, each with
+// its label (read from the sealed column), its state and its age, and its ID
+// linked to its room, so that an officer with many finds the right one.
 func TestListShowsTheOfficersOwnOpenConversations(t *testing.T) {
 	ob := newOffBridge(t, nil)
 	require.Equal(t, "Du har ingen åpne samtaler.", ob.reply(offOfficer, ob.dm, "list").body())
-	open := ob.newConversation(offOfficer, "")
-	active := ob.newConversation(offOfficer, "")
+	old := ob.newConversation(offOfficer, "")
+	active := ob.newConversation(offOfficer, "Ola *skole*")
 	ob.joinGuest(active)
+	held := ob.newConversation(offOfficer, "Kari, Snapchat")
+	ob.reply(offOfficer, held.room, "hold")
 	closed := ob.newConversation(offOfficer, "")
 	require.NoError(t, ob.sc.Conversations.Close(ob.ctx, closed.conv, offOfficer.String(), CloseByOfficer))
 	colleagues := ob.newConversation(offColleague, "")
+	for conversationID, age := range map[string]time.Duration{old.conv.ID: 50 * time.Hour, active.conv.ID: 3*time.Hour + time.Minute, held.conv.ID: 5 * time.Minute} {
+		_, err := ob.sc.DB.Exec(ob.ctx, "UPDATE sikkerchat_conversation SET created_at=$2 WHERE id=$1", conversationID, time.Now().Add(-age).UnixMilli())
+		require.NoError(t, err)
+	}
 
-	body := ob.reply(offOfficer, ob.dm, "list").body()
-	require.True(t, strings.HasPrefix(body, "**Dine åpne samtaler**"), body)
-	require.Contains(t, body, "* "+open.conv.ID+" (https://matrix.to/#/"+open.room.String()+") – venter på gjesten, ")
-	require.Contains(t, body, "* "+active.conv.ID+" (https://matrix.to/#/"+active.room.String()+") – aktiv, ")
-	html := ob.reply(offOfficer, ob.dm, "list").Content["formatted_body"]
+	msg := ob.reply(offOfficer, ob.dm, "list")
+	lines := strings.Split(msg.body(), "\n")
+	require.Equal(t, "**Dine åpne samtaler**, nyeste først", lines[0], msg.body())
+	require.Equal(t, []string{
+		"* **Kari, Snapchat** – venter på gjesten (rettslig hold), opprettet for 5 min siden · " + held.conv.ID + " (https://matrix.to/#/" + held.room.String() + ")",
+		"* **Ola *skole*** – aktiv, opprettet for 3 t siden · " + active.conv.ID + " (https://matrix.to/#/" + active.room.String() + ")",
+		"* _uten merkelapp_ – venter på gjesten, opprettet for 2 d siden · " + old.conv.ID + " (https://matrix.to/#/" + old.room.String() + ")",
+	}, lines[2:], msg.body())
+	html := msg.Content["formatted_body"]
+	require.Contains(t, html, `<strong>Ola *skole*</strong>`, "a label is shown as it is, not as markdown")
 	require.Contains(t, html, `<a href="https://matrix.to/#/`+active.room.String()+`">`+active.conv.ID+`</a>`)
-	require.NotContains(t, body, closed.conv.ID)
-	require.NotContains(t, body, colleagues.conv.ID)
+	require.NotContains(t, msg.body(), closed.conv.ID)
+	require.NotContains(t, msg.body(), colleagues.conv.ID)
+	require.NotContains(t, ob.log.String(), "Kari, Snapchat", "labels stay out of the log")
 	require.Equal(t, "Du har ingen åpne samtaler.", ob.reply(offAdmin, ob.dm, "list").body(), "an admin lists their own")
+
+	en := newOffBridge(t, func(c *Config) { c.Language = "en" })
+	enConv := en.newConversation(offOfficer, "")
+	require.Equal(t, "**Your open conversations**, newest first\n\n* _no label_ – waiting for the guest, created just now · "+
+		enConv.conv.ID+" (https://matrix.to/#/"+enConv.room.String()+")", en.reply(offOfficer, en.dm, "list").body())
 }
 
 // Commands about one conversation say so when typed elsewhere.
@@ -404,7 +423,7 @@ func TestFailedCommandAnswersWithATraceIDAndNotTheError(t *testing.T) {
 // commands, as a reply to it.
 func TestMistypedCommandAnswersUnknownCommandInBokmal(t *testing.T) {
 	ob := newOffBridge(t, nil)
-	for _, cmd := range []string{"clsoe", "nytt", ""} {
+	for _, cmd := range []string{"clsoe", "nytt", "", plainMessageName, unknownCommandName} {
 		require.Equal(t, "Ukjent kommando. Skriv `!sc help` for en liste.", ob.reply(offOfficer, ob.dm, cmd).body(), cmd)
 	}
 }

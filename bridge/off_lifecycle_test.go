@@ -70,6 +70,29 @@ func TestHeldRoomsOutliveRetention(t *testing.T) {
 	require.NotNil(t, ob.conv(created.conv.ID))
 }
 
+// A room already on legal hold when its conversation closes is kept until
+// the hold is lifted: the close notice says so instead of giving a purge
+// date, even when whoever closes read the conversation before the hold.
+func TestCloseNoticeOfAHeldRoomSaysItIsKept(t *testing.T) {
+	ob := newOffBridge(t, nil)
+	held := ob.newConversation(offOfficer, "")
+	ob.reply(offOfficer, held.room, "hold")
+	require.False(t, held.conv.Hold, "read before the hold")
+	require.NoError(t, ob.sc.Conversations.Close(ob.ctx, held.conv, offOfficer.String(), CloseByOfficer))
+	messages := ob.messages(held.room)
+	notice := messages[len(messages)-1]
+	require.Equal(t, "**Samtalen er avsluttet** (avsluttet av "+offOfficer.String()+"). Gjesten har ikke lenger tilgang, "+
+		"og det som lå hos sikkerchat på gjestens side er slettet. "+
+		"Rommet er satt på vent (rettslig hold): politiet beholder det til en administrator opphever ventingen med `!sc unhold`.", notice.body())
+	require.NotContains(t, notice.body(), formatTime(ob.conv(held.conv.ID).PurgeAfter, LangBokmal))
+
+	plain := ob.newConversation(offOfficer, "")
+	require.NoError(t, ob.sc.Conversations.Close(ob.ctx, plain.conv, offOfficer.String(), CloseByOfficer))
+	messages = ob.messages(plain.room)
+	require.Contains(t, messages[len(messages)-1].body(),
+		"Politiet beholder dette rommet til "+formatTime(ob.conv(plain.conv.ID).PurgeAfter, LangBokmal)+"; da slettes det")
+}
+
 // The automatic closes, through the real room: an invite that ran out makes
 // the conversation expired, a quiet one is closed; each room is marked and
 // told why. A conversation whose guest messages wait for the homeserver is

@@ -696,6 +696,26 @@ func TestSocialCloseHoldAndPurge(t *testing.T) {
 	require.Equal(t, "closed", string(newer.Status))
 }
 
+// A social conversation's room already on legal hold when it closes is kept
+// until the hold is lifted, and the close notice says so instead of giving
+// a purge date (also when the close works from a copy read before the hold).
+func TestSocialCloseNoticeOfAHeldRoomSaysItIsKept(t *testing.T) {
+	b := newSocBridge(t, nil)
+	th := b.openConversation("p1", "hei", time.Now())
+	before := *th
+	require.NoError(t, b.s.SetHold(b.ctx, th, "@patrulje:example.org", true, ""))
+	require.NoError(t, b.s.Close(b.ctx, &before, "@patrulje:example.org", CloseByOfficer))
+	notice := b.room.notices[len(b.room.notices)-1]
+	require.Equal(t, "Samtalen er avsluttet (avsluttet av @patrulje:example.org). Nye meldinger fra personen kommer i et nytt rom. "+
+		"Rommet er satt på vent (rettslig hold) og beholdes til en administrator opphever ventingen med `!sc unhold`.", notice)
+
+	other := b.openConversation("p2", "hei", time.Now())
+	require.NoError(t, b.s.Close(b.ctx, other, "@patrulje:example.org", CloseByOfficer))
+	stored, err := b.sc.DB.Social.Get(b.ctx, other.ID)
+	require.NoError(t, err)
+	require.Contains(t, b.room.notices[len(b.room.notices)-1], "Rommet slettes "+formatTime(stored.PurgeAfter, LangBokmal))
+}
+
 // The move: the link and the code word reach the person as two messages,
 // in that order, and the officer is told once both went.
 func TestMoveSendsLinkAndCodeAsTwoMessages(t *testing.T) {

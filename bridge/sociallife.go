@@ -52,9 +52,23 @@ func (s *Social) Close(ctx context.Context, th *SocialConversation, actor, reaso
 	}
 	s.publishSocialState(ctx, th.ID)
 	lang := s.Config.validatedLanguage
-	s.room.SocialNotice(ctx, th.RoomID, lang.T(msgSocialClosed, lang.closeReason(reason, actor), formatTime(purgeAfter, lang), s.Config.commandPrefix))
+	notice := lang.T(msgSocialClosed, lang.closeReason(reason, actor), formatTime(purgeAfter, lang), s.Config.commandPrefix)
+	if s.heldAtClose(ctx, th) {
+		notice = lang.T(msgSocialClosedHeld, lang.closeReason(reason, actor), s.Config.commandPrefix)
+	}
+	s.room.SocialNotice(ctx, th.RoomID, notice)
 	s.log.Info().Str("social_id", th.ID).Str("reason", reason).Msg("Social conversation closed")
 	return nil
+}
+
+// heldAtClose tells whether a legal hold keeps a just closed room, as stored
+// (th may predate a hold placed since it was read).
+func (s *Social) heldAtClose(ctx context.Context, th *SocialConversation) bool {
+	current, err := s.DB.Social.Get(ctx, th.ID)
+	if err != nil || current == nil {
+		return th.Hold
+	}
+	return current.Hold
 }
 
 // SetHold places or lifts a legal hold on a social conversation's room.

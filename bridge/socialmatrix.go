@@ -200,8 +200,8 @@ func (b *bridgeMatrixSide) ForgetSocialRoom(ctx context.Context, socialID string
 // socialIntent is the intent of a ghost, or the bot's for "".
 func (b *bridgeMatrixSide) socialIntent(ghostID string) (*matrix.ASIntent, bool) {
 	if ghostID == "" {
-		intent, ok := b.sc.Bridge.Bot.(*matrix.ASIntent)
-		return intent, ok
+		intent := b.sc.botIntent()
+		return intent, intent != nil
 	}
 	intent, ok := b.sc.Bridge.Matrix.GhostIntent(networkid.UserID(ghostID)).(*matrix.ASIntent)
 	return intent, ok

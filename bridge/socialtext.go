@@ -21,6 +21,7 @@ const (
 	msgSocialWhyClosed      messageKey = "social_why_closed"
 	msgSocialCannotSend     messageKey = "social_cannot_send"
 	msgSocialClosed         messageKey = "social_closed"
+	msgSocialClosedHeld     messageKey = "social_closed_held"
 	msgSocialMoveLink       messageKey = "social_move_link"
 	msgSocialMoveCode       messageKey = "social_move_code"
 	msgSocialMoved          messageKey = "social_moved"
@@ -51,6 +52,7 @@ func init() {
 		msgSocialWhyClosed:      "samtalen er avsluttet.",
 		msgSocialCannotSend:     "Ikke sendt: denne typen melding kan ikke sendes til %s.",
 		msgSocialClosed:         "Samtalen er avsluttet (%s). Nye meldinger fra personen kommer i et nytt rom. Rommet slettes %s med mindre det er satt på vent (`%s hold`).",
+		msgSocialClosedHeld:     "Samtalen er avsluttet (%s). Nye meldinger fra personen kommer i et nytt rom. Rommet er satt på vent (rettslig hold) og beholdes til en administrator opphever ventingen med `%s unhold`.",
 		msgSocialMoveLink:       "%s vil fortsette samtalen på en sikker side. Trykk på lenken: %s",
 		msgSocialMoveCode:       "Kodeordet er: %s",
 		msgSocialMoved:          "Lenken og kodeordet er sendt til personen på %s i to meldinger. Den sikre samtalen er %s.",
@@ -81,6 +83,7 @@ func init() {
 		msgSocialWhyClosed:      "the conversation is closed.",
 		msgSocialCannotSend:     "Not sent: this kind of message cannot be sent to %s.",
 		msgSocialClosed:         "The conversation is closed (%s). New messages from the person come in a new room. The room is purged %s unless it is on hold (`%s hold`).",
+		msgSocialClosedHeld:     "The conversation is closed (%s). New messages from the person come in a new room. The room is on legal hold and is kept until an administrator lifts the hold with `%s unhold`.",
 		msgSocialMoveLink:       "%s would like to continue the conversation on a secure page. Tap the link: %s",
 		msgSocialMoveCode:       "The code word is: %s",
 		msgSocialMoved:          "The link and the code word were sent to the person on %s in two messages. The secure conversation is %s.",

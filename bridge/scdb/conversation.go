@@ -59,7 +59,7 @@ const (
 	getConversationByRoomQuery = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE room_id=$1`
 	countOpenByOfficerQuery    = `SELECT COUNT(*) FROM sikkerchat_conversation WHERE created_by=$1 AND status IN ('created', 'active')`
 	listOpenByOfficerQuery     = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation
-		WHERE status IN ('created', 'active') AND created_by=$1 ORDER BY created_at`
+		WHERE status IN ('created', 'active') AND created_by=$1 ORDER BY created_at DESC, id`
 	listByOfficerQuery      = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE created_by=$1 ORDER BY created_at`
 	listWithRoomQuery       = `SELECT ` + conversationColumns + ` FROM sikkerchat_conversation WHERE room_id IS NOT NULL ORDER BY created_at`
 	insertConversationQuery = `INSERT INTO sikkerchat_conversation (` + conversationColumns + `)
@@ -122,7 +122,7 @@ func (cq *ConversationQuery) CountOpenByOfficer(ctx context.Context, officer id.
 	return
 }
 
-// ListOpenByOfficer lists the open conversations an officer created, oldest first.
+// ListOpenByOfficer lists the open conversations an officer created, newest first.
 func (cq *ConversationQuery) ListOpenByOfficer(ctx context.Context, officer id.UserID) ([]*Conversation, error) {
 	return cq.QueryMany(ctx, listOpenByOfficerQuery, officer)
 }
