@@ -1,11 +1,13 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -33,47 +35,103 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	// Subscribe before reading history, so nothing falls between the two.
 	sub := s.Connector.Hub.Subscribe(conv.ID)
-	defer sub.Close()
 	history, err := s.Connector.Transcript.Since(ctx, conv.ID, 0)
 	if err != nil {
+		sub.Close()
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to read transcript for guest")
 		writeError(w, http.StatusInternalServerError, errUnknown, "Something went wrong")
 		return
 	}
+	cookie, _ := r.Cookie(s.cookieName())
+	es := &eventStream{s: s, ctx: context.WithoutCancel(ctx), conv: conv, sub: sub, session: cookie.Value}
 	s.Connector.Metrics.GuestStreams.Inc()
-	defer s.Connector.Metrics.GuestStreams.Dec()
 
-	st := openStream(w)
-	historyMax := s.replay(st, conv, history, after)
-	if st.flush() != nil {
+	// An idle page should cost little: the stream takes the connection over
+	// from net/http, whose goroutine (with the stack the request grew),
+	// buffers and background reader go, and waits in a small goroutine of
+	// its own. Where the connection cannot be taken (HTTP/2, a test
+	// recorder) the handler serves the stream itself.
+	if out, err := hijackStream(w); err == nil {
+		es.out = out
+		s.streams.Add(1)
+		es.historyMax = s.replay(out, conv, history, after)
+		if out.flush() != nil {
+			es.end()
+			s.streams.Done()
+			return
+		}
+		go func() {
+			defer s.streams.Done()
+			es.run(nil)
+		}()
 		return
 	}
+	out := openStream(w)
+	es.out = out
+	es.historyMax = s.replay(out, conv, history, after)
+	if out.flush() != nil {
+		es.end()
+		return
+	}
+	es.run(ctx.Done())
+}
+
+// eventStream is one open page's stream, after its history: live events
+// and a heartbeat until the page goes, the session ends or the bridge stops.
+type eventStream struct {
+	s          *Server
+	ctx        context.Context
+	conv       *bridge.Conversation
+	sub        *bridge.Subscription
+	session    string
+	historyMax int64
+	out        sseOut
+}
+
+// sseOut is where frames go: the ResponseWriter, or the taken-over connection.
+type sseOut interface {
+	frame(name string, id int64, data any)
+	comment(text string)
+	flush() error
+	close()
+}
+
+// run serves the stream until it ends; gone is the request's end where the
+// handler serves it (nil for a taken-over connection: a page that went is
+// noticed by the next write, at the latest at the heartbeat).
+func (es *eventStream) run(gone <-chan struct{}) {
+	defer es.end()
 	heartbeat := time.NewTicker(sseHeartbeat)
 	defer heartbeat.Stop()
-	cookie, _ := r.Cookie(s.cookieName())
 	for {
 		select {
-		case <-ctx.Done():
+		case <-gone:
 			return
-		case <-s.closing:
+		case <-es.s.closing:
 			return
-		case <-sub.Done:
+		case <-es.sub.Done:
 			// Fell behind, or too many streams for this conversation: the page
 			// reconnects and catches up from the transcript.
 			return
 		case <-heartbeat.C:
-			if !s.keepAlive(ctx, st, cookie.Value) {
+			if !es.keepAlive() {
 				return
 			}
-		case evt := <-sub.C:
-			if !s.live(st, conv, evt, historyMax) {
+		case evt := <-es.sub.C:
+			if !es.live(evt) {
 				return
 			}
 		}
-		if st.flush() != nil {
+		if es.out.flush() != nil {
 			return
 		}
 	}
+}
+
+func (es *eventStream) end() {
+	es.sub.Close()
+	es.s.Connector.Metrics.GuestStreams.Dec()
+	es.out.close()
 }
 
 // resumePosition is the seq the page has already seen (Last-Event-ID), 0 for
@@ -93,7 +151,7 @@ func resumePosition(r *http.Request) (int64, bool) {
 // replay writes the transcript: what the page has not seen in full, and for
 // what it has seen only what may have changed since. It returns the highest
 // seq the history carried.
-func (s *Server) replay(st *stream, conv *bridge.Conversation, history []*bridge.TranscriptEntry, after int64) (historyMax int64) {
+func (s *Server) replay(st sseOut, conv *bridge.Conversation, history []*bridge.TranscriptEntry, after int64) (historyMax int64) {
 	for _, e := range history {
 		frame := s.messageFrame(conv, e)
 		switch {
@@ -111,19 +169,34 @@ func (s *Server) replay(st *stream, conv *bridge.Conversation, history []*bridge
 }
 
 // keepAlive runs at every heartbeat: the open page counts as presence, and a
-// revoked or idle session ends the stream (false).
-func (s *Server) keepAlive(ctx context.Context, st *stream, session string) bool {
-	if _, _, err := s.Connector.Guests.CheckSession(ctx, session); err != nil {
-		st.frame("closed", 0, map[string]string{"reason": endReason(err)})
-		_ = st.flush()
+// revoked or idle session ends the stream (false). The check runs in a
+// goroutine of its own, so that the deep stack of a database call is not
+// kept by the idle stream afterwards.
+func (es *eventStream) keepAlive() bool {
+	checked := make(chan error, 1)
+	go func() {
+		_, _, err := es.s.Connector.Guests.CheckSession(es.ctx, es.session)
+		checked <- err
+	}()
+	if err := <-checked; err != nil {
+		reason := endReason(err)
+		if reason == "" {
+			// The bridge could not tell (its database is away for a moment):
+			// the stream ends without a verdict, the page asks again.
+			zerolog.Ctx(es.ctx).Warn().Err(err).Msg("Session check for an open guest stream failed")
+			return false
+		}
+		es.out.frame("closed", 0, map[string]string{"reason": reason})
+		_ = es.out.flush()
 		return false
 	}
-	st.comment("keep-alive")
+	es.out.comment("keep-alive")
 	return true
 }
 
 // live writes one event from the hub; false ends the stream.
-func (s *Server) live(st *stream, conv *bridge.Conversation, evt bridge.GuestEvent, historyMax int64) bool {
+func (es *eventStream) live(evt bridge.GuestEvent) bool {
+	s, st, conv, historyMax := es.s, es.out, es.conv, es.historyMax
 	switch evt.Kind {
 	case bridge.GuestEventMessage:
 		// Only what the history already carried is skipped; live events may
@@ -165,8 +238,10 @@ func endReason(err error) string {
 		return "session_expired"
 	case errors.Is(err, bridge.ErrNoSession):
 		return "session_ended"
-	default:
+	case errors.Is(err, bridge.ErrConversationNotOpen):
 		return "closed"
+	default:
+		return ""
 	}
 }
 
@@ -200,6 +275,63 @@ func (st *stream) comment(text string) {
 }
 
 func (st *stream) flush() error { return st.rc.Flush() }
+
+func (st *stream) close() {}
+
+// rawStream is a stream on a connection taken over from net/http: the
+// answer's head is written here, the body runs until the connection closes
+// (HTTP/1.1 without chunks, Connection: close). Frames are gathered between
+// flushes and the buffer let go after each, so an idle stream holds none.
+type rawStream struct {
+	conn net.Conn
+	buf  []byte
+	err  error
+}
+
+// hijackStream takes the connection over and writes the answer's head with
+// the headers set so far (the security headers).
+func hijackStream(w http.ResponseWriter) (*rawStream, error) {
+	// Whatever the client sent after its request stays unread (the reader
+	// is let go): the stream is the connection's last answer.
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, err
+	}
+	h := w.Header().Clone()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Connection", "close")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = h.Write(&head)
+	head.WriteString("\r\n")
+	return &rawStream{conn: conn, buf: head.Bytes()}, nil
+}
+
+func (st *rawStream) frame(name string, id int64, data any) {
+	b := bytes.NewBuffer(st.buf)
+	writeFrame(b, name, id, data)
+	st.buf = b.Bytes()
+}
+
+func (st *rawStream) comment(text string) {
+	st.buf = append(append(append(st.buf, ": "...), text...), "\n\n"...)
+}
+
+// flush writes what was gathered, within the write deadline: a reader that
+// stops reading cannot hold the stream.
+func (st *rawStream) flush() error {
+	if st.err != nil || len(st.buf) == 0 {
+		return st.err
+	}
+	_ = st.conn.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	_, st.err = st.conn.Write(st.buf)
+	st.buf = nil
+	return st.err
+}
+
+func (st *rawStream) close() { _ = st.conn.Close() }
 
 func writeFrame(w io.Writer, name string, id int64, data any) {
 	payload, _ := json.Marshal(data)

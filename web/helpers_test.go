@@ -78,6 +78,7 @@ func newTestServer(t *testing.T, cfg bridge.Config) *testServer {
 	// Before the database and its folder go: the outbox and what a join or a
 	// typing mark left running in the background.
 	t.Cleanup(func() {
+		srv.Stop() // the event streams on taken-over connections end
 		cancel()
 		<-outboxDone
 		require.True(t, sc.WaitBackground(time.Minute), "background work did not end")

@@ -35,6 +35,10 @@ type Server struct {
 	// transferIdle is how long an upload or download may move no bytes.
 	transferIdle time.Duration
 	closing      chan struct{}
+	// streams counts the event streams served on taken-over connections,
+	// which http.Server.Shutdown does not wait for.
+	streams  sync.WaitGroup
+	stopOnce sync.Once
 	// untrustedProxies: private addresses already warned about (warnUntrustedProxy).
 	untrustedProxies sync.Map
 }
@@ -126,13 +130,23 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 func (s *Server) Stop() {
-	if s.server == nil {
-		return
-	}
-	close(s.closing)
+	s.stopOnce.Do(func() { close(s.closing) })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = s.server.Shutdown(ctx)
+	if s.server != nil {
+		_ = s.server.Shutdown(ctx)
+	}
+	// The streams end at once on closing: their pages reconnect to whichever
+	// bridge answers next.
+	done := make(chan struct{})
+	go func() {
+		s.streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 type apiError struct {
