@@ -68,6 +68,83 @@ type Conversations struct {
 	// stateLocks: conversation ID → *sync.Mutex held while its room's state
 	// event is sent (publishState).
 	stateLocks sync.Map
+	ghosts     ghostPool
+}
+
+// ghostPool holds guest ghosts registered on the homeserver ahead of need
+// (no name, no room), so that a new conversation does not wait for a
+// registration. In memory only: a restart leaves at most spareGhosts
+// registered users that never get a name or a room.
+type ghostPool struct {
+	mu      sync.Mutex
+	ready   []string
+	filling bool
+}
+
+const spareGhosts = 2
+
+// takeGhost gives a ghost ID for a new conversation, and whether it is
+// registered already; the pool fills up again in the background.
+func (cv *Conversations) takeGhost(ctx context.Context) (ghostID string, registered bool) {
+	cv.ghosts.mu.Lock()
+	if n := len(cv.ghosts.ready); n > 0 {
+		ghostID, registered = cv.ghosts.ready[n-1], true
+		cv.ghosts.ready = cv.ghosts.ready[:n-1]
+	}
+	cv.ghosts.mu.Unlock()
+	if !registered {
+		ghostID = randomID(10)
+	}
+	cv.fillGhosts(ctx)
+	return ghostID, registered
+}
+
+// fillGhosts registers spare ghosts in the background, one at a time.
+func (cv *Conversations) fillGhosts(ctx context.Context) {
+	cv.ghosts.mu.Lock()
+	if cv.ghosts.filling || len(cv.ghosts.ready) >= spareGhosts || cv.Bridge == nil {
+		cv.ghosts.mu.Unlock()
+		return
+	}
+	cv.ghosts.filling = true
+	cv.ghosts.mu.Unlock()
+	ctx = context.WithoutCancel(ctx)
+	cv.spawn(func() {
+		defer func() {
+			cv.ghosts.mu.Lock()
+			cv.ghosts.filling = false
+			cv.ghosts.mu.Unlock()
+		}()
+		for {
+			cv.ghosts.mu.Lock()
+			full := len(cv.ghosts.ready) >= spareGhosts
+			cv.ghosts.mu.Unlock()
+			if full {
+				return
+			}
+			ghostID := randomID(10)
+			if err := cv.registerGhost(ctx, ghostID); err != nil {
+				zerolog.Ctx(ctx).Debug().Err(err).Msg("Failed to register a spare guest ghost; the next conversation registers its own")
+				return
+			}
+			cv.ghosts.mu.Lock()
+			cv.ghosts.ready = append(cv.ghosts.ready, ghostID)
+			cv.ghosts.mu.Unlock()
+		}
+	})
+}
+
+func (cv *Conversations) registerGhost(ctx context.Context, ghostID string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ghost, err := cv.Bridge.GetGhostByID(ctx, networkid.UserID(ghostID))
+	if err != nil {
+		return err
+	}
+	if as, ok := ghost.Intent.(*matrix.ASIntent); ok {
+		return as.Matrix.EnsureRegistered(ctx)
+	}
+	return nil
 }
 
 var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -140,9 +217,10 @@ func (cv *Conversations) CreateFrom(ctx context.Context, officer *bridgev2.User,
 		return nil, err
 	}
 	now := time.Now()
+	ghostID, ghostRegistered := cv.takeGhost(ctx)
 	conv := &Conversation{
 		ID:              randomID(10),
-		GhostID:         randomID(10),
+		GhostID:         ghostID,
 		Label:           label,
 		Status:          StatusCreated,
 		CreatedBy:       officer.MXID,
@@ -178,7 +256,7 @@ func (cv *Conversations) CreateFrom(ctx context.Context, officer *bridgev2.User,
 		_ = cv.Transcript.DestroyKey(conv.ID)
 		return nil, err
 	}
-	created, err := cv.createConversationRoom(ctx, conv, login, label, origin)
+	created, err := cv.createConversationRoom(ctx, conv, login, label, origin, ghostRegistered)
 	if err != nil {
 		// Nothing of a half-made conversation may stay usable: drop the invite with it.
 		if delErr := cv.DB.Conversation.Delete(context.WithoutCancel(ctx), conv.ID); delErr != nil {
@@ -196,7 +274,12 @@ func (cv *Conversations) CreateFrom(ctx context.Context, officer *bridgev2.User,
 	return created, nil
 }
 
-func (cv *Conversations) createConversationRoom(ctx context.Context, conv *Conversation, login *bridgev2.UserLogin, label, origin string) (*CreatedConversation, error) {
+// createConversationRoom makes the room with its whole policy in the initial
+// state and binds the portal. Only what the officer's answer depends on is
+// awaited: the ghost's name is set while the room is made; the ghost's join,
+// the first notice and bridgev2's bridge-info state follow in the background
+// (a ghost's first message joins it anyway).
+func (cv *Conversations) createConversationRoom(ctx context.Context, conv *Conversation, login *bridgev2.UserLogin, label, origin string, ghostRegistered bool) (*CreatedConversation, error) {
 	ghost, err := cv.Bridge.GetGhostByID(ctx, networkid.UserID(conv.GhostID))
 	if err != nil {
 		return nil, fmt.Errorf("failed to get guest ghost: %w", err)
@@ -212,7 +295,19 @@ func (cv *Conversations) createConversationRoom(ctx context.Context, conv *Conve
 	// The label may name a person: keep the request bodies that carry it out of debug logs.
 	quietCtx := quietContext(ctx)
 	isBot := false
-	ghost.UpdateInfo(quietCtx, &bridgev2.UserInfo{Name: &guestName, IsBot: &isBot})
+	setName := func() { ghost.UpdateInfo(quietCtx, &bridgev2.UserInfo{Name: &guestName, IsBot: &isBot}) }
+	named := make(chan struct{})
+	if ghostRegistered {
+		// Registered ahead: its name can be set while the room is made.
+		go func() {
+			defer close(named)
+			setName()
+		}()
+	} else {
+		// Registered by setting the name, before the room invites it.
+		setName()
+		close(named)
+	}
 
 	lang := cv.Config.validatedLanguage
 	roomName := "🔒 " + guestName
@@ -230,6 +325,7 @@ func (cv *Conversations) createConversationRoom(ctx context.Context, conv *Conve
 	// The request goes straight to the homeserver client (not bridgev2's
 	// CreateRoom) so that the room's whole policy is in its initial state.
 	resp, err := bot.Matrix.CreateRoom(quietCtx, req)
+	<-named
 	if err != nil {
 		return nil, fmt.Errorf("failed to create conversation room: %w", err)
 	}
@@ -244,29 +340,34 @@ func (cv *Conversations) createConversationRoom(ctx context.Context, conv *Conve
 	// The room name is set at creation; the portal keeps no copy, so that the
 	// label never travels again in bridge info events (and their debug logs).
 	portal.RoomType = database.RoomTypeDefault
-	err = portal.UpdateMatrixRoomID(quietCtx, conv.RoomID, bridgev2.UpdateMatrixRoomIDParams{
-		FailIfMXIDSet:  true,
-		ChatInfoSource: login,
-	})
+	err = portal.UpdateMatrixRoomID(quietCtx, conv.RoomID, bridgev2.UpdateMatrixRoomIDParams{FailIfMXIDSet: true})
 	if err != nil {
 		return nil, fmt.Errorf("failed to bind portal to room: %w", err)
 	}
 	portal.NameSet = true
 	login.MarkInPortal(ctx, portal)
-	if err = ghost.Intent.EnsureJoined(ctx, conv.RoomID); err != nil {
-		return nil, fmt.Errorf("failed to join guest ghost to room: %w", err)
-	}
-	officerName := conv.CreatedBy.String()
-	notice := lang.T(msgCreatedInRoom, officerName, formatTime(conv.InviteExpiresAt, lang))
+
+	notice := lang.T(msgCreatedInRoom, conv.CreatedBy.String(), formatTime(conv.InviteExpiresAt, lang))
 	if origin != "" {
 		notice = origin + " " + notice
 	}
-	_, err = cv.Bridge.Bot.SendMessage(ctx, conv.RoomID, event.EventMessage, &event.Content{
-		Parsed: &event.MessageEventContent{MsgType: event.MsgNotice, Body: notice},
-	}, nil)
-	if err != nil {
-		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to send creation notice to conversation room")
-	}
+	bgCtx := context.WithoutCancel(ctx)
+	cv.spawn(func() {
+		ctx, cancel := context.WithTimeout(bgCtx, 2*time.Minute)
+		defer cancel()
+		log := zerolog.Ctx(ctx)
+		if err := ghost.Intent.EnsureJoined(ctx, conv.RoomID); err != nil {
+			log.Warn().Err(err).Msg("Failed to join guest ghost to room; its first message joins it")
+		}
+		_, err := cv.Bridge.Bot.SendMessage(ctx, conv.RoomID, event.EventMessage, &event.Content{
+			Parsed: &event.MessageEventContent{MsgType: event.MsgNotice, Body: notice},
+		}, nil)
+		if err != nil {
+			log.Warn().Err(err).Msg("Failed to send creation notice to conversation room")
+		}
+		portal.UpdateCapabilities(quietContext(ctx), login, true)
+		portal.UpdateBridgeInfo(quietContext(ctx))
+	})
 	return &CreatedConversation{
 		Conversation: conv,
 		GuestMXID:    ghost.Intent.GetMXID(),

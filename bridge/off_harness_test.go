@@ -593,6 +593,8 @@ type offCreated struct {
 func (ob *offBridge) newConversation(officer id.UserID, label string) offCreated {
 	ob.t.Helper()
 	msg := ob.reply(officer, ob.dm, strings.TrimSpace("new "+label))
+	// The ghost's join and the first notice follow the answer in the background.
+	require.True(ob.t, ob.sc.WaitBackground(time.Minute))
 	field, ok := msg.Content["no.sikkerchat.invite"].(map[string]any)
 	require.True(ob.t, ok, "the reply carries no.sikkerchat.invite: %s", msg.body())
 	created := offCreated{room: id.RoomID(field["room_id"].(string)), url: field["url"].(string), code: field["code"].(string), reply: msg}

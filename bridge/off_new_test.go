@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -198,7 +199,7 @@ func TestNewRefusesALabelOverSixtyFourCharacters(t *testing.T) {
 // trace ID (never the error), and nothing of the half-made conversation
 // stays usable: no row, no invite, no key, no audit row for a create.
 func TestNewThatFailsOnTheHomeserverLeavesNoUsableConversation(t *testing.T) {
-	for _, step := range []string{"createRoom", "/join @sikkerchat_"} {
+	for _, step := range []string{"createRoom"} {
 		t.Run(step, func(t *testing.T) {
 			ob := newOffBridge(t, nil)
 			ob.hs.failOn(step)
@@ -348,7 +349,59 @@ func TestCreateFromOpensTheFirstNoticeWithTheOrigin(t *testing.T) {
 	origin := "Denne sikre samtalen ble startet fra en samtale på Messenger (https://matrix.to/#/!sosial:example.org)."
 	created, err := ob.sc.Conversations.CreateFrom(ob.ctx, offUser(t, ob, offOfficer), "sak 1", origin)
 	require.NoError(t, err)
+	require.True(t, ob.sc.WaitBackground(time.Minute))
 	notices := ob.messages(created.Conversation.RoomID)
 	require.Len(t, notices, 1, "one first notice, not two")
 	require.True(t, strings.HasPrefix(notices[0].body(), origin+" Samtalen er opprettet av "+offOfficer.String()), notices[0].body())
+}
+
+// The ghost joins its room after the officer has the link; when that join
+// fails, the conversation still stands and the guest's first message joins
+// the ghost and arrives.
+func TestGhostJoinThatFailsAtCreationHappensAtTheFirstMessage(t *testing.T) {
+	ob := newOffBridge(t, nil)
+	ob.hs.failWith(http.StatusBadGateway, "/join @sikkerchat_")
+	created := ob.newConversation(offOfficer, "sak 1")
+	guest := ob.sc.Conversations.guestMXID(created.conv)
+	require.Equal(t, event.MembershipInvite, ob.hs.membership(created.room, guest), "invited by createRoom, not joined yet")
+	require.Contains(t, ob.log.String(), "Failed to join guest ghost to room")
+	ob.hs.failOn()
+	ob.joinGuest(created)
+	_, _, err := ob.sc.Guests.QueueText(ob.ctx, ob.conv(created.conv.ID), "off-ghost-join-0001", "hei")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		ob.sc.Outbox.RunOnce(ob.ctx)
+		for _, m := range ob.messages(created.room) {
+			if m.body() == "hei" && m.Sender == guest {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, event.MembershipJoin, ob.hs.membership(created.room, guest))
+}
+
+// Guest ghosts are registered ahead: after the first conversation the next
+// one's ghost was registered before its room was asked for, so the officer
+// does not wait for a registration; and the pool never grows past its size.
+func TestGuestGhostsAreRegisteredAhead(t *testing.T) {
+	ob := newOffBridge(t, nil)
+	ob.newConversation(offOfficer, "")
+	require.Len(t, ob.hs.requestsTo("POST /_matrix/client/v3/register"), 1+spareGhosts, "its own, then the spares")
+	second := ob.newConversation(offOfficer, "")
+	ghost := ob.sc.Conversations.guestMXID(second.conv)
+	ob.hs.mu.Lock()
+	registeredAt, createdAt := -1, -1
+	for i, r := range ob.hs.requests {
+		if registeredAt < 0 && strings.Contains(r.Method+" "+r.Path, "/register") && r.User == ghost {
+			registeredAt = i
+		}
+		if strings.HasSuffix(r.Path, "/createRoom") {
+			createdAt = i // the last one: the second conversation's
+		}
+	}
+	ob.hs.mu.Unlock()
+	require.GreaterOrEqual(t, registeredAt, 0, "the ghost was registered")
+	require.Less(t, registeredAt, createdAt, "before its room was made")
+	require.Len(t, ob.hs.requestsTo("POST /_matrix/client/v3/register"), 2+spareGhosts, "one taken, one added")
 }
