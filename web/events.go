@@ -60,9 +60,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			s.streams.Done()
 			return
 		}
+		gone := make(chan struct{})
+		go watchGone(out.conn, gone)
 		go func() {
 			defer s.streams.Done()
-			es.run(nil)
+			es.run(gone)
 		}()
 		return
 	}
@@ -96,9 +98,7 @@ type sseOut interface {
 	close()
 }
 
-// run serves the stream until it ends; gone is the request's end where the
-// handler serves it (nil for a taken-over connection: a page that went is
-// noticed by the next write, at the latest at the heartbeat).
+// run serves the stream until it ends, or gone is closed: the page went.
 func (es *eventStream) run(gone <-chan struct{}) {
 	defer es.end()
 	heartbeat := time.NewTicker(sseHeartbeat)
@@ -332,6 +332,17 @@ func (st *rawStream) flush() error {
 }
 
 func (st *rawStream) close() { _ = st.conn.Close() }
+
+// watchGone closes gone when the page goes: a page sends nothing after its
+// request, so anything the connection yields (an end, an error, or bytes)
+// means it is over. The read waits in the network poller; closing the
+// connection ends it.
+func watchGone(conn net.Conn, gone chan<- struct{}) {
+	_ = conn.SetReadDeadline(time.Time{})
+	var b [1]byte
+	_, _ = conn.Read(b[:])
+	close(gone)
+}
 
 func writeFrame(w io.Writer, name string, id int64, data any) {
 	payload, _ := json.Marshal(data)
