@@ -427,7 +427,7 @@ func multipartRaw(boundary string, parts ...[2]string) string {
 	return sb.String()
 }
 
-func multipartWith(t *testing.T, build func(mw *multipart.Writer)) (string, map[string]string) {
+func multipartWith(t testing.TB, build func(mw *multipart.Writer)) (string, map[string]string) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	build(mw)
@@ -435,7 +435,7 @@ func multipartWith(t *testing.T, build func(mw *multipart.Writer)) (string, map[
 	return buf.String(), map[string]string{"Content-Type": mw.FormDataContentType()}
 }
 
-func filePart(t *testing.T, mw *multipart.Writer, field, name, contentType string, data []byte) {
+func filePart(t testing.TB, mw *multipart.Writer, field, name, contentType string, data []byte) {
 	h := textproto.MIMEHeader{}
 	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q; filename=%q`, field, name))
 	if contentType != "" {

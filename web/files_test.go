@@ -25,7 +25,7 @@ var (
 	pdfBytes = []byte("%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
 )
 
-func multipartBody(t *testing.T, clientID, name, contentType string, data []byte) ([]byte, string) {
+func multipartBody(t testing.TB, clientID, name, contentType string, data []byte) ([]byte, string) {
 	t.Helper()
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)

@@ -27,7 +27,7 @@ const testOrigin = "https://chat.example.no"
 
 type testServer struct {
 	*Server
-	t      *testing.T
+	t      testing.TB
 	sc     *bridge.Connector
 	matrix *matrixtest.Fake
 	logs   *lockedBuffer
@@ -51,7 +51,7 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func newTestConfig(t *testing.T) bridge.Config {
+func newTestConfig(t testing.TB) bridge.Config {
 	t.Helper()
 	var cfg bridge.Config
 	require.NoError(t, yaml.Unmarshal([]byte(bridge.ExampleConfig), &cfg))
@@ -60,7 +60,7 @@ func newTestConfig(t *testing.T) bridge.Config {
 	return cfg
 }
 
-func newTestServer(t *testing.T, cfg bridge.Config) *testServer {
+func newTestServer(t testing.TB, cfg bridge.Config) *testServer {
 	t.Helper()
 	raw, _ := testdb.New(t)
 	fm := &matrixtest.Fake{}
@@ -112,7 +112,7 @@ func (ts *testServer) newInvite(ttl time.Duration) createdInvite {
 
 type response struct {
 	*httptest.ResponseRecorder
-	t *testing.T
+	t testing.TB
 }
 
 func (r response) json() map[string]any {

@@ -2,6 +2,7 @@ package scdb
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -483,4 +484,33 @@ func TestStatusOpen(t *testing.T) {
 	require.True(t, StatusActive.Open())
 	require.False(t, StatusClosed.Open())
 	require.False(t, StatusExpired.Open())
+}
+
+// The queries on the guest's and the officer's message paths find their rows
+// through an index that leads with the conversation, never by walking every
+// message the conversation ever had (SQLite's plan; PostgreSQL has the same
+// indexes).
+func TestHotPathQueriesUseConversationIndexes(t *testing.T) {
+	db := newTestDB(t)
+	if db.Dialect != dbutil.SQLite {
+		t.Skip("the plan checked is SQLite's; PostgreSQL chooses by its statistics")
+	}
+	plan := func(query string, args ...any) string {
+		rows, err := db.RawDB.Query("EXPLAIN QUERY PLAN "+query, args...)
+		require.NoError(t, err)
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+			out = append(out, detail)
+		}
+		return strings.Join(out, "; ")
+	}
+	require.Contains(t, plan(undeliveredInConversationQuery, "c"), "sikkerchat_transcript_undelivered_idx (conversation_id=?)")
+	require.NotContains(t, plan(undeliveredInConversationQuery, "c"), "TEMP B-TREE")
+	for _, q := range []string{getByEventQuery, seqOfEventQuery} {
+		require.Regexp(t, `USING (COVERING )?INDEX \S+ \(conversation_id=\? AND matrix_event_id=\?\)`, plan(q, "c", "$e"))
+	}
 }

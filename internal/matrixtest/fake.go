@@ -51,9 +51,15 @@ type Fake struct {
 	ForgetTxnIDs bool
 	// Stall holds typing calls until it is closed.
 	Stall chan struct{}
+	// OnSend, when set, is called with each text as its send reaches the
+	// homeserver (the benchmarks time the bridge's share with it).
+	OnSend func(text string)
 }
 
 func (f *Fake) SendGuestText(ctx context.Context, conv *bridge.Conversation, txnID, text string) (id.EventID, error) {
+	if f.OnSend != nil {
+		f.OnSend(text)
+	}
 	f.Lock()
 	defer f.Unlock()
 	if f.Failing {

@@ -1,4 +1,4 @@
--- v0 -> v11: Latest revision
+-- v0 -> v12: Latest revision
 
 -- One row per conversation (a bridgev2 portal). No message content lives here.
 CREATE TABLE sikkerchat_conversation (
@@ -50,7 +50,7 @@ CREATE TABLE sikkerchat_transcript (
     CONSTRAINT sikkerchat_transcript_event_unique UNIQUE (conversation_id, matrix_event_id),
     CONSTRAINT sikkerchat_transcript_client_unique UNIQUE (conversation_id, client_id)
 );
-CREATE INDEX sikkerchat_transcript_undelivered_idx ON sikkerchat_transcript (status) WHERE status='stored';
+CREATE INDEX sikkerchat_transcript_undelivered_idx ON sikkerchat_transcript (conversation_id, seq) WHERE status='stored';
 
 -- Guest browser sessions. Only the SHA-256 of the cookie value is stored.
 CREATE TABLE sikkerchat_guest_session (

@@ -331,8 +331,9 @@ try {
   const T = results;
   results.targets = {
     latency_ratio_p50_at_most_1_3: T.ratio_p50.guest_to_officer <= 1.3 && T.ratio_p50.officer_to_guest <= 1.3,
-    bridge_share_p99_at_most_10_ms: (T.bridge_share_ms.guest_post_to_homeserver_send.p99 ?? Infinity) <= 10 && (T.bridge_share_ms.transaction_to_sse_frame.p99 ?? Infinity) <= 10,
-    sessions_per_gib_at_least_20000: T.sessions_per_gib >= 20000,
+    bridge_share_p99_at_most_5_ms: (T.bridge_share_ms.guest_post_to_homeserver_send.p99 ?? Infinity) <= 5 && (T.bridge_share_ms.transaction_to_sse_frame.p99 ?? Infinity) <= 5,
+    sessions_per_gib_at_least_35000: T.sessions_per_gib >= 35000,
+    create_at_most_2x_create_room: T.create_ratio_p50 <= 2,
     messages_per_s_at_least_200: T.throughput.delivered_per_s >= 200,
   };
   const row = (name, s) => `| ${name.padEnd(44)} | ${String(s.p50).padStart(8)} | ${String(s.p99).padStart(8)} | ${String(s.n).padStart(5)} |`;
