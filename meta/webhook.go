@@ -402,6 +402,11 @@ func classify(platform Platform, account string, m Messaging) (Event, bool) {
 		// itself, is not a conversation.
 		return evt, false
 	}
+	if (m.Message != nil || m.MessageEdit != nil) && evt.messageID() == "" {
+		// Meta gives every message, echo, deletion and edit its mid: without
+		// one it cannot be told apart from a retry, nor answered or edited.
+		return evt, false
+	}
 	return evt, true
 }
 
@@ -432,6 +437,17 @@ func (e Event) ID() string {
 		fmt.Fprintf(h, "\x00%s\x00%s", e.Postback.Title, e.Postback.Payload)
 	}
 	return e.Kind.String() + ":" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// messageID is the mid of the message an event is about ("" if none).
+func (e Event) messageID() string {
+	switch {
+	case e.Message != nil:
+		return e.Message.MID
+	case e.MessageEdit != nil:
+		return e.MessageEdit.MID
+	}
+	return ""
 }
 
 func (k EventKind) String() string { return string(k) }
