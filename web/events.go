@@ -51,31 +51,32 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// buffers and background reader go, and waits in a small goroutine of
 	// its own. Where the connection cannot be taken (HTTP/2, a test
 	// recorder) the handler serves the stream itself.
-	if out, err := hijackStream(w); err == nil {
-		es.out = out
+	raw, err := hijackStream(w)
+	if err == nil {
+		es.out = raw
+		// Counted before the page can see the stream, so a Stop that follows waits for it.
 		s.streams.Add(1)
-		es.historyMax = s.replay(out, conv, history, after)
-		if out.flush() != nil {
-			es.end()
-			s.streams.Done()
-			return
-		}
-		gone := make(chan struct{})
-		go watchGone(out.conn, gone)
-		go func() {
-			defer s.streams.Done()
-			es.run(gone)
-		}()
-		return
+	} else {
+		es.out = openStream(w)
 	}
-	out := openStream(w)
-	es.out = out
-	es.historyMax = s.replay(out, conv, history, after)
-	if out.flush() != nil {
+	es.historyMax = s.replay(es.out, conv, history, after)
+	if es.out.flush() != nil {
 		es.end()
+		if raw != nil {
+			s.streams.Done()
+		}
 		return
 	}
-	es.run(ctx.Done())
+	if raw == nil {
+		es.run(ctx.Done())
+		return
+	}
+	watched := make(chan struct{})
+	go watchGone(raw.conn, watched)
+	go func() {
+		defer s.streams.Done()
+		es.run(watched)
+	}()
 }
 
 // eventStream is one open page's stream, after its history: live events

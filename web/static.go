@@ -162,32 +162,22 @@ func (pt *pageTemplate) encode(config []byte) *encodedPage {
 	}}
 }
 
-// pages builds the page once per configuration and keeps the last one: the
+// pageTmpl is the page without its configuration, built once.
+var pageTmpl = sync.OnceValue(buildPage)
+
+// pages keeps the page for the last configuration, in every encoding: the
 // configuration changes once, when the homeserver's upload limit is learnt.
 // Shared by every server in the process (tests make many).
 var pages struct {
 	sync.Mutex
-	tmpl *pageTemplate
 	last *encodedPage
-}
-
-func pageTmpl() *pageTemplate {
-	pages.Lock()
-	defer pages.Unlock()
-	if pages.tmpl == nil {
-		pages.tmpl = buildPage()
-	}
-	return pages.tmpl
 }
 
 func pageFor(config []byte) *encodedPage {
 	pages.Lock()
 	defer pages.Unlock()
-	if pages.tmpl == nil {
-		pages.tmpl = buildPage()
-	}
 	if pages.last == nil || !bytes.Equal(pages.last.config, config) {
-		pages.last = pages.tmpl.encode(config)
+		pages.last = pageTmpl().encode(config)
 	}
 	return pages.last
 }
