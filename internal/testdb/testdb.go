@@ -35,6 +35,23 @@ func New(t testing.TB) (db *dbutil.Database, sqlitePath string) {
 		t.Cleanup(func() { _ = db.Close() })
 		return db, path
 	}
+	db, err := dbutil.NewWithDialect(PostgresDSN(t), "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db, ""
+}
+
+// PostgresDSN creates an empty PostgreSQL database that is dropped when the
+// test ends, and returns its DSN; the test is skipped when
+// SIKKERCHAT_TEST_POSTGRES is not set.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv("SIKKERCHAT_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("SIKKERCHAT_TEST_POSTGRES is not set")
+	}
 	admin, err := dbutil.NewWithDialect(dsn, "postgres")
 	if err != nil {
 		t.Fatal(err)
@@ -43,8 +60,7 @@ func New(t testing.TB) (db *dbutil.Database, sqlitePath string) {
 	suffix := make([]byte, 6)
 	_, _ = rand.Read(suffix)
 	name := "sikkerchat_test_" + hex.EncodeToString(suffix)
-	ctx := context.Background()
-	if _, err = admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	if _, err = admin.Exec(context.Background(), "CREATE DATABASE "+name); err != nil {
 		t.Fatal(err)
 	}
 	u, err := url.Parse(dsn)
@@ -52,16 +68,11 @@ func New(t testing.TB) (db *dbutil.Database, sqlitePath string) {
 		t.Fatal(err)
 	}
 	u.Path = "/" + name
-	db, err = dbutil.NewWithDialect(u.String(), "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		_ = db.Close()
 		if cleanup, err := dbutil.NewWithDialect(dsn, "postgres"); err == nil {
 			_, _ = cleanup.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 			_ = cleanup.Close()
 		}
 	})
-	return db, ""
+	return u.String()
 }
