@@ -51,11 +51,11 @@ func TestRoleAnswersActiveOnlyOnTheActive(t *testing.T) {
 func TestSQLitePath(t *testing.T) {
 	for uri, want := range map[string]string{
 		"file:/var/lib/sikkerchat/sikkerchat.db?_txlock=immediate&_secure_delete=on": "/var/lib/sikkerchat/sikkerchat.db",
-		"file:sikkerchat.db?_txlock=immediate": "sikkerchat.db",
-		"sikkerchat.db":                        "sikkerchat.db",
-		"file:///srv/db/a.db?x=1":              "/srv/db/a.db",
-		":memory:":                             "",
-		"file:x?mode=memory&cache=shared":      "",
+		"file:sikkerchat.db?_txlock=immediate":                                       "sikkerchat.db",
+		"sikkerchat.db":                                                              "sikkerchat.db",
+		"file:///srv/db/a.db?x=1":                                                    "/srv/db/a.db",
+		":memory:":                                                                   "",
+		"file:x?mode=memory&cache=shared":                                            "",
 	} {
 		require.Equal(t, want, SQLitePath(uri), uri)
 	}

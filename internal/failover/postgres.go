@@ -88,8 +88,8 @@ type Leader struct {
 	lease  time.Duration
 	db     *sql.DB
 	conn   *sql.Conn
-	start  time.Time     // carries the monotonic clock
-	beat   atomic.Int64  // nanoseconds after start of the last confirmation
+	start  time.Time    // carries the monotonic clock
+	beat   atomic.Int64 // nanoseconds after start of the last confirmation
 	lost   atomic.Bool
 	done   chan struct{} // closed when Watch returns
 }
