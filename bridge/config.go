@@ -20,21 +20,22 @@ var ExampleConfig string
 
 // Config is the `network` section of the bridge config.
 type Config struct {
-	UnitName                 string        `yaml:"unit_name"`
-	ShowOfficerNames         bool          `yaml:"show_officer_names"`
-	Language                 string        `yaml:"language"`
-	GuestDisplaynameTemplate string        `yaml:"guest_displayname_template"`
-	InviteTTL                string        `yaml:"invite_ttl"`
-	MaxCodeAttempts          int           `yaml:"max_code_attempts"`
-	IdleClose                string        `yaml:"idle_close"`
-	Retention                string        `yaml:"retention"`
-	Purge                    PurgeConfig   `yaml:"purge"`
-	Guest                    GuestConfig   `yaml:"guest"`
-	KeyDir                   string        `yaml:"key_dir"`
-	EvidenceDir              string        `yaml:"evidence_dir"`
-	MasterKey                string        `yaml:"master_key"`
-	Metrics                  MetricsConfig `yaml:"metrics"`
-	Meta                     MetaConfig    `yaml:"meta"`
+	UnitName                 string         `yaml:"unit_name"`
+	ShowOfficerNames         bool           `yaml:"show_officer_names"`
+	Language                 string         `yaml:"language"`
+	GuestDisplaynameTemplate string         `yaml:"guest_displayname_template"`
+	InviteTTL                string         `yaml:"invite_ttl"`
+	MaxCodeAttempts          int            `yaml:"max_code_attempts"`
+	IdleClose                string         `yaml:"idle_close"`
+	Retention                string         `yaml:"retention"`
+	Purge                    PurgeConfig    `yaml:"purge"`
+	Guest                    GuestConfig    `yaml:"guest"`
+	KeyDir                   string         `yaml:"key_dir"`
+	EvidenceDir              string         `yaml:"evidence_dir"`
+	MasterKey                string         `yaml:"master_key"`
+	Metrics                  MetricsConfig  `yaml:"metrics"`
+	Failover                 FailoverConfig `yaml:"failover"`
+	Meta                     MetaConfig     `yaml:"meta"`
 
 	inviteTTL         time.Duration
 	idleClose         time.Duration
@@ -55,6 +56,23 @@ type RateLimitConfig struct {
 	FilesPerMinute      int `yaml:"files_per_minute"`
 	PerAddressPerMinute int `yaml:"per_address_per_minute"`
 }
+
+// FailoverConfig is the active/standby set-up on PostgreSQL
+// (docs/operations.md).
+type FailoverConfig struct {
+	// Listen is the role endpoint's own listener: 200 on the active process,
+	// 503 on a standby. Empty: off.
+	Listen string `yaml:"listen"`
+	// Lease is how long the active keeps going without confirming that it
+	// still holds the database lock; a paused or cut-off active loses the
+	// lock after it, and the standby takes over.
+	Lease string `yaml:"lease"`
+
+	lease time.Duration
+}
+
+// LeaseDuration is the validated lease.
+func (f FailoverConfig) LeaseDuration() time.Duration { return f.lease }
 
 // MetricsConfig turns on the Prometheus listener.
 type MetricsConfig struct {
@@ -109,6 +127,8 @@ func upgradeConfig(helper up.Helper) {
 	helper.Copy(up.Str, "key_dir")
 	helper.Copy(up.Str|up.Null, "evidence_dir")
 	helper.Copy(up.Str|up.Null, "metrics", "listen")
+	helper.Copy(up.Str|up.Null, "failover", "listen")
+	helper.Copy(up.Str, "failover", "lease")
 	upgradeMetaConfig(helper)
 	if key, ok := helper.Get(up.Str, "master_key"); !ok || key == "generate" {
 		helper.Set(up.Str, base64.StdEncoding.EncodeToString(random.Bytes(32)), "master_key")
@@ -184,6 +204,14 @@ func (c *Config) validate() error {
 			return fmt.Errorf("network.metrics.listen must be host:port or empty, got %q", c.Metrics.Listen)
 		}
 	}
+	if c.Failover.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Failover.Listen); err != nil {
+			return fmt.Errorf("network.failover.listen must be host:port or empty, got %q", c.Failover.Listen)
+		}
+	}
+	if c.Failover.lease, err = time.ParseDuration(c.Failover.Lease); err != nil || c.Failover.lease < time.Second || c.Failover.lease > time.Minute {
+		return fmt.Errorf("network.failover.lease must be a duration between 1s and 1m, got %q", c.Failover.Lease)
+	}
 	rl := c.Guest.RateLimits
 	if rl.JoinsPerMinute < 1 || rl.MessagesPerMinute < 1 || rl.FilesPerMinute < 1 || rl.PerAddressPerMinute < 1 {
 		return errors.New("network.guest.rate_limits: every limit must be at least 1 per minute")
@@ -229,7 +257,7 @@ func (c *Config) guestDisplayname(number int) string {
 func (sc *Connector) GetConfig() (example string, data any, upgrader up.Upgrader) {
 	return ExampleConfig, &sc.Config, &up.StructUpgrader{
 		SimpleUpgrader: upgradeConfig,
-		Blocks:         [][]string{{"invite_ttl"}, {"purge"}, {"guest"}, {"key_dir"}, {"master_key"}, {"metrics"}, {"meta"}},
+		Blocks:         [][]string{{"invite_ttl"}, {"purge"}, {"guest"}, {"key_dir"}, {"master_key"}, {"metrics"}, {"failover"}, {"meta"}},
 		Base:           ExampleConfig,
 	}
 }

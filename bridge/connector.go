@@ -72,11 +72,16 @@ type Connector struct {
 
 	// Services started with the bridge and stopped with it (the guest web listener).
 	services []Service
-	// startedAt is when this process began (inbox events older than it are left-overs).
+	// startedAt is when this process started serving (inbox events and
+	// outbox entries older than it are left-overs of an earlier process).
 	startedAt time.Time
 	// homeserverMaxFile is the homeserver's upload limit (0: not known yet).
 	homeserverMaxFile atomic.Int64
 	stop              context.CancelFunc
+	// StillActive says whether this process still holds the active role
+	// (failover on PostgreSQL); nil: always. A former active stops sending
+	// at once, before its watchdog has ended the process.
+	StillActive func() bool
 	// work counts the goroutines spawn started; Stop waits for them.
 	work sync.WaitGroup
 }
@@ -150,6 +155,9 @@ func (sc *Connector) ValidateConfig() error {
 }
 
 func (sc *Connector) Start(ctx context.Context) error {
+	// A standby ran Init long before it took over: what the former active
+	// stored in between is a left-over too.
+	sc.startedAt = time.Now()
 	sc.gateCommands()
 	if err := sc.DB.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "sikkerchat"}
@@ -392,4 +400,12 @@ func (sc *Connector) gateCommands() {
 	if proc, ok := sc.Bridge.Commands.(*commands.Processor); ok && sc.officerCmds != nil {
 		sc.Bridge.Commands = commandGate{Processor: proc, oc: sc.officerCmds}
 	}
+}
+
+// errNotActive stops a send of a process that has lost the active role.
+var errNotActive = errors.New("this process is no longer the active one")
+
+// active says whether this process may still act on the outside world.
+func (sc *Connector) active() bool {
+	return sc.StillActive == nil || sc.StillActive()
 }

@@ -153,13 +153,17 @@ func TestOnlyARefusedConnectionIsCertainlyNotSent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			txnID := "sikkerchat.c." + tc.name
 			ob.markUncertain(txnID, tc.err)
-			require.Equal(t, tc.unsure, ob.uncertain(txnID, now, sc.startedAt))
+			_, unsure := ob.uncertain(txnID, now, sc.startedAt)
+			require.Equal(t, tc.unsure, unsure)
 			ob.settled(txnID)
-			require.False(t, ob.uncertain(txnID, now, sc.startedAt), "settled once delivered")
+			_, unsure = ob.uncertain(txnID, now, sc.startedAt)
+			require.False(t, unsure, "settled once delivered")
 		})
 	}
 	before := &TranscriptEntry{CreatedAt: sc.startedAt.Add(-time.Second)}
-	require.True(t, ob.uncertain("sikkerchat.c.old", before, sc.startedAt), "a message from an earlier run may have been sent")
+	since, unsure := ob.uncertain("sikkerchat.c.old", before, sc.startedAt)
+	require.True(t, unsure, "a message from an earlier run may have been sent")
+	require.Equal(t, sc.startedAt, since, "by a process that may have died just before this one started")
 }
 
 // The outbox keeps the messages it was handed in memory only until they

@@ -267,6 +267,9 @@ func (s *Social) sendEntry(ctx context.Context, st *outboxState, e *scdb.SocialO
 	if err = s.DB.SocialOutbox.MarkSending(ctx, e.SocialID, e.Seq); err != nil {
 		return 5 * time.Second
 	}
+	if !s.active() {
+		return 5 * time.Second
+	}
 	st.attempted[key] = now
 	resp, err := s.graph.Send(ctx, sendAccount(th, page), page.AccessToken, req)
 	if err == nil {

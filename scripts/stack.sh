@@ -33,6 +33,11 @@
 #   SIKKERCHAT_INVITE_TTL  how long an unused link lives (default 24h)
 #   SIKKERCHAT_GUEST_RATE  one per-minute figure for every guest rate limit (the
 #                          benchmark lifts them; default: the example config's)
+#   SIKKERCHAT_FAILOVER    "1": two bridges (a and b) on one PostgreSQL database
+#                          (needs SIKKERCHAT_POSTGRES) behind HAProxy, which
+#                          listens on AS_PORT, GUEST_PORT and META_PORT and routes
+#                          to the active one; instance a on HS_PORT+10…+14,
+#                          b on HS_PORT+15…+19 (appservice, guest, metrics, role, meta)
 #   SIKKERCHAT_PUBLIC_URL  the guest page's public URL when a TLS proxy stands in
 #                          front of it (the slow-link benchmark); default the
 #                          guest listener itself
@@ -49,6 +54,11 @@ METRICS_PORT=${METRICS_PORT:-29347}
 META_PORT=${META_PORT:-29348}
 METASIM_PORT=${METASIM_PORT:-29349}
 META_SIM=${SIKKERCHAT_META_SIM:-}
+FAILOVER=${SIKKERCHAT_FAILOVER:-}
+if [[ -n $FAILOVER && -z ${SIKKERCHAT_POSTGRES:-} ]]; then
+	printf 'stack: SIKKERCHAT_FAILOVER needs SIKKERCHAT_POSTGRES (a standby needs PostgreSQL)\n' >&2
+	exit 1
+fi
 [[ ${2:-} == --meta-sim ]] && META_SIM=1
 # The simulated Page and Instagram account (IDs of Meta's documented shape).
 META_PAGE_ID=106512345678901
@@ -142,6 +152,87 @@ stop_metasim() {
 	rm -f "$pidfile"
 }
 
+# Failover mode: the shared key folder (the supported shared-filesystem
+# layout, here one local folder) and the role endpoint.
+failover_config() {
+	[[ -n $FAILOVER ]] || return 0
+	cat <<EOF
+    key_dir: $BRIDGE_DIR/keys
+    failover:
+        listen: 127.0.0.1:$((HS_PORT + 13))
+        lease: ${SIKKERCHAT_FAILOVER_LEASE:-3s}
+EOF
+}
+
+# instance_port INSTANCE OFFSET: a or b's own port (0 appservice, 1 guest,
+# 2 metrics, 3 role, 4 meta).
+instance_port() {
+	local base=$((HS_PORT + 10))
+	[[ $1 == b ]] && base=$((HS_PORT + 15))
+	echo $((base + $2))
+}
+
+instance_dir() {
+	if [[ $1 == b ]]; then echo "$BRIDGE_DIR/b"; else echo "$BRIDGE_DIR"; fi
+}
+
+write_proxy_config() {
+	mkdir -p "$STACK_DIR/haproxy"
+	local backend name frontend_port offset
+	{
+		cat <<EOF
+# The example of docs/operations.md, on loopback: HAProxy routes each
+# listener to whichever bridge's role endpoint answers 200.
+global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 1s
+    timeout check 500ms
+    timeout client 65s
+    timeout server 65s
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response
+EOF
+		for backend in appservice:$AS_PORT:0 guest:$GUEST_PORT:1 meta:$META_PORT:4; do
+			IFS=: read -r name frontend_port offset <<<"$backend"
+			[[ $name == meta && -z $META_SIM ]] && continue
+			cat <<EOF
+frontend ${name}_in
+    bind 127.0.0.1:$frontend_port
+    default_backend $name
+backend $name
+    option httpchk GET /_sikkerchat/role
+    http-check expect status 200
+    default-server inter 1s fastinter 100ms downinter 100ms rise 1 fall 1 on-marked-down shutdown-sessions
+    server a 127.0.0.1:$(instance_port a "$offset") check port $(instance_port a 3)
+    server b 127.0.0.1:$(instance_port b "$offset") check port $(instance_port b 3)
+EOF
+		done
+	} >"$STACK_DIR/haproxy/haproxy.cfg"
+}
+
+start_proxy() {
+	[[ -n $FAILOVER ]] || return 0
+	local pidfile=$STACK_DIR/haproxy/haproxy.pid
+	if [[ -f $pidfile ]] && alive "$(cat "$pidfile")"; then
+		return 0
+	fi
+	command -v haproxy >/dev/null || { log "haproxy is needed for SIKKERCHAT_FAILOVER"; exit 1; }
+	write_proxy_config
+	haproxy -c -q -f "$STACK_DIR/haproxy/haproxy.cfg" >&2
+	haproxy -db -f "$STACK_DIR/haproxy/haproxy.cfg" >>"$STACK_DIR/haproxy/haproxy.log" 2>&1 &
+	echo $! >"$pidfile"
+}
+
+stop_proxy() {
+	local pidfile=$STACK_DIR/haproxy/haproxy.pid
+	[[ -f $pidfile ]] || return 0
+	kill "$(cat "$pidfile")" 2>/dev/null || true
+	rm -f "$pidfile"
+}
+
 write_bridge_config() {
 	mkdir -p "$BRIDGE_DIR"
 	[[ -f $BRIDGE_DIR/config.yaml ]] && return 0
@@ -159,6 +250,12 @@ write_bridge_config() {
 	if [[ -n ${SIKKERCHAT_GUEST_RATE:-} ]]; then
 		rate_limits=$(printf '        rate_limits:\n            joins_per_minute: %s\n            messages_per_minute: %s\n            files_per_minute: %s\n            per_address_per_minute: %s' \
 			"$SIKKERCHAT_GUEST_RATE" "$SIKKERCHAT_GUEST_RATE" "$SIKKERCHAT_GUEST_RATE" "$SIKKERCHAT_GUEST_RATE")
+	fi
+	# In failover mode each instance runs in its own folder and logs there.
+	local log_file=$BRIDGE_DIR/bridge.log env_prefix=""
+	if [[ -n $FAILOVER ]]; then
+		log_file=bridge.log
+		env_prefix="env_config_prefix: SIKKERCHAT_INSTANCE_"
 	fi
 	log "writing bridge config to $BRIDGE_DIR/config.yaml"
 	# Only what differs from the example; the bridge fills in the rest when it
@@ -178,6 +275,7 @@ $rate_limits
     metrics:
         listen: 127.0.0.1:$METRICS_PORT
 $(meta_config)
+$(failover_config)
 bridge:
     permissions:
         "$SERVER_NAME": commands
@@ -214,10 +312,11 @@ logging:
     writers:
         - type: file
           format: json
-          filename: $BRIDGE_DIR/bridge.log
+          filename: $log_file
           max_size: 100
           max_backups: 500
           compress: false
+$env_prefix
 EOF
 	(cd "$BRIDGE_DIR" && "$BIN" -c config.yaml -r registration.yaml -g >/dev/null)
 }
@@ -245,24 +344,55 @@ bridge_ready() {
 		{ [[ -z $META_SIM ]] || curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$META_PORT/meta/webhook"; }
 }
 
+# role_answers INSTANCE: the instance's role endpoint answers (200 active or
+# 503 standby): the process is up.
+role_answers() {
+	local code
+	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$(instance_port "$1" 3)/_sikkerchat/role") || true
+	[[ $code == 200 || $code == 503 ]]
+}
+
+# start_bridge [INSTANCE]: the bridge; in failover mode instance a (default)
+# or b, which waits as standby while the other is active.
 start_bridge() {
-	if [[ -f $BRIDGE_DIR/bridge.pid ]] && alive "$(cat "$BRIDGE_DIR/bridge.pid")"; then
+	if [[ -n $FAILOVER && -z ${1:-} ]]; then
+		start_bridge a && start_bridge b
+		return
+	fi
+	local inst=${1:-a} dir args=() env=()
+	dir=$(instance_dir "$inst")
+	if [[ -f $dir/bridge.pid ]] && alive "$(cat "$dir/bridge.pid")"; then
 		log "bridge already running"
 		return 0
 	fi
-	log "starting sikkerchat"
-	(cd "$BRIDGE_DIR" && exec "$BIN" -c config.yaml -r registration.yaml --ignore-unsupported-server \
-		>>"$BRIDGE_DIR/bridge.out" 2>&1) &
-	echo $! >"$BRIDGE_DIR/bridge.pid"
+	mkdir -p "$dir"
+	args=(-c "$BRIDGE_DIR/config.yaml" -r "$BRIDGE_DIR/registration.yaml" --ignore-unsupported-server)
+	if [[ -n $FAILOVER ]]; then
+		# One config for both, never rewritten (-n); each its own ports.
+		args+=(-n)
+		env=(SIKKERCHAT_INSTANCE_APPSERVICE__PORT="$(instance_port "$inst" 0)"
+			SIKKERCHAT_INSTANCE_NETWORK__GUEST__LISTEN="127.0.0.1:$(instance_port "$inst" 1)"
+			SIKKERCHAT_INSTANCE_NETWORK__METRICS__LISTEN="127.0.0.1:$(instance_port "$inst" 2)"
+			SIKKERCHAT_INSTANCE_NETWORK__FAILOVER__LISTEN="127.0.0.1:$(instance_port "$inst" 3)")
+		[[ -n $META_SIM ]] && env+=(SIKKERCHAT_INSTANCE_NETWORK__META__LISTEN="127.0.0.1:$(instance_port "$inst" 4)")
+		start_proxy
+	fi
+	log "starting sikkerchat${FAILOVER:+ $inst}"
+	(cd "$dir" && exec env "${env[@]}" "$BIN" "${args[@]}" >>"$dir/bridge.out" 2>&1) &
+	echo $! >"$dir/bridge.pid"
 	local i
 	for i in $(seq 1 300); do
-		if bridge_ready; then
+		# A standby is up once its role endpoint answers; an active (and a
+		# bridge without failover) once it serves.
+		if [[ -n $FAILOVER ]] && role_answers "$inst" && { [[ $inst == b ]] || bridge_ready; }; then
+			return 0
+		elif [[ -z $FAILOVER ]] && bridge_ready; then
 			return 0
 		fi
-		if ! alive "$(cat "$BRIDGE_DIR/bridge.pid")"; then
+		if ! alive "$(cat "$dir/bridge.pid")"; then
 			log "sikkerchat exited; last lines of its output and log:"
-			tail -n 20 "$BRIDGE_DIR/bridge.out" >&2 || true
-			tail -n 5 "$BRIDGE_DIR/bridge.log" >&2 || true
+			tail -n 20 "$dir/bridge.out" >&2 || true
+			tail -n 5 "$dir/bridge.log" >&2 || true
 			return 1
 		fi
 		sleep 0.1
@@ -272,7 +402,14 @@ start_bridge() {
 }
 
 stop_bridge() {
-	local pidfile=$BRIDGE_DIR/bridge.pid
+	if [[ -n $FAILOVER && -z ${1:-} ]]; then
+		# The standby first, so that stopping is not a takeover.
+		stop_bridge b
+		stop_bridge a
+		return
+	fi
+	local pidfile
+	pidfile=$(instance_dir "${1:-a}")/bridge.pid
 	[[ -f $pidfile ]] || return 0
 	local pid
 	pid=$(cat "$pidfile")
@@ -360,6 +497,14 @@ AS_TOKEN=$(sed -nE '/^appservice:/,/^[a-z]/s/^    as_token: *"?([^"]*)"?$/\1/p' 
 HS_TOKEN=$(sed -nE '/^appservice:/,/^[a-z]/s/^    hs_token: *"?([^"]*)"?$/\1/p' "$BRIDGE_DIR/config.yaml")
 STACK_DIR=$STACK_DIR
 EOF
+	if [[ -n $FAILOVER ]]; then
+		cat >>"$ENV_FILE" <<EOF
+BRIDGE_B_PID_FILE=$BRIDGE_DIR/b/bridge.pid
+BRIDGE_B_LOG=$BRIDGE_DIR/b/bridge.log
+ROLE_A_URL=http://127.0.0.1:$(instance_port a 3)/_sikkerchat/role
+ROLE_B_URL=http://127.0.0.1:$(instance_port b 3)/_sikkerchat/role
+EOF
+	fi
 	if [[ -n $META_SIM ]]; then
 		cat >>"$ENV_FILE" <<EOF
 META_SIM_URL=http://127.0.0.1:$METASIM_PORT
@@ -382,6 +527,7 @@ down() {
 	# count and makes a running bridge over-upload one-time keys.
 	stop_bridge
 	stop_metasim
+	stop_proxy
 	hs stop
 }
 
@@ -389,8 +535,8 @@ case ${1:-} in
 up) up ;;
 down) down ;;
 status) [[ -f $ENV_FILE ]] && print_facts ;;
-start-bridge) start_bridge ;;
-stop-bridge) stop_bridge ;;
+start-bridge) start_bridge "${2:-}" ;;
+stop-bridge) stop_bridge "${2:-}" ;;
 start-homeserver) hs start "$BRIDGE_DIR/registration.yaml" ;;
 stop-homeserver) hs stop ;;
 start-metasim) start_metasim ;;

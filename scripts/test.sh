@@ -47,6 +47,9 @@ ensure_system_packages() {
 	[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 	# Everything runs on PostgreSQL too.
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+	# The failover test puts HAProxy (with docs/operations.md's settings) in
+	# front of two bridges.
+	command -v haproxy >/dev/null || missing+=(haproxy)
 	if ((${#missing[@]})); then
 		log "installing ${missing[*]}"
 		local sudo=""

@@ -3,18 +3,23 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 	_ "time/tzdata"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
 
 	"github.com/sikkerchat/sikkerchat/bridge"
+	"github.com/sikkerchat/sikkerchat/internal/failover"
 	"github.com/sikkerchat/sikkerchat/web"
 )
 
@@ -46,12 +51,92 @@ func main() {
 	// config and opening the database.
 	m.PreInit()
 	m.Config.Database.URI = secureSQLiteURI(m.Config.Database.Type, m.Config.Database.URI)
+	// On PostgreSQL every session of this process carries its holder name:
+	// the fence lets only the active's sessions write.
+	holder := failover.HolderName()
+	postgres := m.Config.Database.Type == "postgres"
+	if postgres {
+		m.Config.Database.URI = failover.WithParams(m.Config.Database.URI, map[string]string{"application_name": holder})
+	}
 	m.Init()
+	becomeActive(&m, connector, holder, postgres)
 	m.Start()
 	exitCode := m.WaitForInterrupt()
 	m.Stop()
 	os.Exit(exitCode)
 }
+
+// Exit codes of the failover (mautrix's own are 10–51).
+const (
+	exitSQLiteInUse = 60
+	exitLostActive  = 61
+	exitRoleListen  = 62
+)
+
+// becomeActive returns once this process is the active one: on PostgreSQL
+// after winning the election (a standby waits here, with no port open but
+// the role endpoint), on SQLite after taking the database's lock file.
+// Nothing of bridgev2 has started before it returns: no upgrade, no
+// appservice listener, no /sync.
+func becomeActive(m *mxmain.BridgeMain, connector *bridge.Connector, holder string, postgres bool) {
+	log := m.Log
+	ctx := log.WithContext(context.Background())
+	host, _ := os.Hostname()
+	instance := fmt.Sprintf("%s/%d", host, os.Getpid())
+	role := failover.NewRole(instance)
+	if listen := connector.Config.Failover.Listen; listen != "" {
+		server := &http.Server{Addr: listen, Handler: role, ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Failed to listen for the role endpoint")
+			os.Exit(exitRoleListen)
+		}
+		go func() { _ = server.Serve(ln) }()
+	}
+	if !postgres {
+		if path := failover.SQLitePath(m.Config.Database.URI); path != "" {
+			lock, err := failover.LockSQLite(path)
+			if err != nil {
+				log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Not starting")
+				os.Exit(exitSQLiteInUse)
+			}
+			locks = append(locks, lock)
+		}
+		role.SetActive(1)
+		return
+	}
+	lease := connector.Config.Failover.LeaseDuration()
+	leader, err := failover.Elect(ctx, failover.Options{
+		DSN:      m.Config.Database.URI,
+		Holder:   holder,
+		Instance: instance,
+		Lease:    lease,
+	})
+	if err != nil {
+		log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Failed to become the active process")
+		os.Exit(exitLostActive)
+	}
+	role.SetActive(leader.Term)
+	log.Info().Int64("term", leader.Term).Str("instance", instance).Msg("This process is now the active one")
+	connector.StillActive = leader.Valid
+	go leader.Watch(ctx, func(reason string) {
+		// Crash-only: a graceful stop would write to the database, which
+		// belongs to the new active now. The service manager starts this
+		// process again, as a standby.
+		log.WithLevel(zerolog.FatalLevel).Str("reason", reason).Msg("Lost the active role; exiting")
+		os.Exit(exitLostActive)
+	})
+	// bridgev2 and sikkerchat create their tables after the election: fence
+	// those too once they exist.
+	m.PostStart = func() {
+		if err := leader.Fence(ctx); err != nil {
+			log.Warn().Err(err).Msg("Failed to fence the tables made at start-up")
+		}
+	}
+}
+
+// locks holds the SQLite lock file open for the life of the process.
+var locks []*os.File
 
 // secureSQLiteURI makes SQLite overwrite what is deleted (secure_delete) on
 // every connection: a label, a guest's words or a token hash that the bridge

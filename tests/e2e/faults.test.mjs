@@ -10,8 +10,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { openConversation } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
-import { startStack, eventually } from './lib/localstack.mjs';
+import { startStack } from './lib/localstack.mjs';
 import { Guest, newClientId } from './lib/guest.mjs';
+import { connectedGuest, checkConversation, sleep } from './lib/delivery.mjs';
 import { launchBrowser, newPhone } from './lib/browser.mjs';
 
 const LONG = !!process.env.FAULTS_LONG;
@@ -36,119 +37,11 @@ after(async () => {
   await stack?.stop();
 });
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** A guest whose event stream reconnects (with resume) whenever it drops, as the page's does. */
-async function connectedGuest(invite) {
-  const guest = await Guest.join(stack.GUEST_URL, invite);
-  let stopped = false;
-  let stream;
-  const loop = (async () => {
-    while (!stopped) {
-      try {
-        stream = await guest.openStream();
-        await stream.done;
-      } catch {
-        // the bridge is down: try again shortly
-      }
-      if (!stopped) await sleep(100);
-    }
-  })();
-  return { guest, stop: async () => { stopped = true; stream?.close(); await loop; } };
-}
-
-/**
- * The texts the ghost sent into the room, as the officer's client has them
- * from both of its views of the room: the live timeline (sync) and the whole
- * room read back by /messages. Neither is enough alone on Dendrite: after an
- * outage the sync that follows is "limited" and the live timeline has a gap,
- * and Dendrite's backward pagination sometimes skips (and repeats) an event
- * at a page boundary. Events are taken once each, by event ID, in the order
- * the homeserver received them (origin_server_ts; the outbox sends one
- * message of a conversation at a time, so that is the order sent).
- * `undecrypted` lists the ghost's events the officer could not decrypt.
- */
-async function ghostTexts(roomId) {
-  const readable = (e) => e && e.getClearContent() && !e.isDecryptionFailure();
-  const byId = new Map();
-  for (const ev of await officer.roomHistory(roomId)) byId.set(ev.getId(), ev);
-  for (const ev of officer._roomEvents(roomId)) {
-    if (!byId.has(ev.getId()) || (readable(ev) && !readable(byId.get(ev.getId())))) byId.set(ev.getId(), ev);
-  }
-  const events = [...byId.values()]
-    .filter((ev) => ev.getSender()?.startsWith('@sikkerchat_'))
-    .map((ev, i) => ({ ev, i }))
-    .sort((a, b) => a.ev.getTs() - b.ev.getTs() || a.i - b.i)
-    .map(({ ev }) => ev);
-  const texts = [];
-  const undecrypted = [];
-  const other = [];
-  for (const ev of events) {
-    if (!readable(ev)) {
-      if (ev.isEncrypted()) undecrypted.push(`${ev.getId()} (${ev.decryptionFailureReason ?? '?'})`);
-      continue;
-    }
-    if (ev.getType() === 'm.room.message' && ev.getContent().msgtype === 'm.text') texts.push(ev.getContent().body);
-    else other.push(`${ev.getId()} ${ev.getType()}/${ev.getContent()?.msgtype}`);
-  }
-  return { texts, undecrypted, other };
-}
-
-/** The guest-side record as a fresh page load shows it (the whole transcript, from the start). */
-async function freshRecord(guest) {
-  const fresh = new Guest(stack.GUEST_URL, guest.cookie);
-  let stream;
-  await eventually(async () => {
-    stream = await fresh.openStream({ resume: false });
-    return true;
-  }, { what: 'the event stream to open' });
-  await sleep(500); // the history is written at once; leave time for it to arrive
-  stream.close();
-  return fresh.entries();
-}
-
-/** Checks one conversation, message by message: nothing lost, nothing doubled, order kept. */
-async function checkConversation(name, { roomId, guest, guestSent, officerSent }) {
-  // Everything the guest's POSTs had accepted reaches the room…
-  let seen = { texts: [], undecrypted: [], other: [] };
-  try {
-    await eventually(async () => {
-      seen = await ghostTexts(roomId);
-      return guestSent.every((t) => seen.texts.includes(t));
-    }, { timeoutMs: 180000, intervalMs: 1000, what: `${name}: every accepted guest message in the room` });
-  } catch (err) {
-    const missing = guestSent.filter((t) => !seen.texts.includes(t));
-    const record = await freshRecord(guest).catch(() => []);
-    const status = (t) => record.find((e) => e.text === t)?.status ?? 'not in the guest record';
-    err.message += `\n${missing.length} of ${guestSent.length} missing (first: ${missing.slice(0, 3).map((t) => `${t} [${status(t)}]`).join(' | ')}); ` +
-      `the ghost's events in the room: ${seen.texts.length} readable, ${seen.undecrypted.length} the officer could not decrypt: ${seen.undecrypted.slice(0, 3).join(', ')}; ` +
-      `${seen.other.length} of another kind: ${seen.other.slice(0, 3).join(', ')}; ` +
-      `texts seen twice: ${seen.texts.filter((t, i) => seen.texts.indexOf(t) !== i).slice(0, 3).join(' | ')}`;
-    throw err;
-  }
-  // …and the officers' messages reach the guest side.
-  await eventually(async () => {
-    const record = await freshRecord(guest);
-    const shown = record.filter((e) => e.direction === 'to_guest').map((e) => e.text);
-    return officerSent.every((t) => shown.includes(t));
-  }, { timeoutMs: 180000, intervalMs: 1000, what: `${name}: every officer message on the guest side` });
-
-  const inRoom = (await ghostTexts(roomId)).texts;
-  assert.deepEqual(inRoom, guestSent, `${name}: the room has each guest message exactly once, in the order sent`);
-  const record = await freshRecord(guest);
-  const fromGuest = record.filter((e) => e.direction === 'from_guest');
-  assert.deepEqual(fromGuest.map((e) => e.text), guestSent, `${name}: the guest's record has each of its messages once, in order`);
-  assert.ok(fromGuest.every((e) => e.status === 'delivered' || e.status === 'read'), `${name}: the guest's record shows every message delivered`);
-  const toGuest = record.filter((e) => e.direction === 'to_guest').map((e) => e.text);
-  assert.deepEqual(toGuest, officerSent, `${name}: the guest side has each officer message exactly once, in the order sent`);
-  return { guest: guestSent.length, officer: officerSent.length };
-}
-
 test(`kill -9 of the bridge at ${KILLS} random points while both sides talk: nothing lost, nothing doubled, order kept`, { timeout: (LONG ? 60 : 15) * 60000 }, async () => {
   const convs = [];
   for (const label of ['Feil A', 'Feil B']) {
     const { invite, roomId } = await openConversation(officer, dm, label);
-    const g = await connectedGuest(invite);
+    const g = await connectedGuest(stack, invite);
     convs.push({ roomId, guest: g.guest, stopGuest: g.stop, guestSent: [], officerSent: [] });
   }
   let running = true;
@@ -184,7 +77,7 @@ test(`kill -9 of the bridge at ${KILLS} random points while both sides talk: not
   let officerTotal = 0;
   try {
     for (const [i, c] of convs.entries()) {
-      const r = await checkConversation(`conversation ${i}`, c);
+      const r = await checkConversation(stack, officer, `conversation ${i}`, c);
       guestTotal += r.guest;
       officerTotal += r.officer;
     }
@@ -238,7 +131,7 @@ test(`the homeserver down for ${Math.round(OUTAGE_MS / 1000)} s while the guest 
       await page.locator('.msg.me', { hasText: text }).locator('.st-delivered, .st-read').waitFor({ timeout: 180000 });
     }
     const guest = new Guest(stack.GUEST_URL, (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; '));
-    const r = await checkConversation('outage', { roomId, guest, guestSent, officerSent: [] });
+    const r = await checkConversation(stack, officer, 'outage', { roomId, guest, guestSent, officerSent: [] });
     counts.outage = { seconds: Math.round(OUTAGE_MS / 1000), guest_messages: r.guest, sent_during_outage: during.length, lost: 0, doubled: 0 };
   } finally {
     await browser.close();
@@ -247,7 +140,7 @@ test(`the homeserver down for ${Math.round(OUTAGE_MS / 1000)} s while the guest 
 
 test('replayed and duplicated appservice transactions add nothing', async () => {
   const { invite, roomId } = await openConversation(officer, dm, 'Gjentak');
-  const { guest, stop } = await connectedGuest(invite);
+  const { guest, stop } = await connectedGuest(stack, invite);
   try {
     const officerSent = [];
     for (let i = 0; i < 3; i++) {
@@ -255,7 +148,7 @@ test('replayed and duplicated appservice transactions add nothing', async () => 
       await officer.sendText(roomId, text);
       officerSent.push(text);
     }
-    await checkConversation('before replay', { roomId, guest, guestSent: [], officerSent });
+    await checkConversation(stack, officer, 'before replay', { roomId, guest, guestSent: [], officerSent });
     // The events as the homeserver sent them (encrypted), straight from Dendrite.
     const res = await fetch(`${stack.HS_URL}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=50`, {
       headers: { Authorization: `Bearer ${officer.client.getAccessToken()}` },
@@ -282,7 +175,7 @@ test('replayed and duplicated appservice transactions add nothing', async () => 
     const last = `politi etter gjentak ${randomUUID()}`;
     await officer.sendText(roomId, last);
     officerSent.push(last);
-    await checkConversation('after replay', { roomId, guest, guestSent: [], officerSent });
+    await checkConversation(stack, officer, 'after replay', { roomId, guest, guestSent: [], officerSent });
     counts.replay = { transactions: 6, events_each: 3, doubled: 0 };
   } finally {
     await stop();
@@ -314,6 +207,6 @@ test('a guest retrying a POST whose answer was lost gets one message in the room
   assert.equal((await guest.send(own, ownId)).status, 202);
   guestSent.push(own);
   assert.equal((await guest.send('noe annet', ownId)).status, 409);
-  await checkConversation('lost answers', { roomId, guest, guestSent, officerSent: [] });
+  await checkConversation(stack, officer, 'lost answers', { roomId, guest, guestSent, officerSent: [] });
   counts.lost_answer = { retried_posts: 15, messages: 6, doubled: 0 };
 });

@@ -51,15 +51,27 @@ export async function startStack({ basePort, encryption = true, extraEnv = {} })
     async stopBridge() {
       await run('bash', [stackScript, 'stop-bridge'], { env });
     },
-    /** Starts the bridge again after stopBridge. */
-    async startBridge() {
-      await run('bash', [stackScript, 'start-bridge'], { env });
+    /**
+     * Starts the bridge again after stopBridge. With SIKKERCHAT_FAILOVER,
+     * instance 'a' or 'b' alone (resolves once it answers, as active or standby).
+     */
+    async startBridge(instance = '') {
+      await run('bash', [stackScript, 'start-bridge', instance], { env });
     },
-    /** Kills the bridge with SIGKILL: no shutdown, whatever it was doing stops there. */
-    killBridge() {
-      const pid = Number(readFileSync(facts.BRIDGE_PID_FILE, 'utf8').trim());
+    /** Kills the bridge (or failover instance 'b') with SIGKILL: no shutdown, whatever it was doing stops there. */
+    killBridge(instance = 'a') {
+      const pid = Number(readFileSync(instance === 'b' ? facts.BRIDGE_B_PID_FILE : facts.BRIDGE_PID_FILE, 'utf8').trim());
       process.kill(pid, 'SIGKILL');
       return pid;
+    },
+    /** A failover instance's role endpoint: {status, role, term, instance}; status 0 when nothing answers. */
+    async role(instance) {
+      try {
+        const res = await fetch(instance === 'b' ? facts.ROLE_B_URL : facts.ROLE_A_URL, { signal: AbortSignal.timeout(2000) });
+        return { status: res.status, ...(await res.json()) };
+      } catch {
+        return { status: 0 };
+      }
     },
     /** Stops Dendrite alone (an outage); the bridge keeps running. */
     async stopHomeserver() {

@@ -1,0 +1,208 @@
+// Failover: two bridges (a and b) on one PostgreSQL database behind HAProxy
+// (docs/operations.md's settings), guests and officers talking both ways, one
+// guest in a real Chromium page. The active bridge is killed with SIGKILL at
+// random points; the standby takes over; the killed one comes back as the
+// standby. Afterwards every conversation is checked message by message (zero
+// lost, zero doubled, order kept), the page shows the same history as a fresh
+// load, a sampler of both role endpoints never saw two active at once, and
+// each kill made exactly one new term.
+//
+// Measured per kill: kill → the survivor's role says active; kill → the first
+// guest message sent after the kill is in the officer's room; kill → the first
+// officer message sent after the kill is on the guest's side. The figures are
+// printed as "# failover: …" lines (p50 and max).
+//
+// Runs on PostgreSQL only (SIKKERCHAT_POSTGRES); FAILOVER_KILLS sets the
+// number of kills (default 10).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { openConversation } from './lib/conversation.mjs';
+import { Officer } from './lib/officer.mjs';
+import { startStack, eventually } from './lib/localstack.mjs';
+import { Guest, newClientId } from './lib/guest.mjs';
+import { launchBrowser, newPhone } from './lib/browser.mjs';
+import { connectedGuest, checkConversation, freshRecord, sleep } from './lib/delivery.mjs';
+
+const KILLS = Number(process.env.FAILOVER_KILLS ?? 10);
+const postgres = !!process.env.SIKKERCHAT_POSTGRES;
+
+let stack;
+let officer;
+let dm;
+let browser;
+
+before(async () => {
+  if (!postgres) return;
+  stack = await startStack({ basePort: 28308, extraEnv: { SIKKERCHAT_FAILOVER: '1', SIKKERCHAT_FAILOVER_LEASE: '3s' } });
+  officer = await Officer.login(stack.HS_URL, stack.OFFICER_MXID, stack.OFFICER_PASSWORD);
+  await officer.start();
+  dm = await officer.createEncryptedDM(stack.BOT_MXID);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await officer?.stop();
+  await stack?.stop();
+});
+
+const roles = async () => ({ a: await stack.role('a'), b: await stack.role('b') });
+const activeOf = (r) => (r.a.status === 200 ? 'a' : r.b.status === 200 ? 'b' : '');
+const quantile = (xs, q) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+};
+const summary = (xs) => `p50 ${quantile(xs, 0.5)} ms, max ${Math.max(...xs)} ms over ${xs.length}`;
+
+test(`failover: the active bridge killed ${KILLS} times while both sides talk; the standby takes over; nothing lost, nothing doubled, order kept`, { skip: !postgres && 'needs SIKKERCHAT_POSTGRES', timeout: 30 * 60000 }, async () => {
+  // One guest in Chromium (the page must reconnect by itself), two through the API.
+  const page = await (await newPhone(browser)).newPage();
+  const convs = [];
+  {
+    const { invite, roomId } = await openConversation(officer, dm, 'Failover side');
+    await page.goto(invite.url);
+    await page.locator('#code').fill(invite.code);
+    await page.locator('#join-btn').click();
+    await page.locator('#v-chat').waitFor({ state: 'visible' });
+    const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
+    convs.push({ roomId, guest: new Guest(stack.GUEST_URL, cookie), stopGuest: async () => {}, guestSent: [], officerSent: [] });
+  }
+  for (const label of ['Failover A', 'Failover B', 'Failover probe']) {
+    const { invite, roomId } = await openConversation(officer, dm, label);
+    const g = await connectedGuest(stack, invite);
+    convs.push({ roomId, guest: g.guest, stopGuest: g.stop, guestSent: [], officerSent: [] });
+  }
+  // The last conversation carries only the timed probes, one each way per kill.
+  const probe = convs.at(-1);
+  const talking = convs.slice(0, -1);
+
+  // Never two active at once; every term seen.
+  let sampling = true;
+  const terms = new Set();
+  let bothActive = 0;
+  const sampler = (async () => {
+    while (sampling) {
+      const r = await roles();
+      if (r.a.status === 200 && r.b.status === 200) bothActive++;
+      for (const x of [r.a, r.b]) if (x.status === 200) terms.add(x.term);
+      await sleep(100);
+    }
+  })();
+
+  let running = true;
+  let retries = 0;
+  const guestLoops = talking.map(async (c, ci) => {
+    for (let n = 0; running; n++) {
+      const text = `gjest ${ci}.${n} ${randomUUID()}`;
+      const res = await c.guest.sendUntilStored(text, newClientId(), { retryMs: 100 });
+      retries += res.tries - 1;
+      c.guestSent.push(text);
+      await sleep(50 + Math.random() * 150);
+    }
+  });
+  const officerLoops = talking.map(async (c, ci) => {
+    for (let n = 0; running; n++) {
+      const text = `politi ${ci}.${n} ${randomUUID()}`;
+      await officer.sendText(c.roomId, text);
+      c.officerSent.push(text);
+      await sleep(80 + Math.random() * 200);
+    }
+  });
+
+  const start = await roles();
+  const firstTerm = (start.a.status === 200 ? start.a : start.b).term;
+  assert.ok(activeOf(start), 'one bridge is active at the start');
+  const takeover = [];
+  const guestToOfficer = [];
+  const officerToGuest = [];
+  for (let k = 0; k < KILLS; k++) {
+    await sleep(1000 + Math.random() * 3000);
+    const active = activeOf(await roles());
+    assert.ok(active, `kill ${k + 1}: an active bridge to kill`);
+    const survivor = active === 'a' ? 'b' : 'a';
+    const killedAt = Date.now();
+    stack.killBridge(active);
+    // The first messages sent after the kill, one each way, timed to arrival.
+    const guestProbe = `probe gjest ${k} ${randomUUID()}`;
+    const officerProbe = `probe politi ${k} ${randomUUID()}`;
+    const guestArrived = (async () => {
+      await probe.guest.sendUntilStored(guestProbe, newClientId(), { retryMs: 100 });
+      probe.guestSent.push(guestProbe);
+      await officer.waitForMessage(probe.roomId, (c) => c.body === guestProbe, { timeoutMs: 120000 });
+      return Date.now() - killedAt;
+    })();
+    const officerArrived = (async () => {
+      await officer.sendText(probe.roomId, officerProbe);
+      probe.officerSent.push(officerProbe);
+      await eventually(() => probe.guest.entries().some((e) => e.text === officerProbe), { timeoutMs: 120000, intervalMs: 25, what: 'the officer probe on the guest side' });
+      return Date.now() - killedAt;
+    })();
+    await eventually(async () => (await stack.role(survivor)).status === 200, { timeoutMs: 60000, intervalMs: 20, what: `${survivor} to take over` });
+    takeover.push(Date.now() - killedAt);
+    guestToOfficer.push(await guestArrived);
+    officerToGuest.push(await officerArrived);
+    // The killed one comes back, as the standby.
+    await stack.startBridge(active);
+    assert.equal((await stack.role(active)).status, 503, `kill ${k + 1}: ${active} came back as the standby`);
+  }
+  await sleep(1000);
+  running = false;
+  await Promise.all([...guestLoops, ...officerLoops]);
+  sampling = false;
+  await sampler;
+
+  let guestTotal = 0;
+  let officerTotal = 0;
+  try {
+    for (const [i, c] of convs.entries()) {
+      const r = await checkConversation(stack, officer, `conversation ${i}`, c);
+      guestTotal += r.guest;
+      officerTotal += r.officer;
+    }
+    // The page reconnected by itself and shows what a fresh load shows.
+    const record = (await freshRecord(stack, convs[0].guest)).filter((e) => e.text).map((e) => e.text);
+    await eventually(async () => {
+      const shown = await page.locator('#log .msg:not(.note) .text').allTextContents();
+      return shown.length === record.length && shown.every((t, i) => t === record[i]);
+    }, { timeoutMs: 120000, intervalMs: 500, what: 'the open page to show the same history as a fresh load' });
+  } finally {
+    await Promise.all(convs.map((c) => c.stopGuest()));
+  }
+  assert.equal(bothActive, 0, 'never two active bridges at once');
+  const final = await roles();
+  const lastTerm = (final.a.status === 200 ? final.a : final.b).term;
+  assert.equal(lastTerm, firstTerm + KILLS, 'one new term per kill');
+  assert.equal(terms.size, KILLS + 1, 'every term was seen once active');
+  assert.equal(probe.guestSent.length, KILLS);
+
+  console.log(`# failover: ${KILLS} kills; ${guestTotal} guest and ${officerTotal} officer messages, ${retries} guest retries, none lost or doubled`);
+  console.log(`# failover: kill → the standby active: ${summary(takeover)}`);
+  console.log(`# failover: kill → first guest message in the room: ${summary(guestToOfficer)}`);
+  console.log(`# failover: kill → first officer message on the guest side: ${summary(officerToGuest)}`);
+});
+
+test('a second bridge on one SQLite database refuses to start', { skip: postgres && 'the SQLite run checks this' }, async () => {
+  // The stack of another file is not needed: start one here.
+  const sqlite = await startStack({ basePort: 28308 });
+  try {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const bin = `${sqlite.dir}/bin/sikkerchat`;
+    let failed;
+    try {
+      await promisify(execFile)(bin, ['-c', sqlite.BRIDGE_CONFIG, '-r', `${sqlite.dir}/bridge/registration.yaml`, '-n'], { cwd: `${sqlite.dir}/bridge`, timeout: 30000 });
+    } catch (err) {
+      failed = err;
+    }
+    assert.ok(failed, 'the second process exited');
+    assert.equal(failed.code, 60, `exit code 60 (got ${failed.code})`);
+    const log = sqlite.bridgeLog();
+    assert.match(log, /another sikkerchat process is using this SQLite database/);
+    // The first one still serves.
+    const res = await fetch(`${sqlite.GUEST_URL}/healthz`);
+    assert.equal(res.status, 200);
+  } finally {
+    await sqlite.stop();
+  }
+});
