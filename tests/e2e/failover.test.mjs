@@ -17,6 +17,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { openConversation } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
 import { startStack, eventually } from './lib/localstack.mjs';
@@ -66,12 +68,12 @@ test(`failover: the active bridge killed ${KILLS} times while both sides talk; t
     await page.locator('#join-btn').click();
     await page.locator('#v-chat').waitFor({ state: 'visible' });
     const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
-    convs.push({ roomId, guest: new Guest(stack.GUEST_URL, cookie), stopGuest: async () => {}, guestSent: [], officerSent: [] });
+    convs.push({ invite, roomId, guest: new Guest(stack.GUEST_URL, cookie), stopGuest: async () => {}, guestSent: [], officerSent: [] });
   }
   for (const label of ['Failover A', 'Failover B', 'Failover probe']) {
     const { invite, roomId } = await openConversation(officer, dm, label);
     const g = await connectedGuest(stack, invite);
-    convs.push({ roomId, guest: g.guest, stopGuest: g.stop, guestSent: [], officerSent: [] });
+    convs.push({ invite, roomId, guest: g.guest, stopGuest: g.stop, guestSent: [], officerSent: [] });
   }
   // The last conversation carries only the timed probes, one each way per kill.
   const probe = convs.at(-1);
@@ -175,6 +177,18 @@ test(`failover: the active bridge killed ${KILLS} times while both sides talk; t
   assert.equal(lastTerm, firstTerm + KILLS, 'one new term per kill');
   assert.equal(terms.size, KILLS + 1, 'every term was seen once active');
   assert.equal(probe.guestSent.length, KILLS);
+
+  // The shared key folder: a conversation created under the first term is
+  // closed by whichever bridge is active now, and its key is destroyed.
+  const keyFile = (c) => join(stack.STACK_DIR, 'bridge', 'keys', `${c.invite.conversation_id}.key`);
+  assert.ok(convs.every((c) => existsSync(keyFile(c))), 'every open conversation has its key in the shared folder');
+  const closing = convs[1];
+  const closeId = await officer.sendText(closing.roomId, '!sc close');
+  await officer.waitForMessage(closing.roomId, (c) => c['m.relates_to']?.['m.in_reply_to']?.event_id === closeId || /Samtalen er avsluttet/.test(c.body ?? ''), { timeoutMs: 60000 });
+  await eventually(async () => !existsSync(keyFile(closing)), { what: 'the closed conversation\'s key destroyed by the active bridge' });
+  assert.ok(existsSync(keyFile(convs[2])), 'the others keep theirs');
+  const after = (await closing.guest.send('etter lukking', newClientId())).status;
+  assert.ok([401, 410].includes(after), `the closed conversation takes nothing more (${after})`);
 
   console.log(`# failover: ${KILLS} kills; ${guestTotal} guest and ${officerTotal} officer messages, ${retries} guest retries, none lost or doubled`);
   console.log(`# failover: kill → the standby active: ${summary(takeover)}`);
