@@ -17,7 +17,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openConversation } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
@@ -194,6 +194,73 @@ test(`failover: the active bridge killed ${KILLS} times while both sides talk; t
   console.log(`# failover: kill → the standby active: ${summary(takeover)}`);
   console.log(`# failover: kill → first guest message in the room: ${summary(guestToOfficer)}`);
   console.log(`# failover: kill → first officer message on the guest side: ${summary(officerToGuest)}`);
+});
+
+/** Whether a process runs (a zombie, or a process that is gone, does not). */
+function running(pid) {
+  try {
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+test('a paused active (SIGSTOP past its lease) loses the role; woken, it exits and nothing is lost or doubled', { skip: !postgres && 'needs SIKKERCHAT_POSTGRES', timeout: 10 * 60000 }, async () => {
+  const { invite, roomId } = await openConversation(officer, dm, 'Pause');
+  const g = await connectedGuest(stack, invite);
+  const conv = { roomId, guest: g.guest, guestSent: [], officerSent: [] };
+  let talking = true;
+  const loops = [
+    (async () => {
+      for (let n = 0; talking; n++) {
+        const text = `gjest pause ${n} ${randomUUID()}`;
+        await conv.guest.sendUntilStored(text, newClientId(), { retryMs: 100 });
+        conv.guestSent.push(text);
+        await sleep(100 + Math.random() * 100);
+      }
+    })(),
+    (async () => {
+      for (let n = 0; talking; n++) {
+        const text = `politi pause ${n} ${randomUUID()}`;
+        await officer.sendText(roomId, text);
+        conv.officerSent.push(text);
+        await sleep(150 + Math.random() * 150);
+      }
+    })(),
+  ];
+  try {
+    await sleep(1500);
+    const before = await roles();
+    const paused = activeOf(before);
+    const survivor = paused === 'a' ? 'b' : 'a';
+    const pid = Number(readFileSync(paused === 'b' ? stack.BRIDGE_B_PID_FILE : stack.BRIDGE_PID_FILE, 'utf8').trim());
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // The database ends the paused process's idle lock session after the
+      // lease (3 s here); the standby takes over.
+      await eventually(async () => (await stack.role(survivor)).status === 200, { timeoutMs: 60000, intervalMs: 50, what: `${survivor} to take over from the paused ${paused}` });
+      await sleep(2000); // both sides keep talking, to the new active
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    // Woken, the former active finds its lease gone and exits at once.
+    await eventually(async () => !running(pid), { timeoutMs: 30000, what: `the woken ${paused} to exit` });
+    const log = readFileSync(paused === 'b' ? stack.BRIDGE_B_LOG : stack.BRIDGE_LOG, 'utf8');
+    assert.match(log, /Lost the active role; exiting/);
+    await stack.startBridge(paused);
+    assert.equal((await stack.role(paused)).status, 503, `${paused} came back as the standby`);
+    await sleep(1000);
+  } finally {
+    talking = false;
+    await Promise.all(loops);
+  }
+  try {
+    const r = await checkConversation(stack, officer, 'pause', conv);
+    console.log(`# failover: paused active: ${r.guest} guest and ${r.officer} officer messages, none lost or doubled`);
+  } finally {
+    await g.stop();
+  }
 });
 
 test('a second bridge on one SQLite database refuses to start', { skip: postgres && 'the SQLite run checks this' }, async () => {
