@@ -201,6 +201,7 @@ EOF
 			cat <<EOF
 frontend ${name}_in
     bind 127.0.0.1:$frontend_port
+    option forwardfor
     default_backend $name
 backend $name
     option httpchk GET /_sikkerchat/role
