@@ -72,8 +72,9 @@ type Connector struct {
 
 	// Services started with the bridge and stopped with it (the guest web listener).
 	services []Service
-	// startedAt is when this process started serving (inbox events and
-	// outbox entries older than it are left-overs of an earlier process).
+	// startedAt is when this process began to serve (Init, or a standby's
+	// takeover: ServingFrom); inbox events and outbox entries older than it
+	// are left-overs of an earlier process.
 	startedAt time.Time
 	// homeserverMaxFile is the homeserver's upload limit (0: not known yet).
 	homeserverMaxFile atomic.Int64
@@ -155,9 +156,6 @@ func (sc *Connector) ValidateConfig() error {
 }
 
 func (sc *Connector) Start(ctx context.Context) error {
-	// A standby ran Init long before it took over: what the former active
-	// stored in between is a left-over too.
-	sc.startedAt = time.Now()
 	sc.gateCommands()
 	if err := sc.DB.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "sikkerchat"}
@@ -404,6 +402,15 @@ func (sc *Connector) gateCommands() {
 
 // errNotActive stops a send of a process that has lost the active role.
 var errNotActive = errors.New("this process is no longer the active one")
+
+// ServingFrom marks when this process began to serve: a standby that has
+// just taken over calls it before bridgev2 starts its listeners, because
+// what the former active stored after this process's Init (the inbox's
+// officers' events, the guests' messages) is a left-over of that process,
+// to be replayed and looked for, not something this one is handling.
+func (sc *Connector) ServingFrom(t time.Time) {
+	sc.startedAt = t
+}
 
 // active says whether this process may still act on the outside world.
 func (sc *Connector) active() bool {

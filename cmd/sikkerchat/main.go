@@ -117,6 +117,7 @@ func becomeActive(m *mxmain.BridgeMain, connector *bridge.Connector, holder stri
 		os.Exit(exitLostActive)
 	}
 	role.SetActive(leader.Term)
+	connector.ServingFrom(time.Now())
 	log.Info().Int64("term", leader.Term).Str("instance", instance).Msg("This process is now the active one")
 	connector.StillActive = leader.Valid
 	go leader.Watch(ctx, func(reason string) {
