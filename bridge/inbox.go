@@ -156,12 +156,7 @@ const transactionKeyWait = 20 * time.Second
 const keyGiveUpMemory = 10 * time.Minute
 
 // replayKeyWait bounds the wait for one left-over event's room key at start.
-// Right after a start (or a takeover) the bridge's own /sync is only just
-// running, and a key given up on here is not waited for by the live
-// transactions either (keyGiveUpMemory): later events would overtake the
-// left-over once the key comes. The homeserver retries the transactions
-// held meanwhile, and the inbox takes each event once.
-const replayKeyWait = 30 * time.Second
+const replayKeyWait = 10 * time.Second
 
 // waitForRoomKeys holds officers' events until the bridge has their megolm
 // sessions, so they are decrypted in the order they were sent. An officer's
