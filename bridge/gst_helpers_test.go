@@ -70,9 +70,6 @@ type gstMatrix struct {
 	// finds counts FindSent calls; sends counts sends that reached the double.
 	finds, sends int
 	txnIDs       []string
-	// lands: a send of a former process, still under way in the homeserver,
-	// that shows in the room from the second look on.
-	lands map[string]id.EventID
 	// typingGate, when set for a conversation, holds its typing calls until
 	// closed; typingEntered is told each one as it starts.
 	typingGate     map[string]chan struct{}
@@ -131,21 +128,8 @@ func (gm *gstMatrix) SendGuestFile(ctx context.Context, conv *bridge.Conversatio
 func (gm *gstMatrix) FindSent(ctx context.Context, conv *bridge.Conversation, txnID string) (id.EventID, error) {
 	gm.lock.Lock()
 	gm.finds++
-	landed, lands := gm.lands[txnID]
-	if lands {
-		delete(gm.lands, txnID)
-	}
 	gm.lock.Unlock()
-	found, err := gm.Fake.FindSent(ctx, conv, txnID)
-	if lands {
-		gm.Fake.Lock()
-		if gm.Fake.TxnIDs == nil {
-			gm.Fake.TxnIDs = map[string]id.EventID{}
-		}
-		gm.Fake.TxnIDs[txnID] = landed
-		gm.Fake.Unlock()
-	}
-	return found, err
+	return gm.Fake.FindSent(ctx, conv, txnID)
 }
 
 func (gm *gstMatrix) GuestTyping(ctx context.Context, conv *bridge.Conversation, typing bool, timeout time.Duration) {

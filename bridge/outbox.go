@@ -55,7 +55,7 @@ type Outbox struct {
 	slots   chan struct{}
 	failed  chan struct{}
 	// unsure: messages whose last send failed in a way that may still have reached the room.
-	unsure map[string]time.Time
+	unsure map[string]bool
 	// delivering: conversation ID → *sync.Mutex held while its messages go out
 	// (the outbox's sender and a close never send the same message side by side).
 	delivering sync.Map
@@ -79,7 +79,7 @@ func newOutbox(sc *Connector) *Outbox {
 		again:     map[string]bool{},
 		slots:     make(chan struct{}, outboxWorkers),
 		failed:    make(chan struct{}, 1),
-		unsure:    map[string]time.Time{},
+		unsure:    map[string]bool{},
 		held:      map[heldKey]*TranscriptEntry{},
 	}
 }
@@ -293,27 +293,13 @@ func (ob *Outbox) deliver(ctx context.Context, conv *Conversation, seq int64) (e
 	}
 	txnID := guestTxnID(conv.ID, entry.ClientID)
 	var eventID id.EventID
-	if attempted, unsure := ob.uncertain(txnID, entry, ob.startedAt); unsure {
+	if ob.uncertain(txnID, entry, ob.startedAt) {
 		// An earlier attempt may have reached the room without an answer coming
 		// back (a crash, a timeout). Homeservers forget the transaction IDs of
 		// such requests, so look before sending again.
 		if eventID, err = ob.Matrix.FindSent(ctx, conv, txnID); err != nil {
 			return err
-		}
-		// A request whose sender died (or gave up) moments ago may still be
-		// under way in the homeserver, which finishes it anyway: look again
-		// once it would have finished.
-		if wait := time.Until(attempted.Add(inFlightGrace)); eventID == "" && wait > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
-			}
-			if eventID, err = ob.Matrix.FindSent(ctx, conv, txnID); err != nil {
-				return err
-			}
-		}
-		if eventID != "" {
+		} else if eventID != "" {
 			zerolog.Ctx(ctx).Info().Str("conversation_id", conversationID).Int64("seq", seq).
 				Msg("Guest message was already in the room from an earlier attempt")
 		}
@@ -360,22 +346,16 @@ func (ob *Outbox) send(ctx context.Context, conv *Conversation, txnID string, en
 	return ob.Matrix.SendGuestText(ctx, conv, txnID, entry.Text)
 }
 
-// inFlightGrace is how long a homeserver may still be working on a send
-// whose sender is gone (a killed bridge, a timed-out request).
-const inFlightGrace = 3 * time.Second
-
 // uncertain tells whether an earlier attempt to send this message may have
-// reached the room, and from when such an attempt may date: one in an
-// earlier run of the bridge (it may have died mid-send, up to this run's
-// start), or one in this run that failed without a clear "not sent".
-func (ob *Outbox) uncertain(txnID string, entry *TranscriptEntry, started time.Time) (time.Time, bool) {
+// reached the room: one in an earlier run of the bridge (it may have died
+// mid-send), or one in this run that failed without a clear "not sent".
+func (ob *Outbox) uncertain(txnID string, entry *TranscriptEntry, started time.Time) bool {
 	if entry.CreatedAt.Before(started) {
-		return started, true
+		return true
 	}
 	ob.lock.Lock()
 	defer ob.lock.Unlock()
-	at, ok := ob.unsure[txnID]
-	return at, ok
+	return ob.unsure[txnID]
 }
 
 // markUncertain notes a failed send that may have reached the homeserver
@@ -387,7 +367,7 @@ func (ob *Outbox) markUncertain(txnID string, err error) {
 	}
 	ob.lock.Lock()
 	defer ob.lock.Unlock()
-	ob.unsure[txnID] = time.Now()
+	ob.unsure[txnID] = true
 }
 
 func (ob *Outbox) settled(txnID string) {
