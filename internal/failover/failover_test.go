@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -229,6 +230,39 @@ func TestWatchSaysWhenTheActiveRoleIsLost(t *testing.T) {
 	require.False(t, a.Valid())
 	<-a.done
 	require.Len(t, reasons, 0, "lost is called once")
+}
+
+// The bridge fences the tables it made at start-up while the heartbeat runs:
+// both use the lock session, and neither may break the other (lib/pq refuses a
+// second statement on a connection still reading the first one's rows).
+func TestFenceBesideTheHeartbeatKeepsTheRole(t *testing.T) {
+	dsn := testdb.PostgresDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a := elect(t, ctx, dsn, "a", 2*time.Second, nil)
+	reasons := make(chan string, 1)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	go a.Watch(watchCtx, func(reason string) { reasons <- reason })
+	db := pool(t, dsn, a.holder)
+	beats := 0
+	for i := 0; beats < 8; i++ {
+		before := a.beat.Load()
+		_, err := db.Exec(fmt.Sprintf("CREATE TABLE made_later_%d (id integer)", i))
+		require.NoError(t, err)
+		require.NoError(t, a.Fence(ctx), "fence %d", i)
+		if a.beat.Load() != before {
+			beats++
+		}
+		select {
+		case reason := <-reasons:
+			t.Fatalf("the role was lost beside fence %d: %s", i, reason)
+		default:
+		}
+	}
+	stopWatch()
+	<-a.done
+	require.True(t, a.Valid())
+	require.Empty(t, reasons)
 }
 
 func TestAPausedActiveLosesTheLockAndKnowsIt(t *testing.T) {

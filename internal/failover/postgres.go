@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -87,6 +88,10 @@ type Leader struct {
 	holder string
 	lease  time.Duration
 	db     *sql.DB
+	// conn is the lock session. lib/pq cannot run two statements on one
+	// connection at once, and the heartbeat runs beside Fence: every use
+	// takes connMu.
+	connMu sync.Mutex
 	conn   *sql.Conn
 	start  time.Time    // carries the monotonic clock
 	beat   atomic.Int64 // nanoseconds after start of the last confirmation
@@ -330,6 +335,8 @@ func installFence(ctx context.Context, q execQuerier) error {
 // sikkerchat create and upgrade theirs after it). Call it once the bridge has
 // started.
 func (l *Leader) Fence(ctx context.Context) error {
+	l.connMu.Lock()
+	defer l.connMu.Unlock()
 	tx, err := l.conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -390,7 +397,9 @@ func (l *Leader) Watch(ctx context.Context, lost func(reason string)) {
 				qctx, cancel := context.WithTimeout(ctx, l.lease/2)
 				defer cancel()
 				var holder string
+				l.connMu.Lock()
 				err := l.conn.QueryRowContext(qctx, "SELECT holder FROM sikkerchat_leader WHERE id = 1").Scan(&holder)
+				l.connMu.Unlock()
 				if err == nil && holder != l.holder {
 					err = errors.New("another process holds the term")
 				}
