@@ -292,10 +292,6 @@ func (ib *Inbox) replay(ctx context.Context, mc *matrix.Connector, before time.T
 		if ctx.Err() != nil {
 			return
 		}
-		if err = ib.DB.Inbox.CountAttempt(ctx, l.EventID); err != nil {
-			log.Err(err).Msg("Failed to count inbox attempt")
-			return
-		}
 		var evt event.Event
 		if err = json.Unmarshal([]byte(l.Raw), &evt); err != nil {
 			log.Warn().Err(err).Stringer("event_id", l.EventID).Msg("Dropping unreadable inbox event")
@@ -314,6 +310,16 @@ func (ib *Inbox) replay(ctx context.Context, mc *matrix.Connector, before time.T
 			head := inboxEventHead{ID: l.EventID, RoomID: evt.RoomID}
 			head.Content.SenderKey, head.Content.SessionID = enc.SenderKey, enc.SessionID
 			ib.waitForRoomKeys(ctx, bridgeMatrix{mc}, []inboxEventHead{head}, replayKeyWait)
+		}
+		// Counted only now that the event is handed on: a process stopped
+		// (or killed) while waiting for the key has not tried it, and an
+		// event must not be let go for the stops of the processes before.
+		if ctx.Err() != nil {
+			return
+		}
+		if err = ib.DB.Inbox.CountAttempt(ctx, l.EventID); err != nil {
+			log.Err(err).Msg("Failed to count inbox attempt")
+			return
 		}
 		ib.Metrics.Error(ErrKindInboxReplay)
 		log.Info().Stringer("event_id", l.EventID).Msg("Handling an officer's event again that the last run did not finish")

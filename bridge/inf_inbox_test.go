@@ -95,12 +95,17 @@ type infCrypto struct {
 	mu        sync.Mutex
 	waited    []id.SessionID
 	decrypted map[id.EventID]*event.Event
+	// wait, when set, answers WaitForSession (true: the key came).
+	wait func() bool
 }
 
 func (c *infCrypto) WaitForSession(ctx context.Context, roomID id.RoomID, senderKey id.SenderKey, sessionID id.SessionID, timeout time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.waited = append(c.waited, sessionID)
+	if c.wait != nil {
+		return c.wait()
+	}
 	return true
 }
 
@@ -374,6 +379,37 @@ func TestInboxReplayHandsTheLastRunsEventsOnAgain(t *testing.T) {
 	sc.Inbox.replay(ctx, mc, started)
 	require.Len(t, dispatched, 2*inboxMaxAttempts, "tried enough")
 	require.Equal(t, []string{"$now"}, infInboxIDs(t, sc))
+}
+
+// A process stopped while its replay waits for a room key (an outside
+// kill -9 stops it there as well) has not tried the event: no attempt is
+// counted, so a run of stopped processes never lets an officer's event go.
+func TestInboxReplayStoppedDuringTheKeyWaitCountsNoAttempt(t *testing.T) {
+	sc := infConnector(t)
+	mc := infMatrixConnector(t, "")
+	var stop context.CancelFunc
+	mc.Crypto = &infCrypto{wait: func() bool { stop(); return false }}
+	dispatched := 0
+	mc.EventProcessor.On(event.EventEncrypted, func(context.Context, *event.Event) { dispatched++ })
+	started := time.Now()
+	infKeepRaw(t, sc, encryptedEvent("$a", "!room:example.org", "@officer:example.org", "s1"), started.Add(-time.Minute), 1)
+
+	for range inboxMaxAttempts + 1 { // one process after the other
+		var ctx context.Context
+		ctx, stop = context.WithCancel(context.Background())
+		sc.Inbox.replay(ctx, mc, started)
+		require.Error(t, ctx.Err(), "stopped during the key wait")
+	}
+
+	require.Zero(t, dispatched)
+	var attempts int
+	require.NoError(t, sc.DB.QueryRow(context.Background(), "SELECT attempts FROM sikkerchat_inbox WHERE event_id=$1", "$a").Scan(&attempts))
+	require.Zero(t, attempts)
+
+	// The next process gets the key and hands the event on.
+	mc.Crypto = &infCrypto{}
+	sc.Inbox.replay(context.Background(), mc, started)
+	require.Equal(t, 1, dispatched)
 }
 
 // At start the replay runs beside bridgev2's start-up, and new transactions
