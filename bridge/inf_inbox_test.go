@@ -395,10 +395,11 @@ func TestInboxReplayStoppedDuringTheKeyWaitCountsNoAttempt(t *testing.T) {
 	infKeepRaw(t, sc, encryptedEvent("$a", "!room:example.org", "@officer:example.org", "s1"), started.Add(-time.Minute), 1)
 
 	for range inboxMaxAttempts + 1 { // one process after the other
-		var ctx context.Context
-		ctx, stop = context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		stop = cancel
 		sc.Inbox.replay(ctx, mc, started)
 		require.Error(t, ctx.Err(), "stopped during the key wait")
+		cancel()
 	}
 
 	require.Zero(t, dispatched)

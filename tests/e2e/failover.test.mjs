@@ -24,7 +24,7 @@ import { Officer } from './lib/officer.mjs';
 import { startStack, eventually } from './lib/localstack.mjs';
 import { Guest, newClientId } from './lib/guest.mjs';
 import { launchBrowser, newPhone } from './lib/browser.mjs';
-import { connectedGuest, checkConversation, freshRecord, sleep } from './lib/delivery.mjs';
+import { connectedGuest, checkConversation, freshRecord, sleep, talkBothWays } from './lib/delivery.mjs';
 
 const KILLS = Number(process.env.FAILOVER_KILLS ?? 10);
 const postgres = !!process.env.SIKKERCHAT_POSTGRES;
@@ -95,25 +95,7 @@ test(`failover: the active bridge killed ${KILLS} times while both sides talk; t
     }
   })();
 
-  let running = true;
-  let retries = 0;
-  const guestLoops = talking.map(async (c, ci) => {
-    for (let n = 0; running; n++) {
-      const text = `gjest ${ci}.${n} ${randomUUID()}`;
-      const res = await c.guest.sendUntilStored(text, newClientId(), { retryMs: 100 });
-      retries += res.tries - 1;
-      c.guestSent.push(text);
-      await sleep(50 + Math.random() * 150);
-    }
-  });
-  const officerLoops = talking.map(async (c, ci) => {
-    for (let n = 0; running; n++) {
-      const text = `politi ${ci}.${n} ${randomUUID()}`;
-      await officer.sendText(c.roomId, text);
-      c.officerSent.push(text);
-      await sleep(80 + Math.random() * 200);
-    }
-  });
+  const talk = talkBothWays(officer, talking, { guestPause: [50, 150], officerPause: [80, 200] });
 
   const start = await roles();
   const firstTerm = (start.a.status === 200 ? start.a : start.b).term;
@@ -156,8 +138,7 @@ test(`failover: the active bridge killed ${KILLS} times while both sides talk; t
     assert.equal((await stack.role(active)).status, 503, `kill ${k + 1}: ${active} came back as the standby`);
   }
   await sleep(1000);
-  running = false;
-  await Promise.all([...guestLoops, ...officerLoops]);
+  const { retries } = await talk.stop();
   sampling = false;
   await sampler;
 

@@ -12,7 +12,7 @@ import { openConversation } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
 import { startStack } from './lib/localstack.mjs';
 import { Guest, newClientId } from './lib/guest.mjs';
-import { connectedGuest, checkConversation, sleep } from './lib/delivery.mjs';
+import { connectedGuest, checkConversation, sleep, talkBothWays } from './lib/delivery.mjs';
 import { launchBrowser, newPhone } from './lib/browser.mjs';
 
 const LONG = !!process.env.FAULTS_LONG;
@@ -44,25 +44,8 @@ test(`kill -9 of the bridge at ${KILLS} random points while both sides talk: not
     const g = await connectedGuest(stack, invite);
     convs.push({ roomId, guest: g.guest, stopGuest: g.stop, guestSent: [], officerSent: [] });
   }
-  let running = true;
-  let retries = 0;
-  const guestLoops = convs.map(async (c, ci) => {
-    for (let n = 0; running; n++) {
-      const text = `gjest ${ci}.${n} ${randomUUID()}`;
-      const res = await c.guest.sendUntilStored(text, newClientId(), { retryMs: 100 });
-      retries += res.tries - 1;
-      c.guestSent.push(text);
-      await sleep(20 + Math.random() * 80);
-    }
-  });
-  const officerLoops = convs.map(async (c, ci) => {
-    for (let n = 0; running; n++) {
-      const text = `politi ${ci}.${n} ${randomUUID()}`;
-      await officer.sendText(c.roomId, text); // Dendrite is up: the send is accepted
-      c.officerSent.push(text);
-      await sleep(30 + Math.random() * 120);
-    }
-  });
+  // Dendrite is up: every officer's send is accepted.
+  const talk = talkBothWays(officer, convs, { guestPause: [20, 80], officerPause: [30, 120] });
   const kills = [];
   for (let k = 0; k < KILLS; k++) {
     await sleep(150 + Math.random() * 1500);
@@ -71,8 +54,7 @@ test(`kill -9 of the bridge at ${KILLS} random points while both sides talk: not
     await stack.startBridge();
   }
   await sleep(1000);
-  running = false;
-  await Promise.all([...guestLoops, ...officerLoops]);
+  const { retries } = await talk.stop();
   let guestTotal = 0;
   let officerTotal = 0;
   try {

@@ -3,10 +3,50 @@
 // read back in full, and the message-by-message comparison of both (zero
 // lost, zero doubled, order kept).
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { eventually } from './localstack.mjs';
-import { Guest } from './guest.mjs';
+import { Guest, newClientId } from './guest.mjs';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Both sides of every conversation talk until stop(): each guest sends until
+ * its message is stored (retrying as the page does), each officer sends
+ * through the homeserver, with a random pause of [min, min+span) ms between
+ * messages. What was sent is pushed to c.guestSent and c.officerSent.
+ * stop() waits for the last sends and gives the guests' retry count.
+ */
+export function talkBothWays(officer, convs, { guestPause, officerPause }) {
+  let running = true;
+  let retries = 0;
+  const pause = ([min, span]) => sleep(min + Math.random() * span);
+  const loops = convs.flatMap((c, ci) => [
+    (async () => {
+      for (let n = 0; running; n++) {
+        const text = `gjest ${ci}.${n} ${randomUUID()}`;
+        const res = await c.guest.sendUntilStored(text, newClientId(), { retryMs: 100 });
+        retries += res.tries - 1;
+        c.guestSent.push(text);
+        await pause(guestPause);
+      }
+    })(),
+    (async () => {
+      for (let n = 0; running; n++) {
+        const text = `politi ${ci}.${n} ${randomUUID()}`;
+        await officer.sendText(c.roomId, text);
+        c.officerSent.push(text);
+        await pause(officerPause);
+      }
+    })(),
+  ]);
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return { retries };
+    },
+  };
+}
 
 /** A guest whose event stream reconnects (with resume) whenever it drops, as the page's does. */
 export async function connectedGuest(stack, invite) {
