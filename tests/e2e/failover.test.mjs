@@ -24,6 +24,7 @@ import { Officer } from './lib/officer.mjs';
 import { startStack, eventually } from './lib/localstack.mjs';
 import { Guest, newClientId } from './lib/guest.mjs';
 import { launchBrowser, newPhone } from './lib/browser.mjs';
+import { MetaSim } from './lib/metasim.mjs';
 import { connectedGuest, checkConversation, freshRecord, sleep, talkBothWays } from './lib/delivery.mjs';
 
 const KILLS = Number(process.env.FAILOVER_KILLS ?? 10);
@@ -39,7 +40,7 @@ before(async () => {
   // Every guest here comes from 127.0.0.1 through the proxy, so the per-address
   // limits (made for one phone, not for a whole test) are lifted, as the
   // benchmark does; web/ratelimit_test.go tests them.
-  stack = await startStack({ basePort: 28308, extraEnv: { SIKKERCHAT_FAILOVER: '1', SIKKERCHAT_FAILOVER_LEASE: '3s', SIKKERCHAT_GUEST_RATE: '100000' } });
+  stack = await startStack({ basePort: 28308, extraEnv: { SIKKERCHAT_FAILOVER: '1', SIKKERCHAT_FAILOVER_LEASE: '3s', SIKKERCHAT_GUEST_RATE: '100000', SIKKERCHAT_META_SIM: '1' } });
   officer = await Officer.login(stack.HS_URL, stack.OFFICER_MXID, stack.OFFICER_PASSWORD);
   await officer.start();
   dm = await officer.createEncryptedDM(stack.BOT_MXID);
@@ -198,25 +199,7 @@ test('a paused active (SIGSTOP past its lease) loses the role; woken, it exits a
   const { invite, roomId } = await openConversation(officer, dm, 'Pause');
   const g = await connectedGuest(stack, invite);
   const conv = { roomId, guest: g.guest, guestSent: [], officerSent: [] };
-  let talking = true;
-  const loops = [
-    (async () => {
-      for (let n = 0; talking; n++) {
-        const text = `gjest pause ${n} ${randomUUID()}`;
-        await conv.guest.sendUntilStored(text, newClientId(), { retryMs: 100 });
-        conv.guestSent.push(text);
-        await sleep(100 + Math.random() * 100);
-      }
-    })(),
-    (async () => {
-      for (let n = 0; talking; n++) {
-        const text = `politi pause ${n} ${randomUUID()}`;
-        await officer.sendText(roomId, text);
-        conv.officerSent.push(text);
-        await sleep(150 + Math.random() * 150);
-      }
-    })(),
-  ];
+  const talk = talkBothWays(officer, [conv], { guestPause: [100, 100], officerPause: [150, 150] });
   try {
     await sleep(1500);
     const before = await roles();
@@ -240,8 +223,7 @@ test('a paused active (SIGSTOP past its lease) loses the role; woken, it exits a
     assert.equal((await stack.role(paused)).status, 503, `${paused} came back as the standby`);
     await sleep(1000);
   } finally {
-    talking = false;
-    await Promise.all(loops);
+    await talk.stop();
   }
   try {
     const r = await checkConversation(stack, officer, 'pause', conv);
@@ -249,6 +231,72 @@ test('a paused active (SIGSTOP past its lease) loses the role; woken, it exits a
   } finally {
     await g.stop();
   }
+});
+
+const META_KILLS = Number(process.env.FAILOVER_META_KILLS ?? 4);
+
+test(`the patrol inbox across failover: a person on Messenger and the officer write while the active is killed ${META_KILLS} times; Meta retries its webhooks; nothing lost, nothing doubled, order kept both ways`, { skip: !postgres && 'needs SIKKERCHAT_POSTGRES', timeout: 15 * 60000 }, async () => {
+  const sim = new MetaSim(stack);
+  const person = `70${Date.now()}`.slice(0, 16);
+  await sim.message({ person, text: 'start' });
+  const roomId = await officer.waitForInvite({ timeoutMs: 60000, predicate: (_, room) => room.name?.startsWith('Messenger:') });
+  await officer.joinRoom(roomId, { timeoutMs: 60000 });
+  await officer.waitForMessage(roomId, (c) => c.body === 'start', { timeoutMs: 60000 });
+  const sendsBefore = (await sim.sends()).length;
+
+  // Meta's webhooks come through the proxy to whichever bridge is active; the
+  // officer's replies go out through the Send API.
+  let running = true;
+  const texts = [];
+  const replies = [];
+  const loops = [
+    (async () => {
+      for (let n = 0; running; n++) {
+        const text = `melding ${String(n).padStart(3, '0')} ${randomUUID().slice(0, 8)}`;
+        await sim.message({ person, text });
+        texts.push(text);
+        await sleep(100 + Math.random() * 200);
+      }
+    })(),
+    (async () => {
+      for (let n = 0; running; n++) {
+        const text = `svar ${String(n).padStart(3, '0')} ${randomUUID().slice(0, 8)}`;
+        await officer.sendText(roomId, text);
+        replies.push(text);
+        await sleep(150 + Math.random() * 250);
+      }
+    })(),
+  ];
+  try {
+    for (let k = 0; k < META_KILLS; k++) {
+      await sleep(1000 + Math.random() * 2000);
+      const active = activeOf(await roles());
+      assert.ok(active, `kill ${k + 1}: an active bridge to kill`);
+      const survivor = active === 'a' ? 'b' : 'a';
+      stack.killBridge(active);
+      await eventually(async () => (await stack.role(survivor)).status === 200, { timeoutMs: 60000, intervalMs: 20, what: `${survivor} to take over` });
+      await stack.startBridge(active);
+    }
+    await sleep(1000);
+  } finally {
+    running = false;
+    await Promise.all(loops);
+  }
+
+  // Every webhook was taken in the end (Meta retried what a killed bridge did
+  // not answer), and the room has each message once, in Meta's order.
+  await eventually(async () => (await sim.deliveries()).pending === 0, { timeoutMs: 120000, what: 'Meta has delivered every webhook' });
+  await officer.waitForMessage(roomId, (c) => c.body === texts.at(-1), { timeoutMs: 120000 });
+  const inRoom = (await officer.roomHistory(roomId)).map((e) => e.getContent()?.body).filter((b) => b?.startsWith('melding '));
+  assert.deepEqual(inRoom, texts, 'every message from Messenger once, in order');
+
+  // Every reply reached Meta once, in order: one whose answer a kill lost
+  // waits for Meta's echo instead of going again (up to 90 s).
+  const accepted = async () => (await sim.sends()).slice(sendsBefore).filter((x) => x.status === 200 && x.text?.startsWith('svar ')).map((x) => x.text);
+  await eventually(async () => (await accepted()).length >= replies.length, { timeoutMs: 240000, intervalMs: 500, what: 'every reply at Meta' });
+  await sleep(2000); // a doubled send would come now
+  assert.deepEqual(await accepted(), replies, 'every reply once, in order');
+  console.log(`# failover: patrol inbox: ${META_KILLS} kills; ${texts.length} messages from Messenger and ${replies.length} replies, none lost or doubled`);
 });
 
 test('a second bridge on one SQLite database refuses to start', { skip: postgres && 'the SQLite run checks this' }, async () => {
