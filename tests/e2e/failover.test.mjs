@@ -296,7 +296,8 @@ test(`the patrol inbox across failover: a person on Messenger and the officer wr
   await eventually(async () => (await accepted()).length >= replies.length, { timeoutMs: 240000, intervalMs: 500, what: 'every reply at Meta' });
   await sleep(2000); // a doubled send would come now
   assert.deepEqual(await accepted(), replies, 'every reply once, in order');
-  console.log(`# failover: patrol inbox: ${META_KILLS} kills; ${texts.length} messages from Messenger and ${replies.length} replies, none lost or doubled`);
+  const retried = (await sim.deliveries()).deliveries.filter((d) => d.attempts > 1).length;
+  console.log(`# failover: patrol inbox: ${META_KILLS} kills; ${texts.length} messages from Messenger (${retried} webhooks retried by Meta) and ${replies.length} replies, none lost or doubled`);
 });
 
 test('a second bridge on one SQLite database refuses to start', { skip: postgres && 'the SQLite run checks this' }, async () => {
