@@ -48,6 +48,12 @@ type Inbox struct {
 // guest side taking it (e.g. from someone bridgev2 refuses) is let go.
 const inboxMaxAttempts = 3
 
+// inboxAttemptAfter: a replayed event counts as tried once the process that
+// handed it on has run this long without finishing it. A process stopped
+// sooner (a kill -9 during start-up, a failover) has not tried it: in a run
+// of short-lived processes an officer's event is never let go.
+const inboxAttemptAfter = 30 * time.Second
+
 // inboxMaxAge: a left-over older than this is let go (the room still has it).
 const inboxMaxAge = 7 * 24 * time.Hour
 
@@ -76,6 +82,7 @@ type inboxMatrix interface {
 	serverToken() string
 	isBridgeUser(id.UserID) bool
 	waitForSession(ctx context.Context, roomID id.RoomID, senderKey id.SenderKey, sessionID id.SessionID, timeout time.Duration) bool
+	requestSession(ctx context.Context, roomID id.RoomID, senderKey id.SenderKey, sessionID id.SessionID, userID id.UserID)
 }
 
 // bridgeMatrix is inboxMatrix on bridgev2's Matrix connector.
@@ -96,6 +103,14 @@ func (b bridgeMatrix) waitForSession(ctx context.Context, roomID id.RoomID, send
 		return true // nothing to wait for: mautrix reports the missing crypto
 	}
 	return b.mc.Crypto.WaitForSession(ctx, roomID, senderKey, sessionID, timeout)
+}
+
+// requestSession asks every device of the officer (the sending device is
+// not named in the event any more since Matrix v1.3).
+func (b bridgeMatrix) requestSession(ctx context.Context, roomID id.RoomID, senderKey id.SenderKey, sessionID id.SessionID, userID id.UserID) {
+	if b.mc.Crypto != nil {
+		b.mc.Crypto.RequestSession(ctx, roomID, senderKey, sessionID, userID, "")
+	}
 }
 
 func (ib *Inbox) handler(mc inboxMatrix, next http.Handler) http.HandlerFunc {
@@ -158,14 +173,20 @@ const keyGiveUpMemory = 10 * time.Minute
 // replayKeyWait bounds the wait for one left-over event's room key at start.
 const replayKeyWait = 10 * time.Second
 
+// keyRequestAfter: a room key not there after this is asked for from the
+// officer's device (a key share that never reached the bridge, e.g. one sent
+// while it was down, is sent again on request), and the wait goes on.
+const keyRequestAfter = 2 * time.Second
+
 // waitForRoomKeys holds officers' events until the bridge has their megolm
 // sessions, so they are decrypted in the order they were sent. An officer's
 // client sends a new session's key as a to-device message, which reaches the
 // bridge through its own /sync, not through the transaction; after a restart
 // or when the officer's client starts a new session, the key can come a
 // little after the first events that use it. mautrix would then wait for the
-// key beside the event stream and let later events overtake. Whatever does
-// not come within the wait is handed on anyway (mautrix asks for the key).
+// key beside the event stream and let later events overtake. A key not there
+// after keyRequestAfter is asked for from the officer's device; whatever does
+// not come within the wait is handed on anyway (mautrix asks again).
 func (ib *Inbox) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events []inboxEventHead, limit time.Duration) {
 	if len(events) == 0 {
 		return
@@ -180,7 +201,14 @@ func (ib *Inbox) waitForRoomKeys(ctx context.Context, mc inboxMatrix, events []i
 			continue // waited for it in vain already: do not hold every transaction again
 		}
 		started := time.Now()
-		if mc.waitForSession(ctx, head.RoomID, head.Content.SenderKey, head.Content.SessionID, wait) {
+		got := mc.waitForSession(ctx, head.RoomID, head.Content.SenderKey, head.Content.SessionID, min(wait, keyRequestAfter))
+		if !got && wait > keyRequestAfter && ctx.Err() == nil {
+			zerolog.Ctx(ctx).Debug().Stringer("event_id", head.ID).Stringer("session_id", head.Content.SessionID).
+				Msg("Asking the officer's device for the room key of a held event")
+			mc.requestSession(ctx, head.RoomID, head.Content.SenderKey, head.Content.SessionID, head.Sender)
+			got = mc.waitForSession(ctx, head.RoomID, head.Content.SenderKey, head.Content.SessionID, wait-keyRequestAfter)
+		}
+		if got {
 			if waited := time.Since(started); waited > 100*time.Millisecond {
 				zerolog.Ctx(ctx).Debug().Stringer("event_id", head.ID).Dur("waited", waited).
 					Msg("Held an officer's event until its room key arrived")
@@ -276,8 +304,8 @@ func (ib *Inbox) routed(ctx context.Context, evt *event.Event) {
 }
 
 // replay handles again what was left in the inbox by a bridge that
-// stopped before the guest side had it.
-func (ib *Inbox) replay(ctx context.Context, mc *matrix.Connector, before time.Time) {
+// stopped before the guest side had it, and returns what it handed on.
+func (ib *Inbox) replay(ctx context.Context, mc *matrix.Connector, before time.Time) (handed []id.EventID) {
 	log := zerolog.Ctx(ctx).With().Str("component", "inbox").Logger()
 	ctx = log.WithContext(ctx)
 	if err := ib.DB.Inbox.DropStale(ctx, inboxMaxAttempts, time.Now().Add(-inboxMaxAge)); err != nil {
@@ -286,11 +314,11 @@ func (ib *Inbox) replay(ctx context.Context, mc *matrix.Connector, before time.T
 	todo, err := ib.DB.Inbox.Leftovers(ctx, before)
 	if err != nil {
 		log.Err(err).Msg("Failed to read the inbox")
-		return
+		return nil
 	}
 	for _, l := range todo {
 		if ctx.Err() != nil {
-			return
+			return handed
 		}
 		var evt event.Event
 		if err = json.Unmarshal([]byte(l.Raw), &evt); err != nil {
@@ -307,23 +335,37 @@ func (ib *Inbox) replay(ctx context.Context, mc *matrix.Connector, before time.T
 			continue
 		}
 		if enc := evt.Content.AsEncrypted(); enc != nil {
-			head := inboxEventHead{ID: l.EventID, RoomID: evt.RoomID}
+			head := inboxEventHead{ID: l.EventID, RoomID: evt.RoomID, Sender: evt.Sender}
 			head.Content.SenderKey, head.Content.SessionID = enc.SenderKey, enc.SessionID
 			ib.waitForRoomKeys(ctx, bridgeMatrix{mc}, []inboxEventHead{head}, replayKeyWait)
 		}
-		// Counted only now that the event is handed on: a process stopped
-		// (or killed) while waiting for the key has not tried it, and an
-		// event must not be let go for the stops of the processes before.
 		if ctx.Err() != nil {
-			return
-		}
-		if err = ib.DB.Inbox.CountAttempt(ctx, l.EventID); err != nil {
-			log.Err(err).Msg("Failed to count inbox attempt")
-			return
+			return handed
 		}
 		ib.Metrics.Error(ErrKindInboxReplay)
 		log.Info().Stringer("event_id", l.EventID).Msg("Handling an officer's event again that the last run did not finish")
 		mc.EventProcessor.Dispatch(ctx, &evt)
+		handed = append(handed, l.EventID)
+	}
+	return handed
+}
+
+// countAttempts counts one attempt for each handed-on event still in the
+// inbox after the process has run for wait; nothing if it stops before.
+func (ib *Inbox) countAttempts(ctx context.Context, handed []id.EventID, wait time.Duration) {
+	if len(handed) == 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(wait):
+	}
+	for _, eventID := range handed {
+		if err := ib.DB.Inbox.CountAttempt(ctx, eventID); err != nil {
+			zerolog.Ctx(ctx).Err(err).Msg("Failed to count inbox attempt")
+			return
+		}
 	}
 }
 
@@ -337,7 +379,10 @@ func (ib *Inbox) start(ctx context.Context) {
 	// handled now, and handling a command twice would be wrong. New
 	// transactions wait until this is done (ready).
 	go func() {
-		defer close(ib.ready)
-		ib.replay(ctx, mc, ib.startedAt)
+		handed := func() []id.EventID {
+			defer close(ib.ready)
+			return ib.replay(ctx, mc, ib.startedAt)
+		}()
+		ib.countAttempts(ctx, handed, inboxAttemptAfter)
 	}()
 }

@@ -19,6 +19,10 @@ type fakeKeys struct {
 	mu      sync.Mutex
 	arrived map[id.SessionID]chan struct{}
 	waits   []id.SessionID
+	// requested: the sessions asked for, as "session from user".
+	requested []string
+	// answer: the officer's device answers a key request (the key comes).
+	answer bool
 }
 
 func (f *fakeKeys) key(s id.SessionID) chan struct{} {
@@ -36,6 +40,15 @@ func (f *fakeKeys) key(s id.SessionID) chan struct{} {
 func (f *fakeKeys) serverToken() string           { return "hs-token" }
 func (f *fakeKeys) isBridgeUser(u id.UserID) bool { return u == "@sikkerchatbot:example.org" }
 func (f *fakeKeys) deliver(s id.SessionID)        { close(f.key(s)) }
+func (f *fakeKeys) requestSession(_ context.Context, _ id.RoomID, _ id.SenderKey, s id.SessionID, u id.UserID) {
+	f.mu.Lock()
+	f.requested = append(f.requested, string(s)+" from "+string(u))
+	answer := f.answer
+	f.mu.Unlock()
+	if answer {
+		f.deliver(s)
+	}
+}
 func (f *fakeKeys) waitForSession(ctx context.Context, _ id.RoomID, _ id.SenderKey, s id.SessionID, timeout time.Duration) bool {
 	f.mu.Lock()
 	f.waits = append(f.waits, s)
@@ -147,6 +160,35 @@ func TestWaitForRoomKeysGivesUp(t *testing.T) {
 		keyHead("$c", "missing"),
 	}, 300*time.Millisecond)
 	require.Equal(t, []id.SessionID{"missing"}, keys.waits)
+}
+
+// A key share that never reached the bridge (the officer's client sent it
+// while the bridge was down, or it was lost) is asked for from the officer's
+// device after keyRequestAfter; the answer comes within the same wait, so the
+// held event still goes first.
+func TestWaitForRoomKeysAsksTheOfficersDeviceForAMissingKey(t *testing.T) {
+	ib := &Inbox{Connector: &Connector{}}
+	keys := &fakeKeys{answer: true}
+	head := keyHead("$a", "lost")
+	head.Sender = "@officer:example.org"
+	ib.waitForRoomKeys(context.Background(), keys, []inboxEventHead{head}, time.Minute)
+	require.Equal(t, []string{"lost from @officer:example.org"}, keys.requested)
+	require.Equal(t, []id.SessionID{"lost", "lost"}, keys.waits, "waited before asking and after")
+	_, givenUp := ib.keysNotCome.Load(id.SessionID("lost"))
+	require.False(t, givenUp)
+
+	// A key that comes in time is not asked for.
+	keys = &fakeKeys{}
+	keys.deliver("here")
+	ib.waitForRoomKeys(context.Background(), keys, []inboxEventHead{keyHead("$b", "here")}, time.Minute)
+	require.Empty(t, keys.requested)
+
+	// Nobody answers: asked for once, then handed on at the end of the wait.
+	keys = &fakeKeys{}
+	ib.waitForRoomKeys(context.Background(), keys, []inboxEventHead{keyHead("$c", "gone")}, keyRequestAfter+300*time.Millisecond)
+	require.Len(t, keys.requested, 1)
+	_, givenUp = ib.keysNotCome.Load(id.SessionID("gone"))
+	require.True(t, givenUp)
 }
 
 // After a crash the inbox's left-overs are handled again in the order the

@@ -109,6 +109,9 @@ func (c *infCrypto) WaitForSession(ctx context.Context, roomID id.RoomID, sender
 	return true
 }
 
+func (c *infCrypto) RequestSession(context.Context, id.RoomID, id.SenderKey, id.SessionID, id.UserID, id.DeviceID) {
+}
+
 func (c *infCrypto) Decrypt(ctx context.Context, evt *event.Event) (*event.Event, error) {
 	if plain, ok := c.decrypted[evt.ID]; ok {
 		return plain, nil
@@ -323,9 +326,9 @@ func infKeepRaw(t *testing.T, sc *Connector, evt map[string]any, receivedAt time
 
 // After a crash, what the last run left in the inbox is handed to bridgev2
 // again as the homeserver sent it (timeline message events, in arrival
-// order, each after its room key), with every attempt counted; what cannot
-// be read, was tried too often or is a week old is let go, and what arrived
-// during this run is not touched.
+// order, each after its room key), an attempt counted for what a process
+// that ran on did not finish; what cannot be read, was tried too often or is
+// a week old is let go, and what arrived during this run is not touched.
 func TestInboxReplayHandsTheLastRunsEventsOnAgain(t *testing.T) {
 	sc := infConnector(t)
 	ctx := context.Background()
@@ -355,8 +358,9 @@ func TestInboxReplayHandsTheLastRunsEventsOnAgain(t *testing.T) {
 	infKeepRaw(t, sc, encryptedEvent("$ancient", "!room:example.org", "@officer:example.org", "s5"), started.Add(-inboxMaxAge-time.Hour), 0)
 	require.NoError(t, sc.DB.Inbox.Keep(ctx, "$garbled", "!room:example.org", "{not json", before, 5))
 
-	sc.Inbox.replay(ctx, mc, started)
+	handed := sc.Inbox.replay(ctx, mc, started)
 
+	require.Equal(t, []id.EventID{"$a", "$b"}, handed)
 	require.Equal(t, []seen{
 		{"$a", event.MessageEventType, event.SourceTimeline, "s1"},
 		{"$b", event.MessageEventType, event.SourceTimeline, "s2"},
@@ -364,16 +368,30 @@ func TestInboxReplayHandsTheLastRunsEventsOnAgain(t *testing.T) {
 	require.Equal(t, []id.SessionID{"s1", "s2"}, crypto.waited, "each event waits for its room key")
 	require.Equal(t, []string{"$a", "$b", "$now"}, infInboxIDs(t, sc),
 		"handed-on events stay until their handler finishes them; this run's event is untouched")
-	for evtID, want := range map[string]int{"$a": 1, "$b": 1, "$now": 0} {
-		var attempts int
-		require.NoError(t, sc.DB.QueryRow(ctx, "SELECT attempts FROM sikkerchat_inbox WHERE event_id=$1", evtID).Scan(&attempts))
-		require.Equal(t, want, attempts, evtID)
+	attempts := func() map[string]int {
+		got := map[string]int{}
+		for _, evtID := range []string{"$a", "$b", "$now"} {
+			var n int
+			require.NoError(t, sc.DB.QueryRow(ctx, "SELECT attempts FROM sikkerchat_inbox WHERE event_id=$1", evtID).Scan(&n))
+			got[evtID] = n
+		}
+		return got
 	}
+	require.Equal(t, map[string]int{"$a": 0, "$b": 0, "$now": 0}, attempts(), "not tried before the process ran for a while")
 	require.Contains(t, infScrapeInternal(t, sc.Metrics), `sikkerchat_errors_total{kind="inbox_replay"} 2`)
+
+	// A process stopped within the attempt wait has not tried them.
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	sc.Inbox.countAttempts(stopped, handed, time.Hour)
+	require.Equal(t, map[string]int{"$a": 0, "$b": 0, "$now": 0}, attempts())
+	// One that ran on without finishing them has.
+	sc.Inbox.countAttempts(ctx, handed, 0)
+	require.Equal(t, map[string]int{"$a": 1, "$b": 1, "$now": 0}, attempts())
 
 	// An event that keeps failing is let go after the last attempt.
 	for range inboxMaxAttempts - 1 {
-		sc.Inbox.replay(ctx, mc, started)
+		sc.Inbox.countAttempts(ctx, sc.Inbox.replay(ctx, mc, started), 0)
 	}
 	require.Len(t, dispatched, 2*inboxMaxAttempts)
 	sc.Inbox.replay(ctx, mc, started)
@@ -397,7 +415,7 @@ func TestInboxReplayStoppedDuringTheKeyWaitCountsNoAttempt(t *testing.T) {
 	for range inboxMaxAttempts + 1 { // one process after the other
 		ctx, cancel := context.WithCancel(context.Background())
 		stop = cancel
-		sc.Inbox.replay(ctx, mc, started)
+		require.Empty(t, sc.Inbox.replay(ctx, mc, started))
 		require.Error(t, ctx.Err(), "stopped during the key wait")
 		cancel()
 	}
