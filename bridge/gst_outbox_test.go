@@ -242,6 +242,17 @@ func TestRunningOutboxDeliversLeftOversAndNewMessagesInOrder(t *testing.T) {
 		want = append(want, text)
 	}
 	gstEventually(t, func() bool { sent, _ := tb.matrix.Snapshot(); return len(sent) == 31 }, "every message delivered")
+	// A row is marked delivered just after the homeserver accepted its send.
+	gstEventually(t, func() bool {
+		for _, inv := range []testInvite{a, b} {
+			for _, st := range tb.gstStatuses(inv.conv.ID) {
+				if st != bridge.EntryDelivered {
+					return false
+				}
+			}
+		}
+		return true
+	}, "every row marked delivered")
 	sent, _ := tb.matrix.Snapshot()
 	require.ElementsMatch(t, want, sent[1:], "each once")
 	pos := map[string]int{}
