@@ -297,7 +297,7 @@ test(`the patrol inbox across failover: a person on Messenger and the officer wr
   await sleep(2000); // a doubled send would come now
   assert.deepEqual(await accepted(), replies, 'every reply once, in order');
   const retried = (await sim.deliveries()).deliveries.filter((d) => d.attempts > 1).length;
-  console.log(`# failover: patrol inbox: ${META_KILLS} kills; ${texts.length} messages from Messenger (${retried} webhooks retried by Meta) and ${replies.length} replies, none lost or doubled`);
+  console.log(`# failover: patrol inbox: ${META_KILLS} kills; ${texts.length} messages from Messenger (${retried} ${retried === 1 ? 'webhook' : 'webhooks'} retried by Meta) and ${replies.length} replies, none lost or doubled`);
 });
 
 test('a second bridge on one SQLite database refuses to start', { skip: postgres && 'the SQLite run checks this' }, async () => {
