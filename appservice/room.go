@@ -133,10 +133,18 @@ func CreateRoomRequest(spec RoomSpec) *mautrix.ReqCreateRoom {
 		RedactPtr:       &botOnly,
 	}
 	empty := ""
+	// A secure conversation's room is made by the officer who is in it from
+	// the start. A social conversation's officers are invited before anything
+	// is said in it and may join hours later: they must see what the person
+	// wrote meanwhile, and nothing from before their invite.
+	visibility := event.HistoryVisibilityJoined
+	if spec.Social != nil {
+		visibility = event.HistoryVisibilityInvited
+	}
 	initial := []*event.Event{
 		{Type: event.StateEncryption, StateKey: &empty, Content: event.Content{Parsed: &spec.Encryption}},
 		{Type: event.StateHistoryVisibility, StateKey: &empty, Content: event.Content{Parsed: &event.HistoryVisibilityEventContent{
-			HistoryVisibility: event.HistoryVisibilityJoined,
+			HistoryVisibility: visibility,
 		}}},
 		{Type: event.StateJoinRules, StateKey: &empty, Content: event.Content{Parsed: &event.JoinRulesEventContent{
 			JoinRule: event.JoinRuleInvite,

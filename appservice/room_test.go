@@ -70,6 +70,10 @@ func TestSocialRoomRequest(t *testing.T) {
 		if evt.Type == StateSocial {
 			require.Same(t, social, evt.Content.Parsed)
 		}
+		if evt.Type == event.StateHistoryVisibility {
+			require.Equal(t, event.HistoryVisibilityInvited, evt.Content.Parsed.(*event.HistoryVisibilityEventContent).HistoryVisibility,
+				"officers invited before the person's first message see it when they join later")
+		}
 	}
 	require.Contains(t, types, StateSocial.Type)
 	require.NotContains(t, types, StateConversation.Type)

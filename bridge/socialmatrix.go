@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/matrix"
@@ -135,9 +134,8 @@ func (b *bridgeMatrixSide) CreateSocialRoom(ctx context.Context, spec SocialRoom
 		return resp.RoomID, fmt.Errorf("failed to bind portal to room: %w", err)
 	}
 	portal.NameSet = true
-	for _, login := range logins {
-		login.MarkInPortal(ctx, portal)
-	}
+	// The officers' logins are marked in the portal by InviteOfficers: marking
+	// invites them, and they must not be in the room before the inbox knows it.
 	for _, ghost := range []*bridgev2.Ghost{person, page} {
 		if err = ghost.Intent.EnsureJoined(ctx, resp.RoomID); err != nil {
 			return resp.RoomID, fmt.Errorf("failed to join ghost to room: %w", err)
@@ -148,10 +146,26 @@ func (b *bridgeMatrixSide) CreateSocialRoom(ctx context.Context, spec SocialRoom
 
 func (b *bridgeMatrixSide) InviteOfficers(ctx context.Context, roomID id.RoomID, officers []id.UserID) error {
 	bot := b.sc.Conversations.botIntent()
+	portal, err := b.sc.Bridge.GetPortalByMXID(ctx, roomID)
+	if err != nil {
+		return fmt.Errorf("failed to get the room's portal: %w", err)
+	} else if portal == nil {
+		return fmt.Errorf("no portal for room %s", roomID)
+	}
 	for _, officer := range officers {
-		if _, err := bot.Matrix.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: officer}); err != nil {
+		// An officer already invited or joined (a retried delivery) is fine.
+		if err = bot.EnsureInvited(ctx, roomID, officer); err != nil {
 			return fmt.Errorf("failed to invite an officer: %w", err)
 		}
+		user, err := b.sc.Bridge.GetUserByMXID(ctx, officer)
+		if err != nil {
+			return fmt.Errorf("failed to get officer: %w", err)
+		}
+		login, err := b.sc.Conversations.ensureOfficerLogin(ctx, user)
+		if err != nil {
+			return err
+		}
+		login.MarkInPortal(ctx, portal)
 	}
 	return nil
 }

@@ -76,6 +76,8 @@ test('a person writes on Messenger: an encrypted room with the officer in it; re
   const first = marker('hjelp');
   await sim.message({ person: p, text: first });
   const roomId = await joinSocialRoom();
+  // Invited once the room was ready: the room's first notice tells the officer what to do.
+  await officer.waitForMessage(roomId, (c) => c.msgtype === 'm.notice' && c.body?.startsWith('Ny samtale fra Messenger'));
   assert.ok(await officer.isRoomEncrypted(roomId), 'the room is encrypted');
   const state = await socialState(roomId);
   assert.equal(state.platform, 'messenger');
@@ -124,6 +126,31 @@ test('a person writes on Messenger: an encrypted room with the officer in it; re
   // The person reads: the read receipt lands on the officer's reply.
   await sim.event({ person: p, part: 'read', value: { watermark: Date.now() } });
   await officer.waitForReadReceipt(roomId, state.person, replyId);
+});
+
+test('an officer who joins hours later sees the notice and everything the person wrote before the join', async () => {
+  const p = person();
+  const first = marker('tidlig');
+  const second = marker('tidlig-igjen');
+  await sim.message({ person: p, text: first });
+  const roomId = await officer.waitForInvite({
+    timeoutMs: 60000,
+    predicate: (id, room) => !joined.has(id) && room.name?.startsWith('Messenger:'),
+  });
+  joined.add(roomId);
+  await sim.message({ person: p, text: second });
+  // Both messages are in the room before the officer joins (read as the bridge bot).
+  await eventually(async () => {
+    const url = `${stack.HS_URL}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=100&user_id=${encodeURIComponent(stack.BOT_MXID)}`;
+    const res = await fetch(url, { headers: { Authorization: `Bearer ${stack.AS_TOKEN}` } });
+    const { chunk = [] } = await res.json();
+    const fromPerson = chunk.filter((e) => e.type === 'm.room.encrypted' && e.sender !== stack.BOT_MXID);
+    return fromPerson.length >= 2 || undefined;
+  }, { timeoutMs: 60000, what: "the person's two messages in the room before the officer joins" });
+  await officer.joinRoom(roomId, { timeoutMs: 60000 });
+  await officer.waitForMessage(roomId, (c) => c.msgtype === 'm.notice' && c.body?.startsWith('Ny samtale fra Messenger'));
+  await officer.waitForMessage(roomId, (c) => c.body === first);
+  await officer.waitForMessage(roomId, (c) => c.body === second);
 });
 
 test('!sc new in the room sends the link and the code as two messages; the person opens it in a browser and talks', async () => {
@@ -195,6 +222,7 @@ test('an Instagram conversation: its own room, replies through the Page to the I
   const text = marker('insta');
   await sim.message({ account: sim.instagram, person: igsid, text });
   const roomId = await joinSocialRoom('Instagram');
+  await officer.waitForMessage(roomId, (c) => c.msgtype === 'm.notice' && c.body?.startsWith('Ny samtale fra Instagram'));
   const state = await socialState(roomId);
   assert.equal(state.platform, 'instagram');
   assert.equal(state.account, stack.META_IG_ID);
