@@ -90,17 +90,9 @@ func (b *bridgeMatrixSide) CreateSocialRoom(ctx context.Context, spec SocialRoom
 	}
 	page.UpdateInfo(quietCtx, &bridgev2.UserInfo{Name: &spec.PageName, IsBot: &isBot})
 
-	var logins []*bridgev2.UserLogin
-	for _, officer := range spec.Officers {
-		user, err := b.sc.Bridge.GetUserByMXID(ctx, officer)
-		if err != nil {
-			return "", fmt.Errorf("failed to get officer: %w", err)
-		}
-		login, err := cv.ensureOfficerLogin(ctx, user)
-		if err != nil {
-			return "", err
-		}
-		logins = append(logins, login)
+	logins, err := b.officerLogins(ctx, spec.Officers)
+	if err != nil {
+		return "", err
 	}
 	bot := cv.botIntent()
 	req := appservice.CreateRoomRequest(appservice.RoomSpec{
@@ -152,22 +144,35 @@ func (b *bridgeMatrixSide) InviteOfficers(ctx context.Context, roomID id.RoomID,
 	} else if portal == nil {
 		return fmt.Errorf("no portal for room %s", roomID)
 	}
-	for _, officer := range officers {
+	logins, err := b.officerLogins(ctx, officers)
+	if err != nil {
+		return err
+	}
+	for i, officer := range officers {
 		// An officer already invited or joined (a retried delivery) is fine.
 		if err = bot.EnsureInvited(ctx, roomID, officer); err != nil {
 			return fmt.Errorf("failed to invite an officer: %w", err)
 		}
+		logins[i].MarkInPortal(ctx, portal)
+	}
+	return nil
+}
+
+// officerLogins gives each officer the login their messages are routed through.
+func (b *bridgeMatrixSide) officerLogins(ctx context.Context, officers []id.UserID) ([]*bridgev2.UserLogin, error) {
+	logins := make([]*bridgev2.UserLogin, 0, len(officers))
+	for _, officer := range officers {
 		user, err := b.sc.Bridge.GetUserByMXID(ctx, officer)
 		if err != nil {
-			return fmt.Errorf("failed to get officer: %w", err)
+			return nil, fmt.Errorf("failed to get officer: %w", err)
 		}
 		login, err := b.sc.Conversations.ensureOfficerLogin(ctx, user)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		login.MarkInPortal(ctx, portal)
+		logins = append(logins, login)
 	}
-	return nil
+	return logins, nil
 }
 
 func (b *bridgeMatrixSide) SendAs(ctx context.Context, roomID id.RoomID, ghostID, txnID string, evtType event.Type, content *event.Content) (id.EventID, error) {

@@ -53,16 +53,26 @@ const socialState = (roomId) => officer.getState(roomId, 'no.sikkerchat.social')
 
 const joined = new Set();
 
-/** Waits for the room of a new social conversation (not one joined before) and joins it. */
-async function joinSocialRoom(platform = 'Messenger') {
+/** Waits for the invite to the room of a new social conversation (not one seen before). */
+async function socialInvite(platform = 'Messenger') {
   const roomId = await officer.waitForInvite({
     timeoutMs: 60000,
     predicate: (id, room) => !joined.has(id) && room.name?.startsWith(`${platform}:`),
   });
   joined.add(roomId);
+  return roomId;
+}
+
+/** Waits for the room of a new social conversation and joins it. */
+async function joinSocialRoom(platform = 'Messenger') {
+  const roomId = await socialInvite(platform);
   await officer.joinRoom(roomId, { timeoutMs: 60000 });
   return roomId;
 }
+
+/** The room's first notice, which tells the officer what to do. */
+const waitForOpenedNotice = (roomId, platform) =>
+  officer.waitForMessage(roomId, (c) => c.msgtype === 'm.notice' && c.body?.startsWith(`Ny samtale fra ${platform}`));
 
 async function newSends(before, n, what) {
   return eventually(async () => {
@@ -76,8 +86,7 @@ test('a person writes on Messenger: an encrypted room with the officer in it; re
   const first = marker('hjelp');
   await sim.message({ person: p, text: first });
   const roomId = await joinSocialRoom();
-  // Invited once the room was ready: the room's first notice tells the officer what to do.
-  await officer.waitForMessage(roomId, (c) => c.msgtype === 'm.notice' && c.body?.startsWith('Ny samtale fra Messenger'));
+  await waitForOpenedNotice(roomId, 'Messenger');
   assert.ok(await officer.isRoomEncrypted(roomId), 'the room is encrypted');
   const state = await socialState(roomId);
   assert.equal(state.platform, 'messenger');
@@ -133,11 +142,7 @@ test('an officer who joins hours later sees the notice and everything the person
   const first = marker('tidlig');
   const second = marker('tidlig-igjen');
   await sim.message({ person: p, text: first });
-  const roomId = await officer.waitForInvite({
-    timeoutMs: 60000,
-    predicate: (id, room) => !joined.has(id) && room.name?.startsWith('Messenger:'),
-  });
-  joined.add(roomId);
+  const roomId = await socialInvite();
   await sim.message({ person: p, text: second });
   // Both messages are in the room before the officer joins (read as the bridge bot).
   await eventually(async () => {
@@ -148,7 +153,7 @@ test('an officer who joins hours later sees the notice and everything the person
     return fromPerson.length >= 2 || undefined;
   }, { timeoutMs: 60000, what: "the person's two messages in the room before the officer joins" });
   await officer.joinRoom(roomId, { timeoutMs: 60000 });
-  await officer.waitForMessage(roomId, (c) => c.msgtype === 'm.notice' && c.body?.startsWith('Ny samtale fra Messenger'));
+  await waitForOpenedNotice(roomId, 'Messenger');
   await officer.waitForMessage(roomId, (c) => c.body === first);
   await officer.waitForMessage(roomId, (c) => c.body === second);
 });
@@ -222,7 +227,7 @@ test('an Instagram conversation: its own room, replies through the Page to the I
   const text = marker('insta');
   await sim.message({ account: sim.instagram, person: igsid, text });
   const roomId = await joinSocialRoom('Instagram');
-  await officer.waitForMessage(roomId, (c) => c.msgtype === 'm.notice' && c.body?.startsWith('Ny samtale fra Instagram'));
+  await waitForOpenedNotice(roomId, 'Instagram');
   const state = await socialState(roomId);
   assert.equal(state.platform, 'instagram');
   assert.equal(state.account, stack.META_IG_ID);
