@@ -407,7 +407,8 @@ func (s *Social) outboxEchoed(ctx context.Context, th *SocialConversation, seq i
 // SenderAction shows the person that the police are writing, or that they
 // have seen the messages; best effort, and only while Meta allows replies.
 func (s *Social) SenderAction(ctx context.Context, th *SocialConversation, action string) {
-	if th.Status != scdb.SocialOpen {
+	// A former active (paused, or resumed from a frozen VM) sends nothing.
+	if !s.active() || th.Status != scdb.SocialOpen {
 		return
 	}
 	if _, _, _, _, ok := meta.Window(th.LastInboundAt, s.now(), s.Config.Meta.HumanAgent); !ok {

@@ -102,7 +102,7 @@ func becomeActive(m *mxmain.BridgeMain, connector *bridge.Connector, holder stri
 			}
 			locks = append(locks, lock)
 		}
-		role.SetActive(1)
+		role.SetActive(1, time.Now(), nil)
 		return
 	}
 	lease := connector.Config.Failover.LeaseDuration()
@@ -116,7 +116,9 @@ func becomeActive(m *mxmain.BridgeMain, connector *bridge.Connector, holder stri
 		log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Failed to become the active process")
 		os.Exit(exitLostActive)
 	}
-	role.SetActive(leader.Term)
+	// The endpoint answers standby again as soon as the lease runs out, in the
+	// moment before the watchdog below ends the process.
+	role.SetActive(leader.Term, leader.Since, leader.Valid)
 	connector.ServingFrom(time.Now())
 	log.Info().Int64("term", leader.Term).Str("instance", instance).Msg("This process is now the active one")
 	connector.StillActive = leader.Valid

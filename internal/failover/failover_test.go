@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,12 +35,18 @@ func TestRoleAnswersActiveOnlyOnTheActive(t *testing.T) {
 	require.Equal(t, "host-a/1", body["instance"])
 	require.False(t, role.Active())
 
-	role.SetActive(7)
+	since := time.UnixMilli(1_700_000_000_000)
+	role.now = func() time.Time { return since.Add(1500 * time.Millisecond) }
+	valid := true
+	role.SetActive(7, since, func() bool { return valid })
 	rec, body = get(http.MethodGet, RolePath)
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Equal(t, "active", body["role"])
 	require.EqualValues(t, 7, body["term"])
+	require.EqualValues(t, since.UnixMilli(), body["since"], "when the term was taken")
+	require.EqualValues(t, since.UnixMilli()+1500, body["at"], "when the answer was made")
 	require.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+	require.True(t, role.Active())
 
 	rec, _ = get(http.MethodHead, RolePath)
 	require.Equal(t, http.StatusOK, rec.Code)
@@ -47,6 +55,94 @@ func TestRoleAnswersActiveOnlyOnTheActive(t *testing.T) {
 	require.Equal(t, http.StatusMethodNotAllowed, rec.Code)
 	rec, _ = get(http.MethodGet, "/")
 	require.Equal(t, http.StatusNotFound, rec.Code)
+
+	// The lease ran out: the process is about to exit and must not be seen
+	// as active by the load balancer or by anyone watching in the meantime.
+	valid = false
+	rec, body = get(http.MethodGet, RolePath)
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	require.Equal(t, "standby", body["role"])
+	require.NotContains(t, body, "term")
+	require.False(t, role.Active())
+}
+
+// fakeClock is a lease clock a test moves by hand, one clock at a time.
+type fakeClock struct {
+	mu  sync.Mutex
+	now clockReading
+}
+
+func (c *fakeClock) read() clockReading {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) move(mono, boot, wall time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now.mono += mono
+	c.now.boot += boot
+	c.now.wall += int64(wall)
+}
+
+// The lease is over as soon as any clock says so. Go's monotonic clock alone
+// stands still while a VM is frozen (and while the system is suspended), so a
+// resumed former active would think itself active and send what it had
+// marked as sending, beside the new active.
+func TestTheLeaseEndsOnAnyClock(t *testing.T) {
+	const lease = 3 * time.Second
+	for _, tc := range []struct {
+		name             string
+		mono, boot, wall time.Duration
+		holds            bool
+	}{
+		{"no time passed", 0, 0, 0, true},
+		{"within the lease on every clock", 2 * time.Second, 2 * time.Second, 2 * time.Second, true},
+		{"paused process: every clock past the lease", 4 * time.Second, 4 * time.Second, 4 * time.Second, false},
+		{"frozen VM, wall clock set on resume: monotonic and boot time stood still", 0, 0, time.Minute, false},
+		{"frozen VM, just past the lease by the wall clock", 10 * time.Millisecond, 10 * time.Millisecond, lease, false},
+		{"suspended system: only boot time and the wall clock moved", 0, time.Hour, time.Hour, false},
+		{"suspend, wall clock not yet set: boot time alone", 0, 5 * time.Second, 0, false},
+		{"wall clock stepped forward by NTP", time.Second, time.Second, 10 * time.Second, false},
+		{"wall clock stepped back a little", time.Second, time.Second, -time.Second, true},
+		{"wall clock stepped back by more than the lease", time.Second, time.Second, -time.Minute, false},
+		{"monotonic alone past the lease", 4 * time.Second, 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &fakeClock{now: clockReading{mono: time.Hour, boot: 2 * time.Hour, wall: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC).UnixNano()}}
+			l := &Leader{lease: lease, clock: clk.read}
+			beat := clk.read()
+			l.beat.Store(&beat)
+			require.True(t, l.Valid(), "right after a confirmation")
+			clk.move(tc.mono, tc.boot, tc.wall)
+			require.Equal(t, tc.holds, l.Valid())
+		})
+	}
+	t.Run("no CLOCK_BOOTTIME on this system", func(t *testing.T) {
+		clk := &fakeClock{now: clockReading{mono: time.Hour, wall: time.Now().UnixNano()}}
+		l := &Leader{lease: lease, clock: clk.read}
+		beat := clk.read()
+		l.beat.Store(&beat)
+		clk.move(time.Second, 0, time.Second)
+		require.True(t, l.Valid())
+		clk.move(0, 0, 5*time.Second)
+		require.False(t, l.Valid())
+	})
+	t.Run("never confirmed", func(t *testing.T) {
+		require.False(t, (&Leader{lease: lease, clock: systemClock()}).Valid())
+	})
+	t.Run("the system clock", func(t *testing.T) {
+		clk := systemClock()
+		a := clk()
+		time.Sleep(10 * time.Millisecond)
+		b := clk()
+		require.Greater(t, b.mono, a.mono)
+		require.Greater(t, b.wall, a.wall)
+		if runtime.GOOS == "linux" {
+			require.Greater(t, b.boot, a.boot, "CLOCK_BOOTTIME is read")
+		}
+	})
 }
 
 func TestSQLitePath(t *testing.T) {
@@ -282,4 +378,38 @@ func TestAPausedActiveLosesTheLockAndKnowsIt(t *testing.T) {
 	_, err = pool(t, dsn, a.holder).Exec("INSERT INTO x VALUES (1)")
 	require.True(t, IsFenced(err), "%v", err)
 	require.False(t, errors.Is(err, context.DeadlineExceeded))
+}
+
+// A VM that is frozen runs nothing: its lock session falls idle, the database
+// ends it after the lease, and the standby takes over. On resume the former
+// active's monotonic clock says almost no time passed (the hypervisor
+// restored it); only the wall clock, set forward on resume, says otherwise.
+// Its lease must be over before it sends anything, and its role endpoint must
+// say so.
+func TestAResumedFrozenActiveKnowsItsLeaseIsOver(t *testing.T) {
+	dsn := testdb.PostgresDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	clk := &fakeClock{now: clockReading{mono: time.Hour, boot: time.Hour, wall: time.Now().UnixNano()}}
+	a, err := Elect(ctx, Options{DSN: dsn, Holder: HolderName(), Instance: "a", Poll: 20 * time.Millisecond, Lease: time.Second, clock: clk.read})
+	require.NoError(t, err)
+	t.Cleanup(a.Close)
+	require.True(t, a.Valid())
+	role := NewRole("a")
+	role.SetActive(a.Term, a.Since, a.Valid)
+	require.True(t, role.Active())
+	frozeAt := time.Now()
+
+	b := elect(t, ctx, dsn, "b", time.Second, nil)
+	require.Equal(t, a.Term+1, b.Term, "the database ended the frozen active's session and b took over")
+	require.False(t, b.Since.Before(a.Since))
+
+	// a resumes: its monotonic clock and boot time stood still; the wall
+	// clock is set to the real time.
+	clk.move(0, 0, time.Since(frozeAt))
+	require.False(t, a.Valid(), "the resumed former active's lease is over")
+	require.False(t, role.Active())
+	rec := httptest.NewRecorder()
+	role.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, RolePath, nil))
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code, "its role endpoint answers standby")
 }

@@ -80,11 +80,17 @@ type Options struct {
 	Lease time.Duration
 	// Waiting is called once when the lock is held by another process.
 	Waiting func()
+
+	// clock is the lease's clock (tests give their own); nil: the system's.
+	clock clock
 }
 
 // Leader is the active process's hold on the database.
 type Leader struct {
-	Term   int64
+	Term int64
+	// Since is when the term was taken, by this process's wall clock (the
+	// since column of the term row).
+	Since  time.Time
 	holder string
 	lease  time.Duration
 	db     *sql.DB
@@ -93,10 +99,12 @@ type Leader struct {
 	// takes connMu.
 	connMu sync.Mutex
 	conn   *sql.Conn
-	start  time.Time    // carries the monotonic clock
-	beat   atomic.Int64 // nanoseconds after start of the last confirmation
-	lost   atomic.Bool
-	done   chan struct{} // closed when Watch returns
+	clock  clock
+	// beat is the clocks' reading taken just before the last confirmation
+	// was sent (nil before the first).
+	beat atomic.Pointer[clockReading]
+	lost atomic.Bool
+	done chan struct{} // closed when Watch returns
 }
 
 func (o *Options) defaults() {
@@ -105,6 +113,9 @@ func (o *Options) defaults() {
 	}
 	if o.Lease <= 0 {
 		o.Lease = DefaultLease
+	}
+	if o.clock == nil {
+		o.clock = systemClock()
 	}
 }
 
@@ -158,7 +169,7 @@ func Elect(ctx context.Context, o Options) (*Leader, error) {
 				}
 			}
 			if err == nil {
-				l := &Leader{holder: o.Holder, lease: o.Lease, db: db, conn: conn, start: time.Now(), done: make(chan struct{})}
+				l := &Leader{holder: o.Holder, lease: o.Lease, db: db, conn: conn, clock: o.clock, done: make(chan struct{})}
 				if err = l.takeOver(ctx, o.Instance); err == nil {
 					return l, nil
 				}
@@ -267,8 +278,8 @@ func (l *Leader) takeOver(ctx context.Context, instance string) error {
 	if err := l.terminate(ctx, former); err != nil {
 		return err
 	}
-	l.beat.Store(int64(time.Since(l.start)))
-	return nil
+	// The lease starts with a confirmation like every later one.
+	return l.confirm(ctx)
 }
 
 // bump takes the next term and puts the fence on every table, in one
@@ -282,9 +293,10 @@ func (l *Leader) bump(ctx context.Context, instance string) error {
 	if _, err = tx.ExecContext(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
 		return err
 	}
+	since := time.Now()
 	if err = tx.QueryRowContext(ctx,
 		"UPDATE sikkerchat_leader SET term = term + 1, holder = $1, instance = $2, since = $3 WHERE id = 1 RETURNING term",
-		l.holder, instance, time.Now().UnixMilli()).Scan(&l.Term); err != nil {
+		l.holder, instance, since.UnixMilli()).Scan(&l.Term); err != nil {
 		return fmt.Errorf("failed to take the next term: %w", err)
 	}
 	if err = installFence(ctx, tx); err != nil {
@@ -293,6 +305,7 @@ func (l *Leader) bump(ctx context.Context, instance string) error {
 	if err = tx.Commit(); err != nil {
 		return fmt.Errorf("failed to commit the new term: %w", err)
 	}
+	l.Since = since
 	return nil
 }
 
@@ -360,11 +373,39 @@ func (l *Leader) terminate(ctx context.Context, former string) error {
 	return nil
 }
 
-// Valid says whether the lock was confirmed within the lease, by this
-// process's monotonic clock: false at once after the process was paused for
-// longer than the lease, before any timer has fired.
+// Valid says whether the lock was confirmed within the lease, by every one of
+// this process's clocks (clock.go): false at once after the process was
+// paused, suspended or frozen for longer than the lease, before any timer has
+// fired.
 func (l *Leader) Valid() bool {
-	return !l.lost.Load() && time.Since(l.start)-time.Duration(l.beat.Load()) < l.lease
+	if l.lost.Load() {
+		return false
+	}
+	beat := l.beat.Load()
+	return beat != nil && leaseHolds(*beat, l.clock(), l.lease)
+}
+
+// confirm asks, on the lock session, whether this process still holds the
+// term. The lease counts from the reading taken before the question is sent:
+// the database's idle_session_timeout counts from the moment the session
+// goes idle after the answer, so this process's lease always runs out before
+// the database can end the session and let a standby take over. (Counting
+// from the answer's arrival, as a slow or descheduled process reads it late,
+// would leave a moment in which both think they are active.)
+func (l *Leader) confirm(ctx context.Context) error {
+	l.connMu.Lock()
+	sent := l.clock()
+	var holder string
+	err := l.conn.QueryRowContext(ctx, "SELECT holder FROM sikkerchat_leader WHERE id = 1").Scan(&holder)
+	l.connMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if holder != l.holder {
+		return errors.New("another process holds the term")
+	}
+	l.beat.Store(&sent)
+	return nil
 }
 
 // Watch confirms the lock every fifth of the lease and calls lost (once) when
@@ -396,14 +437,7 @@ func (l *Leader) Watch(ctx context.Context, lost func(reason string)) {
 			go func() {
 				qctx, cancel := context.WithTimeout(ctx, l.lease/2)
 				defer cancel()
-				var holder string
-				l.connMu.Lock()
-				err := l.conn.QueryRowContext(qctx, "SELECT holder FROM sikkerchat_leader WHERE id = 1").Scan(&holder)
-				l.connMu.Unlock()
-				if err == nil && holder != l.holder {
-					err = errors.New("another process holds the term")
-				}
-				confirmed <- err
+				confirmed <- l.confirm(qctx)
 			}()
 		case err := <-confirmed:
 			inFlight = false
@@ -414,7 +448,6 @@ func (l *Leader) Watch(ctx context.Context, lost func(reason string)) {
 				fail("the active role could not be confirmed: " + err.Error())
 				return
 			}
-			l.beat.Store(int64(time.Since(l.start)))
 		case <-deadman.C:
 			if !l.Valid() {
 				fail("the active role was not confirmed within the lease")

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync/atomic"
+	"time"
 )
 
 // RolePath is the health endpoint a load balancer routes by: 200 on the
@@ -20,23 +21,45 @@ const RolePath = "/_sikkerchat/role"
 // Role is what this process is, for the role endpoint.
 type Role struct {
 	instance string
-	term     atomic.Int64 // 0 while standby
+	active   atomic.Pointer[activeTerm] // nil while standby
+	now      func() time.Time
+}
+
+type activeTerm struct {
+	term  int64
+	since time.Time
+	valid func() bool
 }
 
 // NewRole starts as a standby.
 func NewRole(instance string) *Role {
-	return &Role{instance: instance}
+	return &Role{instance: instance, now: time.Now}
 }
 
-// SetActive marks the process active in the given term.
-func (r *Role) SetActive(term int64) { r.term.Store(term) }
+// SetActive marks the process active in the given term, taken at since.
+// valid (nil: always) says whether the process still holds the term: once it
+// says no, the endpoint answers standby, so that neither the load balancer
+// nor anyone watching sees a former active as active in the moment before it
+// exits.
+func (r *Role) SetActive(term int64, since time.Time, valid func() bool) {
+	r.active.Store(&activeTerm{term: term, since: since, valid: valid})
+}
 
 // Active says whether the process is the active one.
-func (r *Role) Active() bool { return r.term.Load() > 0 }
+func (r *Role) Active() bool {
+	a := r.active.Load()
+	return a != nil && (a.valid == nil || a.valid())
+}
 
+// roleAnswer is the role endpoint's JSON. Times are wall-clock milliseconds
+// since the epoch: since is when the term was taken (the term row's since),
+// at is when this answer was made, so that a watcher can lay the answers of
+// several processes on one time line (tests/e2e/failover.test.mjs does).
 type roleAnswer struct {
 	Role     string `json:"role"`
 	Term     int64  `json:"term,omitempty"`
+	Since    int64  `json:"since,omitempty"`
+	At       int64  `json:"at"`
 	Instance string `json:"instance"`
 }
 
@@ -54,10 +77,12 @@ func (r *Role) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	answer := roleAnswer{Role: "standby", Instance: r.instance}
+	// The instant of the answer is read before the role: an "active" answer
+	// says the process held the term at that instant or later.
+	answer := roleAnswer{Role: "standby", At: r.now().UnixMilli(), Instance: r.instance}
 	status := http.StatusServiceUnavailable
-	if term := r.term.Load(); term > 0 {
-		answer = roleAnswer{Role: "active", Term: term, Instance: r.instance}
+	if a := r.active.Load(); a != nil && (a.valid == nil || a.valid()) {
+		answer.Role, answer.Term, answer.Since = "active", a.term, a.since.UnixMilli()
 		status = http.StatusOK
 	}
 	w.Header().Set("Content-Type", "application/json")
