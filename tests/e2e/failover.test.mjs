@@ -4,7 +4,8 @@
 // random points; the standby takes over; the killed one comes back as the
 // standby. Afterwards every conversation is checked message by message (zero
 // lost, zero doubled, order kept), the page shows the same history as a fresh
-// load, a sampler of both role endpoints never saw two active at once, and
+// load, the role endpoints of both (asked at once, every 100 ms) never said
+// that two processes were active at one instant (lib/roletimeline.mjs), and
 // each kill made exactly one new term.
 //
 // Measured per kill: kill → the survivor's role says active; kill → the first
@@ -26,6 +27,7 @@ import { Guest, newClientId } from './lib/guest.mjs';
 import { launchBrowser, newPhone } from './lib/browser.mjs';
 import { MetaSim } from './lib/metasim.mjs';
 import { connectedGuest, checkConversation, freshRecord, sleep, talkBothWays } from './lib/delivery.mjs';
+import { RoleTimeline } from './lib/roletimeline.mjs';
 
 const KILLS = Number(process.env.FAILOVER_KILLS ?? 10);
 const postgres = !!process.env.SIKKERCHAT_POSTGRES;
@@ -53,7 +55,12 @@ after(async () => {
   await stack?.stop();
 });
 
-const roles = async () => ({ a: await stack.role('a'), b: await stack.role('b') });
+// Both at once: asked one after the other, a kill between the two answers
+// would show the killed one and its successor both active.
+const roles = async () => {
+  const [a, b] = await Promise.all([stack.role('a'), stack.role('b')]);
+  return { a, b };
+};
 const activeOf = (r) => (r.a.status === 200 ? 'a' : r.b.status === 200 ? 'b' : '');
 const quantile = (xs, q) => {
   const s = [...xs].sort((x, y) => x - y);
@@ -84,17 +91,8 @@ test(`failover: the active bridge killed ${KILLS} times while both sides talk; t
   const talking = convs.slice(0, -1);
 
   // Never two active at once; every term seen.
-  let sampling = true;
-  const terms = new Set();
-  let bothActive = 0;
-  const sampler = (async () => {
-    while (sampling) {
-      const r = await roles();
-      if (r.a.status === 200 && r.b.status === 200) bothActive++;
-      for (const x of [r.a, r.b]) if (x.status === 200) terms.add(x.term);
-      await sleep(100);
-    }
-  })();
+  const timeline = new RoleTimeline(stack);
+  timeline.start();
 
   const talk = talkBothWays(officer, talking, { guestPause: [50, 150], officerPause: [80, 200] });
 
@@ -111,6 +109,7 @@ test(`failover: the active bridge killed ${KILLS} times while both sides talk; t
     const survivor = active === 'a' ? 'b' : 'a';
     const killedAt = Date.now();
     stack.killBridge(active);
+    timeline.noteKill(active, killedAt);
     // The first messages sent after the kill, one each way, timed to arrival.
     const guestProbe = `probe gjest ${k} ${randomUUID()}`;
     const officerProbe = `probe politi ${k} ${randomUUID()}`;
@@ -140,8 +139,7 @@ test(`failover: the active bridge killed ${KILLS} times while both sides talk; t
   }
   await sleep(1000);
   const { retries } = await talk.stop();
-  sampling = false;
-  await sampler;
+  await timeline.stop();
 
   let guestTotal = 0;
   let officerTotal = 0;
@@ -160,11 +158,11 @@ test(`failover: the active bridge killed ${KILLS} times while both sides talk; t
   } finally {
     await Promise.all(convs.map((c) => c.stopGuest()));
   }
-  assert.equal(bothActive, 0, 'never two active bridges at once');
+  const roleCheck = timeline.check(); // never two active bridges at once
   const final = await roles();
   const lastTerm = (final.a.status === 200 ? final.a : final.b).term;
-  assert.equal(lastTerm, firstTerm + KILLS, 'one new term per kill');
-  assert.equal(terms.size, KILLS + 1, 'every term was seen once active');
+  assert.equal(lastTerm, firstTerm + KILLS, `one new term per kill\n${timeline.describe()}`);
+  assert.equal(roleCheck.terms, KILLS + 1, `every term was seen once active\n${timeline.describe()}`);
   assert.equal(probe.guestSent.length, KILLS);
 
   // The shared key folder: a conversation created under the first term is
@@ -180,10 +178,17 @@ test(`failover: the active bridge killed ${KILLS} times while both sides talk; t
   assert.ok([401, 410].includes(after), `the closed conversation takes nothing more (${after})`);
 
   console.log(`# failover: ${KILLS} kills; ${guestTotal} guest and ${officerTotal} officer messages, ${retries} guest retries, none lost or doubled`);
+  logRoleCheck(roleCheck);
   console.log(`# failover: kill → the standby active: ${summary(takeover)}`);
   console.log(`# failover: kill → first guest message in the room: ${summary(guestToOfficer)}`);
   console.log(`# failover: kill → first officer message on the guest side: ${summary(officerToGuest)}`);
 });
+
+/** Prints what the role time line saw; samples in which both answered 200 are listed with their instants. */
+function logRoleCheck({ terms, samples, claims, bothActive }) {
+  console.log(`# failover: role endpoints: ${samples} samples, ${claims} active answers, ${terms} terms, no two at one instant`);
+  for (const line of bothActive) console.log(`# failover: both answered 200 in one sample, the older before the newer term began: ${line}`);
+}
 
 /** Whether a process runs (a zombie, or a process that is gone, does not). */
 function running(pid) {
@@ -200,6 +205,10 @@ test('a paused active (SIGSTOP past its lease) loses the role; woken, it exits a
   const g = await connectedGuest(stack, invite);
   const conv = { roomId, guest: g.guest, guestSent: [], officerSent: [] };
   const talk = talkBothWays(officer, [conv], { guestPause: [100, 100], officerPause: [150, 150] });
+  // The woken former active must not say it is active once the survivor's
+  // term has begun, not even in the moment before it exits.
+  const timeline = new RoleTimeline(stack);
+  timeline.start();
   try {
     await sleep(1500);
     const before = await roles();
@@ -224,7 +233,9 @@ test('a paused active (SIGSTOP past its lease) loses the role; woken, it exits a
     await sleep(1000);
   } finally {
     await talk.stop();
+    await timeline.stop();
   }
+  logRoleCheck(timeline.check());
   try {
     const r = await checkConversation(stack, officer, 'pause', conv);
     console.log(`# failover: paused active: ${r.guest} guest and ${r.officer} officer messages, none lost or doubled`);
@@ -249,6 +260,8 @@ test(`the patrol inbox across failover: a person on Messenger and the officer wr
   let running = true;
   const texts = [];
   const replies = [];
+  const timeline = new RoleTimeline(stack);
+  timeline.start();
   const loops = [
     (async () => {
       for (let n = 0; running; n++) {
@@ -273,7 +286,9 @@ test(`the patrol inbox across failover: a person on Messenger and the officer wr
       const active = activeOf(await roles());
       assert.ok(active, `kill ${k + 1}: an active bridge to kill`);
       const survivor = active === 'a' ? 'b' : 'a';
+      const killedAt = Date.now();
       stack.killBridge(active);
+      timeline.noteKill(active, killedAt);
       await eventually(async () => (await stack.role(survivor)).status === 200, { timeoutMs: 60000, intervalMs: 20, what: `${survivor} to take over` });
       await stack.startBridge(active);
     }
@@ -281,7 +296,9 @@ test(`the patrol inbox across failover: a person on Messenger and the officer wr
   } finally {
     running = false;
     await Promise.all(loops);
+    await timeline.stop();
   }
+  logRoleCheck(timeline.check());
 
   // Every webhook was taken in the end (Meta retried what a killed bridge did
   // not answer), and the room has each message once, in Meta's order.
