@@ -42,7 +42,7 @@ type officerCommands struct {
 // which would put the wrong actor in the audit trail), break their routing
 // (logout, set-preferred-login) or poke at bridge internals (debug-*,
 // filter). Every one of them answers "unknown command".
-var sikkerchatCommands = []string{"new", "status", "reissue", "close", "hold", "unhold", "audit", "list", "add", "export", "stats", "help"}
+var sikkerchatCommands = []string{"new", "status", "reissue", "close", "hold", "unhold", "audit", "list", "add", "export", "stats", "trust", "help"}
 
 // bridgeBuiltins names bridgev2's commands, for when its processor cannot be
 // read (registeredCommands finds every one it has).
@@ -131,6 +131,11 @@ func registerCommands(sc *Connector, proc *commands.Processor) *officerCommands 
 			Func: oc.officerOnly(oc.cmdStats),
 			Name: "stats",
 			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Anonymous statistics", Args: "[days]"},
+		},
+		&commands.FullHandler{
+			Func: oc.officerOnly(oc.cmdTrust),
+			Name: "trust",
+			Help: commands.HelpMeta{Section: helpSectionSikkerchat, Description: "Trust an officer's new cross-signing identity (admin)", Args: "<@officer:domain> [master key]"},
 		},
 		// Replaces bridgev2's English help: officers get the commands they use, in their language.
 		&commands.FullHandler{

@@ -66,6 +66,8 @@ type Connector struct {
 	Inbox         *Inbox
 	Guard         *RoomGuard
 	Evidence      *Evidence
+	// Identities locks out officers whose cross-signing identity changed until an admin trusts it.
+	Identities *Identities
 	// Social is the patrol inbox; nil unless network.meta is configured.
 	Social      *Social
 	officerCmds *officerCommands
@@ -107,6 +109,7 @@ func (sc *Connector) setup(db *dbutil.Database, log dbutil.DatabaseLogger) error
 	sc.Inbox = &Inbox{Connector: sc}
 	sc.Guard = &RoomGuard{Connector: sc}
 	sc.Evidence = &Evidence{Connector: sc}
+	sc.Identities = &Identities{Connector: sc}
 	return nil
 }
 
@@ -144,6 +147,7 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 		if mc.Crypto != nil {
 			mc.Crypto = &durableSyncCrypto{Crypto: mc.Crypto}
 		}
+		sc.Identities.attach(mc)
 		sc.Inbox.intercept(mc)
 		instrumentHomeserverClient(mc, sc.Metrics)
 		mc.EventProcessor.On(event.StateMember, sc.Guard.onMember)

@@ -89,6 +89,18 @@ const (
 	msgAgeMinutes          messageKey = "age_minutes"
 	msgAgeHours            messageKey = "age_hours"
 	msgAgeDays             messageKey = "age_days"
+	// An officer's changed cross-signing identity (identity.go).
+	msgIdentityLockedOut      messageKey = "identity_locked_out"
+	msgIdentityChangedAdmin   messageKey = "identity_changed_admin"
+	msgIdentityTrustedOfficer messageKey = "identity_trusted_officer"
+	msgTrustAdminOnly         messageKey = "trust_admin_only"
+	msgTrustUsage             messageKey = "trust_usage"
+	msgTrustSelf              messageKey = "trust_self"
+	msgTrustNotOfficer        messageKey = "trust_not_officer"
+	msgTrustNothing           messageKey = "trust_nothing"
+	msgTrustPending           messageKey = "trust_pending"
+	msgTrustChangedAgain      messageKey = "trust_changed_again"
+	msgTrusted                messageKey = "trusted"
 )
 
 var catalog = map[Language]map[messageKey]string{
@@ -112,7 +124,8 @@ var catalog = map[Language]map[messageKey]string{
 			"* `%[1]s close` – (i et samtalerom) avslutt samtalen; gjesten mister tilgangen med en gang\n" +
 			"* `%[1]s export` – (i et samtalerom) lag en bevispakke av hele samtalen\n" +
 			"* `%[1]s add @kollega` · `%[1]s list` · `%[1]s hold` · `%[1]s unhold` · `%[1]s audit`\n" +
-			"* `%[1]s help` – vis denne hjelpen",
+			"* `%[1]s help` – vis denne hjelpen\n" +
+			"* `%[1]s trust @betjent NØKKEL` – (administrator) godkjenn en betjents nye krypteringsidentitet etter å ha sjekket med betjenten",
 		msgStatusConversation:  "**Samtale %s**\n\n* Status: %s\n* Opprettet: %s av %s\n* Gjest: %s\n* Lenken går ut: %s",
 		msgStatusOverview:      "sikkerchat kjører. Du har %d åpne samtaler. Skriv `%s help` for kommandoer.",
 		msgStatusFailed:        "Kunne ikke hente status. Feilen er logget (sporings-ID %s).",
@@ -181,6 +194,29 @@ var catalog = map[Language]map[messageKey]string{
 		msgAgeMinutes:        "for %d min siden",
 		msgAgeHours:          "for %d t siden",
 		msgAgeDays:           "for %d d siden",
+		msgIdentityLockedOut: "⚠️ **Krypteringsidentiteten din er endret**, så sikkerchat stoler ikke på enhetene dine før en administrator har godkjent den nye. " +
+			"Det du skrev, er ikke sendt videre, og du får ikke se noe fra samtalene så lenge.\n\n" +
+			"Administratorene er varslet. De tar kontakt med deg utenom Matrix (på telefon eller ansikt til ansikt) for å sjekke at det var du " +
+			"som tilbakestilte identiteten i Element. Du kan også ta kontakt med dem selv.",
+		msgIdentityChangedAdmin: "⚠️ **Krypteringsidentiteten til %[1]s er endret.** Til en administrator har godkjent den nye, " +
+			"får betjenten ingenting fra sikkerchat og kan ikke bruke kommandoer.\n\n" +
+			"Det skjer når noen tilbakestiller identiteten sin i Element (for eksempel etter å ha mistet gjenopprettingsnøkkelen), " +
+			"men også når noen andre har fått tilgang til kontoen. Kontakt betjenten utenom Matrix (på telefon eller ansikt til ansikt) " +
+			"og spør om de selv tilbakestilte identiteten nå nettopp. Bare hvis svaret er ja, skriv:\n\n`%[3]s trust %[1]s %[2]s`",
+		msgIdentityTrustedOfficer: "✅ Den nye krypteringsidentiteten din er godkjent av %s, og du kan bruke sikkerchat igjen. " +
+			"Det du skrev mens du var sperret, er ikke sendt videre: send det på nytt. " +
+			"En enhet du ikke har bekreftet med den nye identiteten, får fortsatt ingenting: bekreft den i Element.",
+		msgTrustAdminOnly:  "Bare en administrator kan godkjenne en ny krypteringsidentitet.",
+		msgTrustUsage:      "Bruk: `%s trust @betjent:domene NØKKEL`. Nøkkelen står i varselet om den endrede identiteten.",
+		msgTrustSelf:       "Du kan ikke godkjenne din egen identitet. Be en annen administrator om det.",
+		msgTrustNotOfficer: "%s har ikke tilgang til sikkerchat.",
+		msgTrustNothing:    "%s har ingen ny krypteringsidentitet som venter på godkjenning.",
+		msgTrustPending: "Krypteringsidentiteten til %[1]s er endret og venter på godkjenning. " +
+			"Når du har sjekket med betjenten utenom Matrix at det var dem selv, skriv:\n\n`%[3]s trust %[1]s %[2]s`",
+		msgTrustChangedAgain: "Nøkkelen stemmer ikke med identiteten %s har nå: den kan ha blitt endret igjen. " +
+			"Se det nyeste varselet, og sjekk med betjenten på nytt.",
+		msgTrusted: "✅ Den nye krypteringsidentiteten til %s er godkjent og ført i revisjonsloggen. Betjenten kan bruke sikkerchat igjen. " +
+			"Endres identiteten på nytt, blir betjenten sperret igjen til en administrator har godkjent den.",
 	},
 	LangEnglish: {
 		msgNotOfficer: "Sorry, you don't have access to sikkerchat. " +
@@ -202,7 +238,8 @@ var catalog = map[Language]map[messageKey]string{
 			"* `%[1]s close` – (in a conversation room) end the conversation; the guest loses access at once\n" +
 			"* `%[1]s export` – (in a conversation room) make an evidence package of the whole conversation\n" +
 			"* `%[1]s add @colleague` · `%[1]s list` · `%[1]s hold` · `%[1]s unhold` · `%[1]s audit`\n" +
-			"* `%[1]s help` – show this help",
+			"* `%[1]s help` – show this help\n" +
+			"* `%[1]s trust @officer KEY` – (administrator) trust an officer's new encryption identity after checking with them",
 		msgStatusConversation:  "**Conversation %s**\n\n* Status: %s\n* Created: %s by %s\n* Guest: %s\n* Link expires: %s",
 		msgStatusOverview:      "sikkerchat is running. You have %d open conversations. Type `%s help` for commands.",
 		msgStatusFailed:        "Couldn't get the status. The error was logged (trace ID %s).",
@@ -271,6 +308,29 @@ var catalog = map[Language]map[messageKey]string{
 		msgAgeMinutes:        "%d min ago",
 		msgAgeHours:          "%d h ago",
 		msgAgeDays:           "%d d ago",
+		msgIdentityLockedOut: "⚠️ **Your encryption identity has changed**, so sikkerchat does not trust your devices until an administrator has approved the new one. " +
+			"What you wrote was not passed on, and you see nothing from the conversations until then.\n\n" +
+			"The administrators have been told. They will contact you outside Matrix (by phone or in person) to check that it was you " +
+			"who reset your identity in Element. You can also contact them yourself.",
+		msgIdentityChangedAdmin: "⚠️ **The encryption identity of %[1]s has changed.** Until an administrator has approved the new one, " +
+			"the officer gets nothing from sikkerchat and cannot use commands.\n\n" +
+			"This happens when someone resets their identity in Element (for example after losing the recovery key), " +
+			"but also when someone else has got into the account. Contact the officer outside Matrix (by phone or in person) " +
+			"and ask whether they reset their identity just now. Only if they say yes, type:\n\n`%[3]s trust %[1]s %[2]s`",
+		msgIdentityTrustedOfficer: "✅ Your new encryption identity was approved by %s, and you can use sikkerchat again. " +
+			"What you wrote while you were locked out was not passed on: send it again. " +
+			"A device you have not verified with the new identity still gets nothing: verify it in Element.",
+		msgTrustAdminOnly:  "Only an administrator can approve a new encryption identity.",
+		msgTrustUsage:      "Usage: `%s trust @officer:domain KEY`. The key is in the notice about the changed identity.",
+		msgTrustSelf:       "You cannot approve your own identity. Ask another administrator.",
+		msgTrustNotOfficer: "%s has no access to sikkerchat.",
+		msgTrustNothing:    "%s has no new encryption identity waiting for approval.",
+		msgTrustPending: "The encryption identity of %[1]s has changed and waits for approval. " +
+			"Once you have checked with the officer outside Matrix that it was them, type:\n\n`%[3]s trust %[1]s %[2]s`",
+		msgTrustChangedAgain: "The key does not match the identity %s has now: it may have changed again. " +
+			"See the latest notice, and check with the officer again.",
+		msgTrusted: "✅ The new encryption identity of %s is approved and recorded in the audit trail. The officer can use sikkerchat again. " +
+			"If the identity changes again, the officer is locked out again until an administrator approves it.",
 	},
 }
 

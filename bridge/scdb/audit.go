@@ -35,6 +35,7 @@ const (
 	allAuditQuery          = `SELECT ` + auditColumns + ` FROM sikkerchat_audit ORDER BY seq`
 	conversationAuditQuery = `SELECT ` + auditColumns + ` FROM sikkerchat_audit WHERE conversation_id=$1 ORDER BY seq`
 	auditSinceQuery        = `SELECT ` + auditColumns + ` FROM sikkerchat_audit WHERE action IN ('create', 'join', 'close') AND at>=$1 ORDER BY seq`
+	auditHasQuery          = `SELECT EXISTS(SELECT 1 FROM sikkerchat_audit WHERE conversation_id=$1 AND action=$2 AND actor=$3 AND detail=$4)`
 )
 
 func (r *AuditRow) Scan(row dbutil.Scannable) (*AuditRow, error) {
@@ -68,6 +69,14 @@ func (aq *AuditQuery) All(ctx context.Context) ([]*AuditRow, error) {
 // ForConversation returns a conversation's rows, oldest first.
 func (aq *AuditQuery) ForConversation(ctx context.Context, conversationID string) ([]*AuditRow, error) {
 	return aq.QueryMany(ctx, conversationAuditQuery, conversationID)
+}
+
+// Has says whether the trail has a row with exactly these fields (of any
+// time): an event the bridge records once, such as an officer's new
+// cross-signing identity, is looked up here.
+func (aq *AuditQuery) Has(ctx context.Context, conversationID, action, actor, detail string) (has bool, err error) {
+	err = aq.GetDB().QueryRow(ctx, auditHasQuery, conversationID, action, actor, detail).Scan(&has)
+	return
 }
 
 // LifecycleSince returns the create, join and close rows since a time, for statistics.
