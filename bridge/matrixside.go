@@ -98,7 +98,22 @@ func uploadAttachment(ctx context.Context, intent bridgev2.MatrixAPI, roomID id.
 }
 
 func (b *bridgeMatrixSide) sendAsGuest(ctx context.Context, conv *Conversation, txnID string, content *event.Content) (id.EventID, error) {
+	withoutMentions(content)
 	return b.sendAs(ctx, conv.RoomID, conv.GhostID, txnID, event.EventMessage, content)
+}
+
+// withoutMentions gives a message written by a citizen an empty m.mentions
+// (intentional mentions, Matrix v1.7): it mentions nobody, so no officer's
+// client fires a legacy push rule on a name or a word a stranger typed.
+func withoutMentions(content *event.Content) {
+	msg, ok := content.Parsed.(*event.MessageEventContent)
+	if !ok {
+		return
+	}
+	msg.Mentions = &event.Mentions{}
+	if msg.NewContent != nil {
+		msg.NewContent.Mentions = &event.Mentions{}
+	}
 }
 
 // sendAs sends an encrypted event as a ghost ("" for the bot).

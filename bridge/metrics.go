@@ -27,6 +27,7 @@ type Metrics struct {
 	Errors        *prometheus.CounterVec   // kind
 	GuestStreams  prometheus.Gauge
 	OutboxPending prometheus.Gauge
+	MetaHeld      prometheus.Gauge
 
 	// Samples keeps raw bridge-share timings for the benchmark (test hooks only).
 	Samples *SampleRecorder
@@ -93,6 +94,10 @@ func NewMetrics(conversationsByState func(ctx context.Context) (map[string]int, 
 			Name: "sikkerchat_outbox_pending",
 			Help: "Guest messages stored but not yet accepted by the homeserver, at the last outbox round.",
 		}),
+		MetaHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sikkerchat_meta_held_people",
+			Help: "New people on Messenger or Instagram whose messages are kept but whose rooms wait for the page's budget of new rooms.",
+		}),
 	}
 	for _, dir := range []string{DirToRoom, DirToGuest} {
 		for _, kind := range []string{"text", "file"} {
@@ -106,7 +111,7 @@ func NewMetrics(conversationsByState func(ctx context.Context) (map[string]int, 
 		ErrKindRateLimited, ErrKindWrongCode, ErrKindOfficerMessage, ErrKindInboxReplay, ErrKindPurge, ErrKindTransactionStore, ErrKindUnexpectedMember} {
 		m.Errors.WithLabelValues(kind)
 	}
-	m.Registry.MustRegister(m.Messages, m.SendLatency, m.BridgeLatency, m.Errors, m.GuestStreams, m.OutboxPending,
+	m.Registry.MustRegister(m.Messages, m.SendLatency, m.BridgeLatency, m.Errors, m.GuestStreams, m.OutboxPending, m.MetaHeld,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if conversationsByState != nil {
 		m.Registry.MustRegister(&conversationCollector{read: conversationsByState})

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -27,7 +28,24 @@ type Social struct {
 	*Connector
 	room  SocialMatrix
 	graph *meta.Client
+	media *meta.MediaFetcher
 	log   zerolog.Logger
+
+	// lanes are the inbox's lanes being worked on; lastDelivered is when an
+	// event last reached its room (Unix ms): while others get through, a
+	// failure is the failing event's own.
+	lanes         laneWork
+	lastDelivered atomic.Int64
+
+	// budgetLock guards the pages' rooms being made (counted in the budget
+	// until their rows exist) and the pages whose officers were told that new
+	// rooms are held.
+	budgetLock sync.Mutex
+	reserved   map[string]int
+	holding    map[string]bool
+
+	// deliveries bounds the webhook deliveries read at once.
+	deliveries chan struct{}
 
 	// wake: a delivery was stored; sendWake: an outbox entry was queued.
 	wake     chan struct{}
@@ -63,10 +81,14 @@ func newSocial(sc *Connector, room SocialMatrix) *Social {
 			HTTP:     &http.Client{Timeout: 60 * time.Second},
 			GraphURL: cfg.GraphURL, Version: cfg.APIVersion, AppSecret: cfg.AppSecret,
 		},
-		log:      zerolog.Nop(),
-		wake:     make(chan struct{}, 1),
-		sendWake: make(chan struct{}, 1),
-		now:      time.Now,
+		media:      &meta.MediaFetcher{Hosts: cfg.mediaHosts, Origins: cfg.mediaOrigins},
+		log:        zerolog.Nop(),
+		reserved:   map[string]int{},
+		holding:    map[string]bool{},
+		deliveries: make(chan struct{}, maxConcurrentDeliveries),
+		wake:       make(chan struct{}, 1),
+		sendWake:   make(chan struct{}, 1),
+		now:        time.Now,
 	}
 }
 
@@ -252,6 +274,11 @@ func (s *Social) ensureConversation(ctx context.Context, e meta.Event, page Meta
 		}
 		return th, nil
 	}
+	// A new person: a room of their own, within the page's budget.
+	if err = s.reserveRoom(ctx, page); err != nil {
+		return nil, err
+	}
+	defer s.releaseRoom(page)
 	now := s.now()
 	th = &SocialConversation{
 		ID: randomID(10), Platform: string(e.Platform), AccountID: e.Account, PersonHash: hash,

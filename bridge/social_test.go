@@ -6,15 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -44,9 +48,20 @@ type socRoom struct {
 	reads   []socRead
 	states  []*appservice.SocialState
 	notices []string
+	told    []socTold
 	files   map[id.ContentURIString][]byte
 	invited []id.UserID
 	failing bool
+	// uploadLimit, when set, is the homeserver's upload limit (M_TOO_LARGE above it).
+	uploadLimit int
+	// refuse fails every send whose text contains it (a broken event).
+	refuse string
+}
+
+// socTold is a notice to the officers' own rooms with the bot.
+type socTold struct {
+	Officers []id.UserID
+	Text     string
 }
 
 type socSent struct {
@@ -71,7 +86,13 @@ type socRead struct {
 	Event  id.EventID
 }
 
-var errHomeserverDown = errors.New("homeserver unreachable (test)")
+// errHomeserverDown is what mautrix returns when the homeserver cannot be reached.
+var errHomeserverDown = mautrix.HTTPError{Message: "homeserver unreachable (test)", WrappedError: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+
+// errBrokenEvent is a homeserver's answer to one request that keeps failing
+// while every other request succeeds.
+var errBrokenEvent = mautrix.HTTPError{Response: &http.Response{StatusCode: http.StatusInternalServerError},
+	RespError: &mautrix.RespError{ErrCode: "M_UNKNOWN", Err: "Internal server error", StatusCode: http.StatusInternalServerError}}
 
 func (r *socRoom) CreateSocialRoom(ctx context.Context, spec SocialRoomSpec) (id.RoomID, error) {
 	r.mu.Lock()
@@ -104,6 +125,9 @@ func (r *socRoom) SendAs(ctx context.Context, roomID id.RoomID, ghostID, txnID s
 	if r.failing {
 		return "", errHomeserverDown
 	}
+	if msg, ok := content.Parsed.(*event.MessageEventContent); ok && r.refuse != "" && strings.Contains(msg.Body, r.refuse) {
+		return "", errBrokenEvent
+	}
 	// No transaction ID de-duplication: Dendrite forgets the IDs of requests
 	// whose client went away, so the bridge must not rely on it.
 	evtID := id.EventID(fmt.Sprintf("$ev%d", len(r.sent)+1))
@@ -116,6 +140,10 @@ func (r *socRoom) Upload(ctx context.Context, roomID id.RoomID, ghostID, name, m
 	defer r.mu.Unlock()
 	if r.failing {
 		return nil, errHomeserverDown
+	}
+	if r.uploadLimit > 0 && len(data) > r.uploadLimit {
+		return nil, mautrix.HTTPError{Response: &http.Response{StatusCode: http.StatusRequestEntityTooLarge},
+			RespError: &mautrix.RespError{ErrCode: "M_TOO_LARGE", Err: "File too large", StatusCode: http.StatusRequestEntityTooLarge}}
 	}
 	uri := id.ContentURIString(fmt.Sprintf("mxc://example.org/f%d", len(r.files)+1))
 	if r.files == nil {
@@ -162,6 +190,12 @@ func (r *socRoom) SocialNotice(ctx context.Context, roomID id.RoomID, markdown s
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.notices = append(r.notices, markdown)
+}
+
+func (r *socRoom) NotifyOfficers(ctx context.Context, officers []id.UserID, markdown string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.told = append(r.told, socTold{officers, markdown})
 }
 
 func (r *socRoom) Download(ctx context.Context, uri id.ContentURIString, file *event.EncryptedFileInfo) ([]byte, error) {
@@ -213,6 +247,8 @@ type socBridge struct {
 	hook  http.Handler
 	logs  *bytes.Buffer
 	logMu *sync.Mutex
+	// offset moves the inbox's clock (nanoseconds).
+	offset atomic.Int64
 }
 
 type lockedWriter struct {
@@ -235,6 +271,7 @@ func newSocBridge(t *testing.T, change func(*MetaConfig)) *socBridge {
 		GraphURL: "http://placeholder", APIVersion: "v25.0",
 		Pages:    []MetaPage{{PageID: socPage, AccessToken: socToken, InstagramAccountID: socIG}},
 		Officers: []id.UserID{socOfficer}, IdleClose: "168h", Retention: "2160h",
+		NewRoomBudget: 30, NewRoomWindow: "1h", ReplayWindow: "36h",
 	}
 	if change != nil {
 		change(&cfg.Meta)
@@ -257,7 +294,18 @@ func newSocBridge(t *testing.T, change func(*MetaConfig)) *socBridge {
 	graph := httptest.NewServer(sim.Handler())
 	t.Cleanup(graph.Close)
 	sc.Social.graph.GraphURL = graph.URL
-	return &socBridge{t: t, ctx: ctx, sc: sc, s: sc.Social, room: room, sim: sim, graph: graph, hook: sc.Social.Handler(), logs: logs, logMu: mu}
+	b := &socBridge{t: t, ctx: ctx, sc: sc, s: sc.Social, room: room, sim: sim, graph: graph, hook: sc.Social.Handler(), logs: logs, logMu: mu}
+	sc.Social.now = func() time.Time { return time.Now().Add(time.Duration(b.offset.Load())) }
+	return b
+}
+
+// later moves the inbox's clock forward (retries and budgets come due).
+func (b *socBridge) later(d time.Duration) { b.offset.Add(int64(d)) }
+
+// allowCDN lets the inbox fetch attachments from a test server, as the local
+// stack's config lets it fetch from the Meta simulator.
+func (b *socBridge) allowCDN(origin string) {
+	b.s.media = &meta.MediaFetcher{Origins: []string{origin}}
 }
 
 func (b *socBridge) logText() string {
@@ -282,10 +330,13 @@ func (b *socBridge) postSigned(body string) *httptest.ResponseRecorder {
 	return b.post([]byte(body), meta.Sign(socSecret, []byte(body)))
 }
 
+// stored counts the deliveries kept and the events waiting in their lanes.
 func (b *socBridge) stored() int {
 	pending, err := b.sc.DB.MetaDelivery.Pending(b.ctx, 1000)
 	require.NoError(b.t, err)
-	return len(pending)
+	waiting, _, err := b.sc.DB.MetaEvent.Count(b.ctx)
+	require.NoError(b.t, err)
+	return len(pending) + waiting
 }
 
 // drain handles what is stored, as the running inbox does after a delivery.
@@ -335,7 +386,7 @@ func TestWebhookDeliveryStatuses(t *testing.T) {
 		kept      int
 	}{
 		{"good signature", []byte(good), meta.Sign(socSecret, []byte(good)), 200, "", 1},
-		{"replayed delivery", []byte(good), meta.Sign(socSecret, []byte(good)), 200, "", 1},
+		{"replayed delivery (kept once)", []byte(good), meta.Sign(socSecret, []byte(good)), 200, "", 0},
 		{"wrong signature", []byte(good), meta.Sign("another-app-secret", []byte(good)), 401, "NO.SIKKERCHAT.META_SIGNATURE_INVALID", 0},
 		{"missing signature", []byte(good), "", 401, "NO.SIKKERCHAT.META_SIGNATURE_MISSING", 0},
 		{"sha1 only", []byte(good), "sha1=" + strings.Repeat("a", 40), 401, "NO.SIKKERCHAT.META_SIGNATURE_INVALID", 0},
@@ -460,10 +511,21 @@ func TestBatchedDeliveryWithUnknownFields(t *testing.T) {
 		socPage, now, now+1)
 	require.Equal(t, 200, b.postSigned(body).Code)
 	require.False(t, b.drain())
-	all := b.conversations()
-	require.Len(t, all, 2)
-	require.Equal(t, []string{"en", "to"}, bodies(b.room.sentBy(all[0].GhostID)))
-	require.Equal(t, []string{"tre"}, bodies(b.room.sentBy(all[1].GhostID)))
+	require.Equal(t, []string{"en", "to"}, bodies(b.room.sentBy(b.conversationOf("p1").GhostID)))
+	require.Equal(t, []string{"tre"}, bodies(b.room.sentBy(b.conversationOf("p2").GhostID)))
+	require.Len(t, b.conversations(), 2)
+}
+
+// conversationOf is the open conversation of a person.
+func (b *socBridge) conversationOf(person string) *SocialConversation {
+	b.t.Helper()
+	for _, c := range b.conversations() {
+		if p, _ := b.s.person(b.ctx, c); p == person {
+			return c
+		}
+	}
+	b.t.Fatalf("no conversation of %s", person)
+	return nil
 }
 
 // While the homeserver is away, deliveries wait (sealed) and nothing is lost;
@@ -476,9 +538,15 @@ func TestDeliveriesWaitForTheHomeserver(t *testing.T) {
 		require.Equal(t, 200, b.postSigned(messengerText("p1", fmt.Sprintf("m_%d", i), fmt.Sprintf("melding %d", i), now+int64(i))).Code)
 	}
 	require.True(t, b.drain(), "must be tried again")
-	require.True(t, b.drain())
+	// An outage longer than any number of tries loses nothing: the tries
+	// while nothing gets through are not the events' own failures.
+	for range 3 * laneMaxAttempts {
+		b.later(laneMaxBackoff)
+		require.True(t, b.drain())
+	}
 	require.Equal(t, 3, b.stored())
 	b.room.setFailing(false)
+	b.later(laneMaxBackoff)
 	require.False(t, b.drain())
 	require.Equal(t, 0, b.stored())
 	th := b.onlyConversation()
@@ -548,6 +616,7 @@ func TestAttachmentsAreFetchedAtOnce(t *testing.T) {
 		_, _ = w.Write(png)
 	}))
 	defer cdn.Close()
+	b.allowCDN(cdn.URL)
 	now := time.Now().UnixMilli()
 	b.postSigned(fmt.Sprintf(`{"object":"page","entry":[{"id":%[1]q,"time":%[2]d,"messaging":[{"sender":{"id":"p1"},"recipient":{"id":%[1]q},"timestamp":%[2]d,"message":{"mid":"m_img","text":"se her","attachments":[
 		{"type":"image","payload":{"url":%[3]q}},{"type":"image","payload":{"url":%[4]q}},{"type":"fallback","payload":{"title":"lenke"}}]}}]}]}`,
@@ -555,20 +624,24 @@ func TestAttachmentsAreFetchedAtOnce(t *testing.T) {
 	require.False(t, b.drain())
 	th := b.onlyConversation()
 	sent := b.room.sentBy(th.GhostID)
-	require.Len(t, sent, 4)
+	require.Len(t, sent, 3)
 	require.Equal(t, "se her", sent[0].body())
 	require.Equal(t, "bilde-1.png", sent[1].body())
 	msg := sent[1].Content.Parsed.(*event.MessageEventContent)
 	require.Equal(t, png, b.room.files[msg.URL])
-	require.Equal(t, "[Et vedlegg kunne ikke hentes fra Meta]", sent[2].body())
-	require.Equal(t, "[fallback som ikke kan vises her]", sent[3].body())
+	require.Equal(t, "[fallback som ikke kan vises her]", sent[2].body())
+	notices := b.room.sentBy("")
+	require.Len(t, notices, 1, "the expired one is a notice from the bot")
+	require.Equal(t, "Et vedlegg fra personen kunne ikke hentes inn (bilde). Meta leverer det ikke lenger (lenken er utløpt, eller vedlegget er slettet).", notices[0].body())
+	require.Equal(t, event.MsgNotice, notices[0].Content.Parsed.(*event.MessageEventContent).MsgType)
 	require.NotContains(t, b.logText(), "oh=sig", "attachment URLs are credentials")
 }
 
 // Officers' replies go out through the Send API with the right messaging
 // type for the window, and Meta's echo does not show them twice.
 func TestOfficerRepliesFollowTheWindow(t *testing.T) {
-	b := newSocBridge(t, func(m *MetaConfig) { m.HumanAgent = true })
+	// The replay window is widened: the person's messages are posted days late.
+	b := newSocBridge(t, func(m *MetaConfig) { m.HumanAgent = true; m.ReplayWindow = "240h" })
 	sim := b.sim
 
 	for _, tc := range []struct {

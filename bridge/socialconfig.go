@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	up "go.mau.fi/util/configupgrade"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/sikkerchat/sikkerchat/meta"
 )
 
 // MetaConfig is network.meta: the patrol inbox. Off while AppSecret is empty.
@@ -27,9 +30,17 @@ type MetaConfig struct {
 	Officers      []id.UserID `yaml:"officers"`
 	IdleClose     string      `yaml:"idle_close"`
 	Retention     string      `yaml:"retention"`
+	MediaHosts    []string    `yaml:"media_hosts"`
+	NewRoomBudget int         `yaml:"new_room_budget"`
+	NewRoomWindow string      `yaml:"new_room_window"`
+	ReplayWindow  string      `yaml:"replay_window"`
 
-	idleClose time.Duration
-	retention time.Duration
+	idleClose     time.Duration
+	retention     time.Duration
+	newRoomWindow time.Duration
+	replayWindow  time.Duration
+	mediaHosts    []string
+	mediaOrigins  []string
 }
 
 // MetaPage is a Facebook Page and the Instagram account linked to it.
@@ -57,6 +68,10 @@ func upgradeMetaConfig(helper up.Helper) {
 	helper.Copy(up.List, "meta", "officers")
 	helper.Copy(up.Str, "meta", "idle_close")
 	helper.Copy(up.Str, "meta", "retention")
+	helper.Copy(up.List, "meta", "media_hosts")
+	helper.Copy(up.Int, "meta", "new_room_budget")
+	helper.Copy(up.Str, "meta", "new_room_window")
+	helper.Copy(up.Str, "meta", "replay_window")
 }
 
 // validate checks network.meta when it is on; every error names the setting.
@@ -121,7 +136,53 @@ func (m *MetaConfig) validate() error {
 	if m.retention, err = time.ParseDuration(m.Retention); err != nil || m.retention <= 0 {
 		return fmt.Errorf("network.meta.retention must be a positive duration like 2160h, got %q", m.Retention)
 	}
+	if m.NewRoomBudget < 1 {
+		return fmt.Errorf("network.meta.new_room_budget must be at least 1, got %d", m.NewRoomBudget)
+	}
+	if m.newRoomWindow, err = time.ParseDuration(m.NewRoomWindow); err != nil || m.newRoomWindow < time.Minute {
+		return fmt.Errorf("network.meta.new_room_window must be a duration of at least 1m like 1h, got %q", m.NewRoomWindow)
+	}
+	if m.replayWindow, err = time.ParseDuration(m.ReplayWindow); err != nil || m.replayWindow < time.Hour {
+		return fmt.Errorf("network.meta.replay_window must be a duration of at least 1h like 36h, got %q", m.ReplayWindow)
+	}
+	return m.validateMediaHosts()
+}
+
+// mediaHostName is a DNS name of at least two labels.
+var mediaHostName = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+
+// validateMediaHosts sorts network.meta.media_hosts into domains and the
+// exact loopback origins of a local simulator.
+func (m *MetaConfig) validateMediaHosts() error {
+	m.mediaHosts, m.mediaOrigins = nil, nil
+	for _, h := range m.MediaHosts {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if strings.Contains(h, "://") {
+			u, err := url.Parse(h)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" || u.User != nil || strings.Trim(u.Path, "/") != "" ||
+				!isLoopbackHost(u.Hostname()) {
+				return fmt.Errorf("network.meta.media_hosts: %q must be a domain like fbcdn.net, or the exact loopback origin of a local simulator like http://127.0.0.1:29350", h)
+			}
+			m.mediaOrigins = append(m.mediaOrigins, u.Scheme+"://"+u.Host)
+			continue
+		}
+		if !mediaHostName.MatchString(strings.Trim(h, ".")) {
+			return fmt.Errorf("network.meta.media_hosts: %q is not a domain like fbcdn.net", h)
+		}
+		m.mediaHosts = append(m.mediaHosts, strings.Trim(h, "."))
+	}
+	if len(m.mediaHosts) == 0 && len(m.mediaOrigins) == 0 {
+		m.mediaHosts = meta.DefaultMediaHosts
+	}
 	return nil
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.IsLoopback()
 }
 
 // page finds the configured Page an account (a Page or its Instagram

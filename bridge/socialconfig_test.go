@@ -15,6 +15,7 @@ func validMetaConfig() MetaConfig {
 		Pages:     []MetaPage{{PageID: "106512345678901", AccessToken: "EAAG", InstagramAccountID: "17841400000000001"}},
 		Officers:  []id.UserID{"@patrulje:example.org"},
 		IdleClose: "168h", Retention: "2160h",
+		NewRoomBudget: 30, NewRoomWindow: "1h", ReplayWindow: "36h",
 	}
 }
 
@@ -27,6 +28,11 @@ func TestPatrolInboxIsOffUnlessConfigured(t *testing.T) {
 	m := validMetaConfig()
 	require.NoError(t, m.validate())
 	require.Equal(t, "168h0m0s", m.idleClose.String())
+	require.Equal(t, []string{"fbcdn.net", "fbsbx.com", "cdninstagram.com"}, m.mediaHosts, "Meta's CDN unless told otherwise")
+	m.MediaHosts = []string{"CDN.Example.org.", "http://127.0.0.1:29350"}
+	require.NoError(t, m.validate())
+	require.Equal(t, []string{"cdn.example.org"}, m.mediaHosts)
+	require.Equal(t, []string{"http://127.0.0.1:29350"}, m.mediaOrigins)
 }
 
 // Every bad setting stops the bridge with the setting's name.
@@ -55,6 +61,16 @@ func TestPatrolInboxConfigErrorsNameTheSetting(t *testing.T) {
 		{func(m *MetaConfig) { m.Officers = []id.UserID{"@:example.org"} }, "network.meta.officers"},
 		{func(m *MetaConfig) { m.IdleClose = "7d" }, "network.meta.idle_close"},
 		{func(m *MetaConfig) { m.Retention = "-1h" }, "network.meta.retention"},
+		{func(m *MetaConfig) { m.NewRoomBudget = 0 }, "network.meta.new_room_budget"},
+		{func(m *MetaConfig) { m.NewRoomWindow = "1s" }, "network.meta.new_room_window"},
+		{func(m *MetaConfig) { m.NewRoomWindow = "" }, "network.meta.new_room_window"},
+		{func(m *MetaConfig) { m.ReplayWindow = "10m" }, "network.meta.replay_window"},
+		{func(m *MetaConfig) { m.MediaHosts = []string{"http://10.0.0.5:8080"} }, "network.meta.media_hosts"},
+		{func(m *MetaConfig) { m.MediaHosts = []string{"http://127.0.0.1"} }, "network.meta.media_hosts"},
+		{func(m *MetaConfig) { m.MediaHosts = []string{"https://127.0.0.1:8443/cdn"} }, "network.meta.media_hosts"},
+		{func(m *MetaConfig) { m.MediaHosts = []string{"169.254.169.254"} }, "network.meta.media_hosts"},
+		{func(m *MetaConfig) { m.MediaHosts = []string{"*.fbcdn.net"} }, "network.meta.media_hosts"},
+		{func(m *MetaConfig) { m.MediaHosts = []string{"localhost"} }, "network.meta.media_hosts"},
 	} {
 		m := validMetaConfig()
 		tc.change(&m)

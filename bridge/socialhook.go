@@ -2,9 +2,12 @@ package bridge
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/sikkerchat/sikkerchat/bridge/scdb"
@@ -22,6 +25,9 @@ const (
 	ErrKindMetaNotSent   = "meta_not_sent"  // an officer's message Meta refused for good (the officer is told)
 	ErrKindMetaDownload  = "meta_download"  // an attachment that could not be fetched from Meta
 	ErrKindMetaToken     = "meta_token"     // Meta refused a page's access token
+	ErrKindMetaStale     = "meta_stale"     // an event older than the replay window, left out
+	ErrKindMetaReplay    = "meta_replay"    // a body kept before, answered and not kept again
+	ErrKindMetaBusy      = "meta_busy"      // a delivery refused while the listener was full (Meta retries)
 )
 
 // webhookPath is where Meta's webhooks are received.
@@ -41,6 +47,15 @@ const (
 	errMetaUnavailable  = "NO.SIKKERCHAT.UNAVAILABLE"
 	errMetaNotFound     = "NO.SIKKERCHAT.NOT_FOUND"
 	errMetaMethod       = "NO.SIKKERCHAT.METHOD_NOT_ALLOWED"
+	errMetaStale        = "NO.SIKKERCHAT.META_STALE"
+)
+
+// maxConcurrentDeliveries bounds the deliveries read and stored at once;
+// one more waits up to deliveryQueueWait for a turn, then gets 503 (Meta
+// sends it again).
+const (
+	maxConcurrentDeliveries = 8
+	deliveryQueueWait       = 2 * time.Second
 )
 
 type metaError struct {
@@ -92,6 +107,23 @@ func (s *Social) handleVerify(w http.ResponseWriter, r *http.Request) {
 // a 2xx; de-duplication by event ID makes that harmless.
 func (s *Social) handleDelivery(w http.ResponseWriter, r *http.Request) {
 	arrived := s.now()
+	// Nothing is read of a body that carries no signature to check it with.
+	if _, err := meta.ParseSignature(r.Header.Get(meta.SignatureHeader)); err != nil {
+		s.refuseSignature(w, err, -1)
+		return
+	}
+	select {
+	case s.deliveries <- struct{}{}:
+		defer func() { <-s.deliveries }()
+	case <-r.Context().Done():
+		return
+	case <-time.After(deliveryQueueWait):
+		s.Metrics.Error(ErrKindMetaBusy)
+		s.log.Warn().Msg("Refused a webhook delivery: too many are being read at once; Meta sends it again")
+		w.Header().Set("Retry-After", "5")
+		jsonbody.Write(w, http.StatusServiceUnavailable, metaError{errMetaUnavailable, "Try again"})
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxDelivery))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -104,16 +136,11 @@ func (s *Social) handleDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err = meta.VerifySignature(body, r.Header.Get(meta.SignatureHeader), s.Config.Meta.AppSecret); err != nil {
-		s.Metrics.Error(ErrKindMetaSignature)
-		s.log.Warn().Str("reason", err.Error()).Int("bytes", len(body)).Msg("Refused a webhook delivery without a valid signature")
-		code, msg := errMetaBadSignature, "X-Hub-Signature-256 does not match the body"
-		if errors.Is(err, meta.ErrNoSignature) {
-			code, msg = errMetaNoSignature, "X-Hub-Signature-256 is missing"
-		}
-		jsonbody.Write(w, http.StatusUnauthorized, metaError{code, msg})
+		s.refuseSignature(w, err, len(body))
 		return
 	}
-	if _, err = meta.Parse(body); err != nil {
+	events, err := meta.Parse(body)
+	if err != nil {
 		// Signed, so from Meta (or whoever holds the app secret), but not a
 		// delivery: keeping it would not make it readable later.
 		s.Metrics.Error(ErrKindMetaMalformed)
@@ -121,7 +148,21 @@ func (s *Social) handleDelivery(w http.ResponseWriter, r *http.Request) {
 		jsonbody.Write(w, http.StatusBadRequest, metaError{errMetaMalformed, "Not a webhook delivery"})
 		return
 	}
-	if err = s.keepDelivery(r.Context(), body, arrived); err != nil {
+	if len(events) > 0 && !slices.ContainsFunc(events, func(e meta.Event) bool { return !s.isStale(e, arrived) }) {
+		// Meta sends nothing again after its retry window: an old body is a
+		// replay (and would open rooms for conversations long closed).
+		s.Metrics.Error(ErrKindMetaStale)
+		s.log.Warn().Int("events", len(events)).Msg("Refused a webhook delivery whose events are all older than the replay window")
+		jsonbody.Write(w, http.StatusBadRequest, metaError{errMetaStale, "The events are older than the replay window"})
+		return
+	}
+	err = s.keepDelivery(r.Context(), body, arrived)
+	if errors.Is(err, scdb.ErrDeliverySeen) {
+		// Meta's retry of a delivery whose answer it missed, or a replay:
+		// kept once already.
+		s.Metrics.Error(ErrKindMetaReplay)
+		s.log.Info().Msg("A webhook delivery came again within the replay window; it is kept once")
+	} else if err != nil {
 		s.Metrics.Error(ErrKindMetaStore)
 		s.log.Err(err).Msg("Failed to store a webhook delivery; Meta will send it again")
 		w.Header().Set("Retry-After", "5")
@@ -130,10 +171,26 @@ func (s *Social) handleDelivery(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "EVENT_RECEIVED")
-	s.kick(s.wake)
+	if err == nil {
+		s.kick(s.wake)
+	}
 }
 
-// keepDelivery stores a delivery sealed with the inbox key.
+// refuseSignature answers a delivery whose signature is missing, malformed
+// or wrong (bytes: how much of the body was read, -1 for none).
+func (s *Social) refuseSignature(w http.ResponseWriter, err error, bytes int) {
+	s.Metrics.Error(ErrKindMetaSignature)
+	s.log.Warn().Str("reason", err.Error()).Int("bytes", bytes).Msg("Refused a webhook delivery without a valid signature")
+	code, msg := errMetaBadSignature, "X-Hub-Signature-256 does not match the body"
+	if errors.Is(err, meta.ErrNoSignature) {
+		code, msg = errMetaNoSignature, "X-Hub-Signature-256 is missing"
+	}
+	jsonbody.Write(w, http.StatusUnauthorized, metaError{code, msg})
+}
+
+// keepDelivery stores a delivery sealed with the inbox key, with a keyed
+// digest of the body: scdb.ErrDeliverySeen when the same body was kept
+// within the replay window.
 func (s *Social) keepDelivery(ctx context.Context, body []byte, arrived time.Time) error {
 	key, err := s.inboxKey(ctx)
 	if err != nil {
@@ -144,7 +201,10 @@ func (s *Social) keepDelivery(ctx context.Context, body []byte, arrived time.Tim
 	if err != nil {
 		return err
 	}
-	return s.DB.MetaDelivery.Keep(ctx, &scdb.MetaDelivery{ID: deliveryID, Arrival: arrived.UnixNano(), Sealed: sealed})
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("delivery\x00"))
+	mac.Write(body)
+	return s.DB.MetaDelivery.Keep(ctx, &scdb.MetaDelivery{ID: deliveryID, Arrival: arrived.UnixNano(), Sealed: sealed}, mac.Sum(nil))
 }
 
 func deliveryAAD(deliveryID string) []byte {

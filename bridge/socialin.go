@@ -4,101 +4,20 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/sikkerchat/sikkerchat/bridge/scdb"
 	"github.com/sikkerchat/sikkerchat/meta"
 )
-
-// runInbox handles stored deliveries in the order they arrived, for as long
-// as the bridge runs. A delivery whose handling fails for a reason that may
-// pass (the homeserver is away) is tried again, and nothing after it goes
-// first: order is kept.
-func (s *Social) runInbox(ctx context.Context) {
-	backoff := time.Second
-	for {
-		wait := time.Minute // a wake comes with every stored delivery
-		if s.drainInbox(ctx) {
-			wait = backoff
-			backoff = min(backoff*2, time.Minute)
-		} else {
-			backoff = time.Second
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.wake:
-		case <-time.After(wait):
-		}
-	}
-}
-
-// drainInbox handles what is stored; true when something must be tried
-// again later.
-func (s *Social) drainInbox(ctx context.Context) bool {
-	for ctx.Err() == nil {
-		batch, err := s.DB.MetaDelivery.Pending(ctx, 20)
-		if err != nil {
-			s.log.Err(err).Msg("Failed to read stored webhook deliveries")
-			return true
-		} else if len(batch) == 0 {
-			return false
-		}
-		for _, d := range batch {
-			if err = s.handleStored(ctx, d); err != nil {
-				if ctx.Err() != nil {
-					return false
-				}
-				if countErr := s.DB.MetaDelivery.CountAttempt(ctx, d.ID); countErr != nil {
-					s.log.Err(countErr).Msg("Failed to count an attempt at a webhook delivery")
-				}
-				s.log.Warn().Err(err).Int("attempts", d.Attempts+1).Msg("A webhook delivery could not be handled yet; trying again")
-				return true
-			}
-			if err = s.DB.MetaDelivery.Done(ctx, d.ID); err != nil {
-				s.log.Err(err).Msg("Failed to drop a handled webhook delivery")
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// handleStored handles every event of one stored delivery. Events handled
-// before (a retry, or Meta's redelivery) are skipped by their ID; an event
-// that cannot be handled for good is logged and given up, the others go on.
-func (s *Social) handleStored(ctx context.Context, d *scdb.MetaDelivery) error {
-	key, err := s.inboxKey(ctx)
-	if err != nil {
-		return retry(err)
-	}
-	body, err := open(key, d.Sealed, deliveryAAD(d.ID))
-	if err != nil {
-		s.log.Err(err).Msg("A stored webhook delivery does not open with the inbox key; dropping it")
-		s.Metrics.Error(ErrKindMetaEvent)
-		return nil
-	}
-	events, err := meta.Parse(body)
-	if err != nil {
-		s.log.Err(err).Msg("A stored webhook delivery is no longer readable; dropping it")
-		s.Metrics.Error(ErrKindMetaEvent)
-		return nil
-	}
-	for _, e := range events {
-		if err = s.handleEvent(ctx, e); isRetry(err) {
-			return err
-		} else if err != nil {
-			s.Metrics.Error(ErrKindMetaEvent)
-			s.log.Err(err).Str("kind", string(e.Kind)).Str("platform", string(e.Platform)).Msg("Gave up a Meta event")
-		}
-	}
-	return nil
-}
 
 // handleEvent takes one event to its conversation's room.
 func (s *Social) handleEvent(ctx context.Context, e meta.Event) error {
@@ -109,6 +28,14 @@ func (s *Social) handleEvent(ctx context.Context, e meta.Event) error {
 	}
 	if e.Time.IsZero() {
 		e.Time = s.now()
+	}
+	eventID := e.ID()
+	// An event handled before (Meta's redelivery, a replay) opens no room,
+	// even when its conversation has been closed since.
+	if seen, err := s.DB.SocialEvent.Get(ctx, eventID); err != nil {
+		return retry(err)
+	} else if seen != nil && seen.Done {
+		return nil
 	}
 	var th *SocialConversation
 	var err error
@@ -133,7 +60,6 @@ func (s *Social) handleEvent(ctx context.Context, e meta.Event) error {
 	if e.Kind == meta.KindEcho {
 		direction = "out"
 	}
-	eventID := e.ID()
 	claimed, fresh, err := s.DB.SocialEvent.Claim(ctx, &scdb.SocialEvent{
 		EventID: eventID, SocialID: th.ID, Direction: direction, Kind: socialEventKind(e), At: e.Time,
 	})
@@ -284,6 +210,9 @@ func (s *Social) showMessage(ctx context.Context, th *SocialConversation, sender
 		case att.Type == "location" && att.Payload.Coordinates != nil:
 			c := att.Payload.Coordinates
 			mx, err = s.sendText(ctx, th, sender, txn, fmt.Sprintf("📍 %.5f, %.5f", c.Lat, c.Long), replyTo, again)
+		case att.Type == "fallback" && att.Link() != "":
+			// A shared link is shown, never fetched: it can point anywhere.
+			mx, err = s.sendText(ctx, th, sender, txn, lang.T(msgSocialLink, att.LinkTitle(), att.Link()), replyTo, again)
 		case att.MediaURL() != "" || (att.Payload.URL != "" && (att.Type == "story_mention" || att.Type == "share" || att.Type == "reel" || att.Type == "ig_reel")):
 			mx, err = s.sendMedia(ctx, th, sender, txn, att, i, again)
 		default:
@@ -308,38 +237,151 @@ func (s *Social) showMessage(ctx context.Context, th *SocialConversation, sender
 	return first, nil
 }
 
-// maxSocialAttachment is the most the bridge downloads of one attachment
-// (Meta's own limit for what it carries).
-const maxSocialAttachment = meta.MaxAttachment
+// maxAttachment is the most the bridge downloads of one attachment: Meta's
+// own limit for what it carries, or the homeserver's upload limit when that
+// is lower (bridgev2 learns it at start).
+func (s *Social) maxAttachment() int64 {
+	limit := int64(meta.MaxAttachment)
+	if hs := s.homeserverMaxFile.Load(); hs > 0 && hs < limit {
+		limit = hs
+	}
+	return limit
+}
 
 // sendMedia downloads an attachment at once (Meta's URLs expire) and sends
-// it. An attachment Meta no longer serves (expired, gone, too large) becomes a
-// line saying so; a network failure is tried again.
+// it. An attachment that can never be brought over (too large, a type guests
+// may not send either, a URL that is not Meta's CDN, one Meta no longer
+// serves, one the homeserver refuses) becomes a notice in the room saying
+// what it was; a failure that may pass is tried again.
 func (s *Social) sendMedia(ctx context.Context, th *SocialConversation, sender, txn string, att meta.Attachment, index int, again bool) (id.EventID, error) {
 	if again {
-		if mx, err := s.room.FindSentAs(ctx, th.RoomID, sender, txn); err != nil {
-			return "", retry(err)
-		} else if mx != "" {
-			return mx, nil
+		for _, earlier := range []struct{ sender, txn string }{{sender, txn}, {"", lostTxnID(txn)}} {
+			if mx, err := s.room.FindSentAs(ctx, th.RoomID, earlier.sender, earlier.txn); err != nil {
+				return "", retry(err)
+			} else if mx != "" {
+				return mx, nil
+			}
 		}
 	}
-	url := att.Payload.URL
-	data, _, err := s.graph.Download(ctx, url, maxSocialAttachment)
+	limit := s.maxAttachment()
+	data, _, err := s.media.Fetch(ctx, att.Payload.URL, limit)
 	if err != nil {
-		if meta.ClassOf(err) == meta.ClassTransient || meta.ClassOf(err) == meta.ClassRateLimited {
+		switch class := meta.ClassOf(err); class {
+		case meta.ClassTransient, meta.ClassRateLimited:
 			return "", retry(err)
 		}
-		s.Metrics.Error(ErrKindMetaDownload)
-		s.log.Warn().Str("class", string(meta.ClassOf(err))).Str("type", att.Type).Msg("An attachment could not be fetched from Meta")
-		return s.sendText(ctx, th, sender, txn, s.Config.validatedLanguage.T(msgSocialAttachmentLost), "", false)
+		lost := lostAttachment{kind: att.Type, reason: lostExpired, limit: limit}
+		var tooLarge *meta.TooLargeError
+		switch {
+		case errors.As(err, &tooLarge):
+			lost.reason, lost.size = lostTooLarge, tooLarge.Size
+		case errors.Is(err, meta.ErrMediaURL), errors.Is(err, meta.ErrMediaAddress), errors.Is(err, meta.ErrTooManyRedirects):
+			lost.reason = lostNotMeta
+		}
+		return s.attachmentLost(ctx, th, txn, lost, err)
 	}
 	mimeType := DetectFileType(data)
+	if !FileTypeAllowed(mimeType) {
+		return s.attachmentLost(ctx, th, txn, lostAttachment{kind: att.Type, reason: lostFileType, size: int64(len(data)), mimeType: mimeType}, ErrFileTypeRefused)
+	}
 	name := SafeFileName(fmt.Sprintf("%s-%d", attachmentWord(att.Type), index+1), mimeType)
 	content, err := s.room.Upload(ctx, th.RoomID, sender, name, mimeType, data)
 	if err != nil {
-		return "", retry(err)
+		if !isUploadRefused(err) {
+			return "", retry(err)
+		}
+		lost := lostAttachment{kind: att.Type, reason: lostHomeserver, size: int64(len(data)), limit: s.homeserverMaxFile.Load()}
+		if errors.Is(err, bridgev2.ErrMediaTooLarge) || errors.Is(err, mautrix.MTooLarge) || httpStatusOf(err) == http.StatusRequestEntityTooLarge {
+			lost.reason = lostTooLarge
+		}
+		return s.attachmentLost(ctx, th, txn, lost, err)
 	}
 	return s.send(ctx, th, sender, txn, event.EventMessage, content, false)
+}
+
+// isUploadRefused tells a refusal of the homeserver that another try of the
+// same upload cannot change: too large, forbidden, or any other 4xx answer
+// but "too many requests" and "timeout".
+func isUploadRefused(err error) bool {
+	if errors.Is(err, bridgev2.ErrMediaTooLarge) || errors.Is(err, mautrix.MTooLarge) || errors.Is(err, mautrix.MForbidden) {
+		return true
+	}
+	code := httpStatusOf(err)
+	return code >= 400 && code < 500 && code != http.StatusTooManyRequests && code != http.StatusRequestTimeout
+}
+
+func httpStatusOf(err error) int {
+	var httpErr mautrix.HTTPError
+	if errors.As(err, &httpErr) && httpErr.Response != nil {
+		return httpErr.Response.StatusCode
+	}
+	return 0
+}
+
+// Why an attachment could not be brought over.
+const (
+	lostTooLarge   = "too_large"
+	lostFileType   = "file_type"
+	lostExpired    = "expired"
+	lostNotMeta    = "not_meta"
+	lostHomeserver = "homeserver"
+)
+
+// lostAttachment is what the room is told of an attachment that could not
+// be brought over: no URL, no name, only its kind, size and why.
+type lostAttachment struct {
+	kind, reason, mimeType string
+	size, limit            int64
+}
+
+// lostTxnID is the transaction of the notice that stands for an attachment
+// (the bot's own, never the person's ghost's: homeservers de-duplicate on
+// the transaction ID alone).
+func lostTxnID(txn string) string { return txn + "-lost" }
+
+// attachmentLost puts the notice for an attachment in the room, from the bot.
+func (s *Social) attachmentLost(ctx context.Context, th *SocialConversation, txn string, lost lostAttachment, cause error) (id.EventID, error) {
+	s.Metrics.Error(ErrKindMetaDownload)
+	s.log.Warn().Str("reason", lost.reason).Str("class", string(meta.ClassOf(cause))).Str("type", lost.kind).Int64("bytes", lost.size).
+		Msg("An attachment could not be brought over from Meta; the room is told")
+	lang := s.Config.validatedLanguage
+	size := ""
+	if lost.size > 0 {
+		size = ", " + lang.fileSize(lost.size)
+	}
+	var why string
+	switch lost.reason {
+	case lostTooLarge:
+		why = lang.T(msgSocialWhyTooLarge, lang.fileSize(lost.limit))
+		if lost.limit <= 0 {
+			why = lang.T(msgSocialWhyHomeserver)
+		}
+	case lostFileType:
+		why = lang.T(msgSocialWhyFileType, lost.mimeType)
+	case lostNotMeta:
+		why = lang.T(msgSocialWhyNotMeta)
+	case lostHomeserver:
+		why = lang.T(msgSocialWhyHomeserver)
+	default:
+		why = lang.T(msgSocialWhyExpired)
+	}
+	text := lang.T(msgSocialAttachmentNotBrought, lang.T(attachmentNoun(lost.kind)), size, why)
+	return s.send(ctx, th, "", lostTxnID(txn), event.EventMessage, &event.Content{Parsed: renderNotice(text)}, false)
+}
+
+// attachmentNoun names an attachment's kind for officers.
+func attachmentNoun(t string) messageKey {
+	switch t {
+	case "image":
+		return msgSocialNounImage
+	case "video", "reel", "ig_reel":
+		return msgSocialNounVideo
+	case "audio":
+		return msgSocialNounAudio
+	case "story_mention":
+		return msgSocialNounStory
+	}
+	return msgSocialNounFile
 }
 
 func attachmentWord(t string) string {
@@ -373,6 +415,9 @@ func (s *Social) send(ctx context.Context, th *SocialConversation, sender, txn s
 		} else if mx != "" {
 			return mx, nil
 		}
+	}
+	if sender != "" {
+		withoutMentions(content)
 	}
 	mx, err := s.room.SendAs(quietContext(ctx), th.RoomID, sender, txn, evtType, content)
 	if err != nil {

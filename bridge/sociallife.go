@@ -211,6 +211,9 @@ func (s *Social) runLifecycle(ctx context.Context) {
 	for {
 		s.CloseDue(ctx)
 		s.PurgeDue(ctx)
+		if err := s.DB.MetaDelivery.ForgetSeen(ctx, s.now().Add(-s.Config.Meta.replayWindow).UnixNano()); err != nil && ctx.Err() == nil {
+			s.log.Err(err).Msg("Failed to forget the digests of old webhook deliveries")
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -13,6 +13,8 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/rs/zerolog"
+
 	"github.com/sikkerchat/sikkerchat/appservice"
 )
 
@@ -40,6 +42,9 @@ type SocialMatrix interface {
 	InviteOfficers(ctx context.Context, roomID id.RoomID, officers []id.UserID) error
 	// SocialNotice sends a notice from the bot.
 	SocialNotice(ctx context.Context, roomID id.RoomID, markdown string)
+	// NotifyOfficers sends a notice from the bot to each officer's own room
+	// with the bot (bridgev2's management room, made if there is none).
+	NotifyOfficers(ctx context.Context, officers []id.UserID, markdown string)
 	// Download fetches (and decrypts) an officer's Matrix media.
 	Download(ctx context.Context, uri id.ContentURIString, file *event.EncryptedFileInfo) ([]byte, error)
 	// GhostMXID is the Matrix user of a ghost.
@@ -210,6 +215,22 @@ func (b *bridgeMatrixSide) SetStateEvent(ctx context.Context, roomID id.RoomID, 
 
 func (b *bridgeMatrixSide) SocialNotice(ctx context.Context, roomID id.RoomID, markdown string) {
 	b.Notice(ctx, &Conversation{RoomID: roomID}, markdown)
+}
+
+func (b *bridgeMatrixSide) NotifyOfficers(ctx context.Context, officers []id.UserID, markdown string) {
+	for _, officer := range officers {
+		user, err := b.sc.Bridge.GetUserByMXID(ctx, officer)
+		if err != nil || user == nil {
+			zerolog.Ctx(ctx).Err(err).Msg("Failed to get an officer to notify")
+			continue
+		}
+		room, err := user.GetManagementRoom(ctx)
+		if err != nil {
+			zerolog.Ctx(ctx).Err(err).Msg("Failed to get an officer's room with the bot")
+			continue
+		}
+		b.Notice(ctx, &Conversation{RoomID: room}, markdown)
+	}
 }
 
 func (b *bridgeMatrixSide) ForgetSocialRoom(ctx context.Context, socialID string, roomID id.RoomID, ghostID string) {

@@ -1,12 +1,16 @@
 package bridge
 
+import (
+	"fmt"
+	"strings"
+)
+
 // What officers (and, for a move, the person) read from the patrol inbox.
 const (
 	msgSocialPersonName     messageKey = "social_person_name"
 	msgSocialTopic          messageKey = "social_topic"
 	msgSocialOpened         messageKey = "social_opened"
 	msgSocialUnsupported    messageKey = "social_unsupported"
-	msgSocialAttachmentLost messageKey = "social_attachment_lost"
 	msgSocialDeleted        messageKey = "social_deleted"
 	msgSocialPostback       messageKey = "social_postback"
 	msgSocialWindowClosed   messageKey = "social_window_closed"
@@ -29,7 +33,104 @@ const (
 	msgSocialDelivered      messageKey = "social_delivered"
 	msgSocialNoEdit         messageKey = "social_no_edit"
 	msgSocialNoUnsend       messageKey = "social_no_unsend"
+
+	msgSocialLink                  messageKey = "social_link"
+	msgSocialAttachmentNotBrought  messageKey = "social_attachment_not_brought"
+	msgSocialWhyTooLarge           messageKey = "social_why_too_large"
+	msgSocialWhyFileType           messageKey = "social_why_file_type"
+	msgSocialWhyExpired            messageKey = "social_why_expired"
+	msgSocialWhyNotMeta            messageKey = "social_why_not_meta"
+	msgSocialWhyHomeserver         messageKey = "social_why_homeserver"
+	msgSocialNounImage             messageKey = "social_noun_image"
+	msgSocialNounVideo             messageKey = "social_noun_video"
+	msgSocialNounAudio             messageKey = "social_noun_audio"
+	msgSocialNounStory             messageKey = "social_noun_story"
+	msgSocialNounFile              messageKey = "social_noun_file"
+	msgSocialGivenUp               messageKey = "social_given_up"
+	msgSocialLostMessage           messageKey = "social_lost_message"
+	msgSocialLostAttachmentMessage messageKey = "social_lost_attachment_message"
+	msgSocialLostReaction          messageKey = "social_lost_reaction"
+	msgSocialLostEdit              messageKey = "social_lost_edit"
+	msgSocialLostWithdrawal        messageKey = "social_lost_withdrawal"
+	msgSocialLostEcho              messageKey = "social_lost_echo"
+	msgSocialLostPostback          messageKey = "social_lost_postback"
+	msgSocialRoomsHeld             messageKey = "social_rooms_held"
+	msgSocialRoomsReleased         messageKey = "social_rooms_released"
 )
+
+// The inbox's notices about what could not be brought over, and the budget
+// of new rooms.
+func init() {
+	for key, text := range map[messageKey]string{
+		msgSocialLink:                  "[Lenke: %s] %s",
+		msgSocialAttachmentNotBrought:  "Et vedlegg fra personen kunne ikke hentes inn (%s%s). %s",
+		msgSocialWhyTooLarge:           "Det er større enn grensen på %s.",
+		msgSocialWhyFileType:           "Filtypen (%s) tas ikke imot, av samme grunn som på den sikre siden.",
+		msgSocialWhyExpired:            "Meta leverer det ikke lenger (lenken er utløpt, eller vedlegget er slettet).",
+		msgSocialWhyNotMeta:            "Adressen er ikke en av Metas egne servere, så den ble ikke åpnet.",
+		msgSocialWhyHomeserver:         "Matrix-serveren tok ikke imot det.",
+		msgSocialNounImage:             "bilde",
+		msgSocialNounVideo:             "video",
+		msgSocialNounAudio:             "lydklipp",
+		msgSocialNounStory:             "story",
+		msgSocialNounFile:              "fil",
+		msgSocialGivenUp:               "%s fra personen på %s kunne ikke hentes inn etter %d forsøk og er gitt opp. Be personen sende den på nytt hvis den var viktig.",
+		msgSocialLostMessage:           "En melding",
+		msgSocialLostAttachmentMessage: "En melding med vedlegg",
+		msgSocialLostReaction:          "En reaksjon",
+		msgSocialLostEdit:              "En endring av en melding",
+		msgSocialLostWithdrawal:        "En tilbaketrekking av en melding",
+		msgSocialLostEcho:              "Et svar sendt fra siden",
+		msgSocialLostPostback:          "Et trykk på en knapp",
+		msgSocialRoomsHeld:             "Uvanlig mange nye personer skriver til %s nå: grensen på %d nye rom per %s er nådd. Meldingene fra de nye tas vare på, og rommene deres åpnes etter hvert som grensen tillater det. Ingen meldinger går tapt. Metrikken `sikkerchat_meta_held_people` viser hvor mange som venter.",
+		msgSocialRoomsReleased:         "Alle nye personer som ventet på rom hos %s, har nå fått rom.",
+	} {
+		catalog[LangBokmal][key] = text
+	}
+	for key, text := range map[messageKey]string{
+		msgSocialLink:                  "[Link: %s] %s",
+		msgSocialAttachmentNotBrought:  "An attachment from the person could not be brought over (%s%s). %s",
+		msgSocialWhyTooLarge:           "It is larger than the limit of %s.",
+		msgSocialWhyFileType:           "The file type (%s) is not accepted, for the same reason as on the secure page.",
+		msgSocialWhyExpired:            "Meta no longer serves it (the link expired, or the attachment was deleted).",
+		msgSocialWhyNotMeta:            "The address is not one of Meta's own servers, so it was not opened.",
+		msgSocialWhyHomeserver:         "The Matrix server did not accept it.",
+		msgSocialNounImage:             "image",
+		msgSocialNounVideo:             "video",
+		msgSocialNounAudio:             "audio clip",
+		msgSocialNounStory:             "story",
+		msgSocialNounFile:              "file",
+		msgSocialGivenUp:               "%s from the person on %s could not be brought over after %d tries and was given up. Ask the person to send it again if it mattered.",
+		msgSocialLostMessage:           "A message",
+		msgSocialLostAttachmentMessage: "A message with attachments",
+		msgSocialLostReaction:          "A reaction",
+		msgSocialLostEdit:              "An edit of a message",
+		msgSocialLostWithdrawal:        "A withdrawal of a message",
+		msgSocialLostEcho:              "A reply sent from the page",
+		msgSocialLostPostback:          "A tap on a button",
+		msgSocialRoomsHeld:             "Unusually many new people are writing to %s now: the limit of %d new rooms per %s is reached. The new people's messages are kept, and their rooms open as the limit allows. No message is lost. The metric `sikkerchat_meta_held_people` shows how many wait.",
+		msgSocialRoomsReleased:         "Every new person who waited for a room at %s now has one.",
+	} {
+		catalog[LangEnglish][key] = text
+	}
+}
+
+// fileSize is a size for officers: "15,7 MB" in bokmål, "15.7 MB" in English.
+func (l Language) fileSize(n int64) string {
+	var s string
+	switch {
+	case n >= 1000*1000:
+		s = fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1000:
+		s = fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	default:
+		return fmt.Sprintf("%d B", n)
+	}
+	if l != LangEnglish {
+		s = strings.Replace(s, ".", ",", 1)
+	}
+	return s
+}
 
 func init() {
 	for key, text := range map[messageKey]string{
@@ -37,7 +138,6 @@ func init() {
 		msgSocialTopic:          "Samtale på %s med %s. Det du skriver her, sendes til personen.",
 		msgSocialOpened:         "Ny samtale fra %s. Svar her; det du skriver, sendes til personen. Skriv `%s new` for å flytte samtalen til en sikker samtale.",
 		msgSocialUnsupported:    "[%s som ikke kan vises her]",
-		msgSocialAttachmentLost: "[Et vedlegg kunne ikke hentes fra Meta]",
 		msgSocialDeleted:        "Personen trakk tilbake denne meldingen i %s. Den er tatt vare på her.",
 		msgSocialPostback:       "[Trykket på «%s»]",
 		msgSocialWindowClosed:   "Ikke sendt: Meta tillater ikke svar mer enn 7 dager etter personens siste melding (%s). Personen må skrive igjen først.",
@@ -68,7 +168,6 @@ func init() {
 		msgSocialTopic:          "Conversation on %s with %s. What you write here is sent to the person.",
 		msgSocialOpened:         "New conversation from %s. Reply here; what you write is sent to the person. Type `%s new` to move the conversation to a secure conversation.",
 		msgSocialUnsupported:    "[%s that cannot be shown here]",
-		msgSocialAttachmentLost: "[An attachment could not be fetched from Meta]",
 		msgSocialDeleted:        "The person withdrew this message on %s. It is kept here.",
 		msgSocialPostback:       "[Tapped «%s»]",
 		msgSocialWindowClosed:   "Not sent: Meta allows no replies more than 7 days after the person's last message (%s). The person must write again first.",

@@ -225,34 +225,6 @@ func (c *Client) GetProfile(ctx context.Context, platform Platform, person, toke
 	return &p, nil
 }
 
-// Download fetches an attachment's bytes from Meta's CDN at once (the URLs
-// are signed and expire). No token goes with it: the URL is the credential.
-func (c *Client) Download(ctx context.Context, rawURL string, maxBytes int64) (data []byte, mimeType string, err error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, "", fmt.Errorf("attachment URL is not http(s)")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	resp, err := c.httpClient().Do(req)
-	if err != nil {
-		return nil, "", scrub(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, "", &HTTPError{Status: resp.StatusCode}
-	}
-	data, err = io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
-	if err != nil {
-		return nil, "", scrub(err)
-	} else if int64(len(data)) > maxBytes {
-		return nil, "", ErrTooLarge
-	}
-	return data, resp.Header.Get("Content-Type"), nil
-}
-
 func (c *Client) httpClient() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP

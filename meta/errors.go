@@ -121,7 +121,7 @@ func ClassOf(err error) ErrorClass {
 		}
 		return ClassRefused
 	}
-	if errors.Is(err, ErrTooLarge) {
+	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrMediaURL) || errors.Is(err, ErrMediaAddress) || errors.Is(err, ErrTooManyRedirects) {
 		return ClassRefused
 	}
 	return ClassTransient

@@ -45,15 +45,9 @@ func Sign(secret string, body []byte) string {
 // and encoded again before this. Any of secrets may have signed it (an app
 // secret being rotated).
 func VerifySignature(body []byte, header string, secrets ...string) error {
-	hexSum, ok := strings.CutPrefix(header, "sha256=")
-	if header == "" {
-		return ErrNoSignature
-	} else if !ok || len(hexSum) != sha256.Size*2 {
-		return ErrBadSignature
-	}
-	got, err := hex.DecodeString(hexSum)
+	got, err := ParseSignature(header)
 	if err != nil {
-		return ErrBadSignature
+		return err
 	}
 	match := 0
 	for _, secret := range secrets {
@@ -68,6 +62,24 @@ func VerifySignature(body []byte, header string, secrets ...string) error {
 		return ErrBadSignature
 	}
 	return nil
+}
+
+// ParseSignature reads an X-Hub-Signature-256 value without the body:
+// ErrNoSignature when it is empty, ErrBadSignature when it is not
+// "sha256=" and 64 hex digits. The listener checks this before it reads a
+// byte of the body.
+func ParseSignature(header string) ([]byte, error) {
+	hexSum, ok := strings.CutPrefix(header, "sha256=")
+	if header == "" {
+		return nil, ErrNoSignature
+	} else if !ok || len(hexSum) != sha256.Size*2 {
+		return nil, ErrBadSignature
+	}
+	sum, err := hex.DecodeString(hexSum)
+	if err != nil {
+		return nil, ErrBadSignature
+	}
+	return sum, nil
 }
 
 // Handshake answers Meta's subscription check (GET with hub.mode=subscribe,
@@ -205,6 +217,25 @@ func (a Attachment) MediaURL() string {
 		return a.Payload.URL
 	}
 	return ""
+}
+
+// Link is the address a shared link (a fallback attachment) points to: an
+// http(s) URL, or "" when it has none. It is for showing, never fetching.
+func (a Attachment) Link() string {
+	for _, raw := range []string{a.URL, a.Payload.URL} {
+		if u, err := url.Parse(raw); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+			return u.String()
+		}
+	}
+	return ""
+}
+
+// LinkTitle is the title Meta gives a shared link ("" when none).
+func (a Attachment) LinkTitle() string {
+	if a.Title != "" {
+		return a.Title
+	}
+	return a.Payload.Title
 }
 
 // Read: on Messenger everything sent up to the watermark was seen; on
@@ -451,3 +482,33 @@ func (e Event) messageID() string {
 }
 
 func (k EventKind) String() string { return string(k) }
+
+// storedEvent is an event as it is kept between its arrival and its
+// handling: the resolved account and the raw messaging object.
+type storedEvent struct {
+	Platform  Platform  `json:"platform"`
+	Account   string    `json:"account"`
+	Messaging Messaging `json:"messaging"`
+}
+
+// Encode is the event in the form DecodeEvent reads back.
+func (e Event) Encode() ([]byte, error) {
+	return json.Marshal(storedEvent{Platform: e.Platform, Account: e.Account, Messaging: e.Messaging})
+}
+
+// DecodeEvent reads an event written by Encode and classifies it again, so
+// that its person, kind and ID are what Parse made of it.
+func DecodeEvent(data []byte) (Event, error) {
+	var s storedEvent
+	if err := json.Unmarshal(data, &s); err != nil {
+		return Event{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if s.Platform != Messenger && s.Platform != Instagram {
+		return Event{}, fmt.Errorf("%w: platform %q", ErrMalformed, s.Platform)
+	}
+	evt, ok := classify(s.Platform, s.Account, s.Messaging)
+	if !ok {
+		return Event{}, fmt.Errorf("%w: not a conversation event", ErrMalformed)
+	}
+	return evt, nil
+}

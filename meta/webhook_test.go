@@ -267,3 +267,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Every documented event survives the form it is kept in between arrival and
+// handling: the same kind, person, time, ID and content.
+func TestStoredEventsReadBackAsParsed(t *testing.T) {
+	files, err := os.ReadDir("testdata/webhooks")
+	require.NoError(t, err)
+	n := 0
+	for _, f := range files {
+		events, err := Parse(fixture(t, "webhooks/"+f.Name()))
+		if err != nil {
+			continue // the malformed fixtures
+		}
+		for _, e := range events {
+			data, err := e.Encode()
+			require.NoError(t, err)
+			back, err := DecodeEvent(data)
+			require.NoError(t, err, f.Name())
+			require.Equal(t, e, back, f.Name())
+			require.Equal(t, e.ID(), back.ID())
+			n++
+		}
+	}
+	require.Greater(t, n, 20)
+	for _, bad := range []string{``, `{}`, `{"platform":"tiktok","account":"1","messaging":{}}`,
+		`{"platform":"messenger","account":"1","messaging":{"sender":{"id":"1"},"recipient":{"id":"1"},"message":{"mid":"m"}}}`} {
+		_, err := DecodeEvent([]byte(bad))
+		require.ErrorIs(t, err, ErrMalformed, bad)
+	}
+}

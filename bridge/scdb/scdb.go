@@ -31,6 +31,7 @@ type Database struct {
 	Inbox        *InboxQuery
 	// The patrol inbox.
 	MetaDelivery *MetaDeliveryQuery
+	MetaEvent    *MetaEventQuery
 	Social       *SocialQuery
 	SocialEvent  *SocialEventQuery
 	SocialOutbox *SocialOutboxQuery
@@ -65,6 +66,7 @@ func New(parent *dbutil.Database, log dbutil.DatabaseLogger) *Database {
 			return &Social{}
 		})},
 		MetaDelivery: &MetaDeliveryQuery{db: db},
+		MetaEvent:    &MetaEventQuery{db: db},
 		SocialEvent:  &SocialEventQuery{db: db},
 		SocialOutbox: &SocialOutboxQuery{db: db},
 		Bridge:       &BridgeQuery{db: db},

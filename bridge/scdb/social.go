@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -186,50 +187,29 @@ func (sq *SocialQuery) Delete(ctx context.Context, socialID string) error {
 	return sq.Exec(ctx, deleteSocialQuery, socialID)
 }
 
+// CountCreatedSince counts the social conversations of some accounts made at
+// or after a time, with the time of the oldest of them.
+func (sq *SocialQuery) CountCreatedSince(ctx context.Context, accounts []string, since time.Time) (n int, oldest time.Time, err error) {
+	var first sql.NullInt64
+	query := `SELECT COUNT(*), MIN(created_at) FROM sikkerchat_social WHERE created_at>=$1 AND account_id IN (`
+	args := []any{since.UnixMilli()}
+	for i, account := range accounts {
+		if i > 0 {
+			query += ", "
+		}
+		args = append(args, account)
+		query += fmt.Sprintf("$%d", len(args))
+	}
+	if err = sq.GetDB().QueryRow(ctx, query+`)`, args...).Scan(&n, &first); err != nil || !first.Valid {
+		return n, time.Time{}, err
+	}
+	return n, time.UnixMilli(first.Int64), nil
+}
+
 // CountOpen counts the open social conversations.
 func (sq *SocialQuery) CountOpen(ctx context.Context) (n int, err error) {
 	err = sq.GetDB().QueryRow(ctx, countSocialOpenQuery).Scan(&n)
 	return
-}
-
-// MetaDeliveryQuery is the queries on sikkerchat_meta_delivery: Meta's
-// webhook bodies, sealed, from arrival until handled.
-type MetaDeliveryQuery struct {
-	db *dbutil.Database
-}
-
-// MetaDelivery is a stored webhook body.
-type MetaDelivery struct {
-	ID       string
-	Arrival  int64
-	Attempts int
-	Sealed   []byte
-}
-
-// Keep stores a delivery.
-func (mq *MetaDeliveryQuery) Keep(ctx context.Context, d *MetaDelivery) error {
-	_, err := mq.db.Exec(ctx, `INSERT INTO sikkerchat_meta_delivery (id, arrival, sealed) VALUES ($1, $2, $3)`, d.ID, d.Arrival, d.Sealed)
-	return err
-}
-
-// Pending lists stored deliveries in arrival order.
-func (mq *MetaDeliveryQuery) Pending(ctx context.Context, limit int) ([]*MetaDelivery, error) {
-	return dbutil.ConvertRowFn[*MetaDelivery](func(row dbutil.Scannable) (*MetaDelivery, error) {
-		var d MetaDelivery
-		return &d, row.Scan(&d.ID, &d.Arrival, &d.Attempts, &d.Sealed)
-	}).NewRowIter(mq.db.Query(ctx, `SELECT id, arrival, attempts, sealed FROM sikkerchat_meta_delivery ORDER BY arrival, id LIMIT $1`, limit)).AsList()
-}
-
-// Done drops a handled delivery.
-func (mq *MetaDeliveryQuery) Done(ctx context.Context, deliveryID string) error {
-	_, err := mq.db.Exec(ctx, `DELETE FROM sikkerchat_meta_delivery WHERE id=$1`, deliveryID)
-	return err
-}
-
-// CountAttempt notes one more try at handling a delivery.
-func (mq *MetaDeliveryQuery) CountAttempt(ctx context.Context, deliveryID string) error {
-	_, err := mq.db.Exec(ctx, `UPDATE sikkerchat_meta_delivery SET attempts=attempts+1 WHERE id=$1`, deliveryID)
-	return err
 }
 
 // SocialEventQuery is the queries on sikkerchat_social_event.

@@ -99,24 +99,6 @@ func TestSocialQueries(t *testing.T) {
 	require.Empty(t, waiting)
 }
 
-func TestMetaDeliveryQueries(t *testing.T) {
-	db := newTestDB(t)
-	for i, d := range []*MetaDelivery{{ID: "b", Arrival: 2, Sealed: []byte("2")}, {ID: "a", Arrival: 1, Sealed: []byte("1")}, {ID: "c", Arrival: 3, Sealed: []byte("3")}} {
-		require.NoError(t, db.MetaDelivery.Keep(ctx, d), i)
-	}
-	pending, err := db.MetaDelivery.Pending(ctx, 2)
-	require.NoError(t, err)
-	require.Len(t, pending, 2)
-	require.Equal(t, "a", pending[0].ID, "arrival order")
-	require.Equal(t, []byte("1"), pending[0].Sealed)
-	require.NoError(t, db.MetaDelivery.CountAttempt(ctx, "a"))
-	require.NoError(t, db.MetaDelivery.Done(ctx, "b"))
-	pending, _ = db.MetaDelivery.Pending(ctx, 10)
-	require.Len(t, pending, 2)
-	require.Equal(t, 1, pending[0].Attempts)
-	require.Equal(t, "c", pending[1].ID)
-}
-
 func TestSocialEventQueries(t *testing.T) {
 	db := newTestDB(t)
 	require.NoError(t, db.Social.Insert(ctx, newSocial("s1", "1", []byte("h"))))

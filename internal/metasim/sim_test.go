@@ -198,12 +198,13 @@ func TestAttachmentURLsExpire(t *testing.T) {
 	evts, err := meta.Parse(rc.bodies[0])
 	require.NoError(t, err)
 	u := evts[0].Message.Attachments[0].MediaURL()
-	data, mimeType, err := (&meta.Client{}).Download(context.Background(), u, 1<<20)
+	cdn := &meta.MediaFetcher{Origins: []string{srv.URL}}
+	data, mimeType, err := cdn.Fetch(context.Background(), u, 1<<20)
 	require.NoError(t, err)
 	require.Equal(t, "png-bytes", string(data))
 	require.Equal(t, "image/png", mimeType)
 	sim.ExpireMedia()
-	_, _, err = (&meta.Client{}).Download(context.Background(), u, 1<<20)
+	_, _, err = cdn.Fetch(context.Background(), u, 1<<20)
 	var he *meta.HTTPError
 	require.ErrorAs(t, err, &he)
 	require.Equal(t, http.StatusForbidden, he.Status)
