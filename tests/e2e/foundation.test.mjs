@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { Officer } from './lib/officer.mjs';
 import { registerUser } from './lib/stack.mjs';
 import { startStack, testHook, eventually } from './lib/localstack.mjs';
+import { openConversation, command } from './lib/conversation.mjs';
 
 let stack;
 let officer;
@@ -127,5 +128,98 @@ test('a user outside the permissions cannot create a conversation', async () => 
     await assert.rejects(outsider.waitForInvite({ timeoutMs: 3000 }));
   } finally {
     await outsider.stop();
+  }
+});
+
+// Element's "reset cryptographic identity" (a lost recovery key) on a new
+// device, then once more on the same device. The bridge trusts an officer's
+// identity on first use; a changed one is locked out until an admin, having
+// checked with the officer by another channel, trusts it with `!sc trust`.
+test('an officer who resets their identity is locked out and told, until an admin trusts it; a non-admin cannot; a second reset locks them out again', { timeout: 300000 }, async () => {
+  const lockedOut = /Krypteringsidentiteten din er endret/;
+  const masterKey = async (userId) => {
+    const q = await officer.client.http.authedRequest('POST', '/keys/query', undefined, { device_keys: { [userId]: [] } });
+    return Object.values(q.master_keys?.[userId]?.keys ?? {})[0];
+  };
+  const guestSays = async (conversationId, text) => (await testHook(stack, 'POST',
+    `/_test/conversations/${conversationId}/guest-text`, { message_id: randomUUID(), text })).event_id;
+  // The device sees the guest's event, and still cannot read it a few seconds on.
+  const unreadable = async (who, roomId, eventId) => {
+    await eventually(() => who._roomEvents(roomId).some((ev) => ev.getId() === eventId), { what: 'the guest event on the device' });
+    await new Promise((r) => setTimeout(r, 3000));
+    const ev = who._roomEvents(roomId).find((e) => e.getId() === eventId);
+    assert.ok(ev.isEncrypted() && ev.isDecryptionFailure(), `the locked-out device cannot read the guest (${ev.getType()})`);
+  };
+
+  const admin = await Officer.login(stack.HS_URL, stack.ADMIN_MXID, stack.ADMIN_PASSWORD);
+  const before = await Officer.login(stack.HS_URL, stack.OFFICER2_MXID, stack.OFFICER2_PASSWORD);
+  let after;
+  try {
+    await admin.start();
+    const adminDm = await admin.createEncryptedDM(stack.BOT_MXID);
+    assert.match((await command(admin, adminDm, '!sc status')).content.body, /sikkerchat kjører/);
+    await before.start();
+    const dm = await before.createEncryptedDM(stack.BOT_MXID);
+    const { invite, roomId } = await openConversation(before, dm);
+    const hello = `Hei ${randomUUID()}`;
+    const helloId = await guestSays(invite.conversation_id, hello);
+    assert.equal((await before.waitForMessage(roomId, (c) => c.body === hello)).eventId, helloId);
+    const firstKey = await masterKey(stack.OFFICER2_MXID);
+
+    // A new device, a new identity; the old device is gone.
+    await before.stop();
+    after = await Officer.login(stack.HS_URL, stack.OFFICER2_MXID, stack.OFFICER2_PASSWORD, { deviceName: 'ny telefon' });
+    await after.start();
+    const newKey = await masterKey(stack.OFFICER2_MXID);
+    assert.ok(newKey && newKey !== firstKey, 'the identity was reset');
+
+    // Locked out and told, in bokmål and readable: not encrypted, since the
+    // device gets no room keys. The command does not run.
+    const told = await command(after, dm, '!sc status');
+    assert.equal(told.type, 'm.room.message', 'the notice is sent unencrypted');
+    assert.equal(told.content.msgtype, 'm.notice');
+    assert.match(told.content.body, lockedOut);
+    assert.match(told.content.body, /Administratorene er varslet/);
+    // Nothing of any conversation.
+    await unreadable(after, roomId, await guestSays(invite.conversation_id, `Hemmelig ${randomUUID()}`));
+    for (const ev of after._roomEvents(dm)) {
+      assert.ok(!/not bridged|not trusted|sikkerchat kjører/.test(ev.getContent()?.body ?? ''), `no other answer: ${ev.getContent()?.body}`);
+    }
+
+    // The admin is told, with the command to give once they have checked.
+    const notice = await admin.waitForMessage(adminDm, (c) => c.body?.includes(`${stack.OFFICER2_MXID} er endret`));
+    assert.equal(notice.type, 'm.room.encrypted');
+    const [, named, key] = /`!sc trust (\S+) (\S+)`/.exec(notice.content.body);
+    assert.equal(named, stack.OFFICER2_MXID);
+    assert.equal(key, newKey, 'the notice names the new master key');
+
+    // A non-admin cannot trust it; the officer stays locked out.
+    assert.match((await command(officer, dmRoomId, `!sc trust ${stack.OFFICER2_MXID} ${key}`)).content.body, /Bare en administrator/);
+    assert.match((await command(after, dm, '!sc status')).content.body, lockedOut);
+
+    // The admin trusts it: the officer is told, and commands and the guest reach them again.
+    assert.match((await command(admin, adminDm, `!sc trust ${stack.OFFICER2_MXID} ${key}`)).content.body, /er godkjent/);
+    const welcomeBack = await after.waitForMessage(dm, (c) => c.body?.includes(`godkjent av ${stack.ADMIN_MXID}`));
+    assert.equal(welcomeBack.type, 'm.room.encrypted', 'the officer reads the encrypted notice');
+    const status = await command(after, dm, '!sc status');
+    assert.equal(status.type, 'm.room.encrypted');
+    assert.match(status.content.body, /sikkerchat kjører/);
+    const back = `Er du der? ${randomUUID()}`;
+    const backId = await guestSays(invite.conversation_id, back);
+    assert.equal((await after.waitForMessage(roomId, (c) => c.body === back)).eventId, backId);
+
+    // A second reset, on this device: locked out again, and the admin is told again.
+    await after._crossSign(30000);
+    const thirdKey = await masterKey(stack.OFFICER2_MXID);
+    assert.ok(thirdKey && thirdKey !== newKey, 'the identity was reset again');
+    await eventually(async () => lockedOut.test((await command(after, dm, '!sc status', { timeoutMs: 10000 })).content.body),
+      { timeoutMs: 60000, intervalMs: 500, what: 'the officer locked out again (the bridge hears of the new keys through its sync)' });
+    await admin.waitForMessage(adminDm, (c) => c.body?.includes(`!sc trust ${stack.OFFICER2_MXID} ${thirdKey}`));
+    await unreadable(after, roomId, await guestSays(invite.conversation_id, `Hemmelig igjen ${randomUUID()}`));
+    assert.ok(!stack.bridgeLog().includes(hello) && !stack.bridgeLog().includes(back), 'message content never reaches the log');
+  } finally {
+    await after?.stop();
+    await before.stop();
+    await admin.stop();
   }
 });
