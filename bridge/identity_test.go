@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/event"
@@ -353,4 +354,23 @@ func TestTrustMakesMautrixTrustTheNewIdentity(t *testing.T) {
 	require.ErrorIs(t, ib.sc.Identities.Trust(ib.ctx, offOfficer, idKey2, offAdmin), ErrIdentityChangedAgain)
 	require.Equal(t, id.TrustStateCrossSignedUntrusted, trust())
 	require.True(t, slices.ContainsFunc(ib.identityRows(), func(r [3]string) bool { return r[0] == AuditIdentityTrusted }))
+}
+
+// The admins who are told: those named one by one with the admin level, and
+// officers with a login whose admin level comes from their domain; never the
+// officer whose identity changed, never a user level.
+func TestAdminsToTellAreTheNamedOnesAndAdminsWithLogins(t *testing.T) {
+	ib := newIdentityBridge(t, true)
+	chief := id.UserID("@sjef:ledelse.example")
+	admin := bridgeconfig.PermissionLevelAdmin
+	ib.br.Config.Permissions["ledelse.example"] = &admin
+	for _, u := range []id.UserID{chief, offOfficer, offAdmin} {
+		user, err := ib.br.GetUserByMXID(ib.ctx, u)
+		require.NoError(t, err)
+		_, err = ib.sc.Conversations.ensureOfficerLogin(ib.ctx, user)
+		require.NoError(t, err)
+	}
+	require.Equal(t, []id.UserID{offAdmin, chief}, ib.sc.Identities.admins(ib.ctx, offOfficer))
+	require.Equal(t, []id.UserID{offAdmin}, ib.sc.Identities.admins(ib.ctx, chief), "never the officer themself")
+	require.Equal(t, []id.UserID{chief}, ib.sc.Identities.admins(ib.ctx, offAdmin))
 }
