@@ -377,6 +377,7 @@ func TestWebhookSubscriptionCheck(t *testing.T) {
 func TestWebhookDeliveryStatuses(t *testing.T) {
 	b := newSocBridge(t, nil)
 	good := messengerText("7010000000000001", "m_good", "hei", time.Now().UnixMilli())
+	stale := messengerText("7010000000000002", "m_old", "gammel", time.Now().Add(-37*time.Hour).UnixMilli())
 	for _, tc := range []struct {
 		name      string
 		body      []byte
@@ -394,6 +395,10 @@ func TestWebhookDeliveryStatuses(t *testing.T) {
 		{"signed but not JSON", []byte("{nope"), meta.Sign(socSecret, []byte("{nope")), 400, "NO.SIKKERCHAT.META_MALFORMED", 0},
 		{"signed but another object", []byte(`{"object":"user","entry":[]}`), meta.Sign(socSecret, []byte(`{"object":"user","entry":[]}`)), 400, "NO.SIKKERCHAT.META_MALFORMED", 0},
 		{"oversized body", bytes.Repeat([]byte(" "), maxDelivery+1), "sha256=" + strings.Repeat("0", 64), 413, "NO.SIKKERCHAT.TOO_LARGE", 0},
+		{"signature not hex", []byte(good), "sha256=" + strings.Repeat("z", 64), 401, "NO.SIKKERCHAT.META_SIGNATURE_INVALID", 0},
+		{"signature too short", []byte(good), "sha256=abcdef", 401, "NO.SIKKERCHAT.META_SIGNATURE_INVALID", 0},
+		{"oversized body without a signature", bytes.Repeat([]byte(" "), maxDelivery+1), "", 401, "NO.SIKKERCHAT.META_SIGNATURE_MISSING", 0},
+		{"events older than the replay window", []byte(stale), meta.Sign(socSecret, []byte(stale)), 400, "NO.SIKKERCHAT.META_STALE", 0},
 	} {
 		before := b.stored()
 		rec := b.post(tc.body, tc.signature)
