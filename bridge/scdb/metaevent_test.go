@@ -1,6 +1,7 @@
 package scdb
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -65,4 +66,32 @@ func TestMetaEventLanes(t *testing.T) {
 	next, err = db.MetaEvent.NextDue(ctx, now)
 	require.NoError(t, err)
 	require.True(t, next.IsZero())
+}
+
+// BenchmarkMetaEventReady measures finding the lanes' first events with a
+// backlog (an outage's worth: 10 000 events of 2 000 people).
+//
+//	go test -tags goolm -run XXX -bench MetaEventReady ./bridge/scdb/
+func BenchmarkMetaEventReady(b *testing.B) {
+	db := newTestDB(b)
+	for d := range 1000 {
+		id := fmt.Sprintf("d%04d", d)
+		require.NoError(b, db.MetaDelivery.Keep(ctx, &MetaDelivery{ID: id, Arrival: int64(d), Sealed: []byte("x")}, []byte(id)))
+		events := make([]*MetaEvent, 10)
+		for i := range events {
+			events[i] = &MetaEvent{ID: fmt.Sprintf("%s.%d", id, i), Lane: fmt.Sprintf("lane%04d", (d*10+i)%2000), Arrival: int64(d), Position: i, Sealed: make([]byte, 200)}
+		}
+		require.NoError(b, db.MetaDelivery.Split(ctx, id, events))
+	}
+	now := time.Now()
+	b.ResetTimer()
+	for b.Loop() {
+		ready, err := db.MetaEvent.Ready(ctx, now, 16)
+		if err != nil || len(ready) != 16 {
+			b.Fatal(err, len(ready))
+		}
+		if _, err = db.MetaEvent.NextDue(ctx, now); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/sikkerchat/sikkerchat/internal/testdb"
 )
 
-func newTestDB(t *testing.T) *Database {
+func newTestDB(t testing.TB) *Database {
 	t.Helper()
 	raw, _ := testdb.New(t)
 	db := New(raw, dbutil.NoopLogger)

@@ -154,6 +154,9 @@ CREATE TABLE sikkerchat_meta_event (
     sealed          bytea   NOT NULL
 );
 CREATE INDEX sikkerchat_meta_event_lane_idx ON sikkerchat_meta_event (lane, arrival, position);
+-- The lanes' first events in order of arrival, and the next one due.
+CREATE INDEX sikkerchat_meta_event_arrival_idx ON sikkerchat_meta_event (arrival, position);
+CREATE INDEX sikkerchat_meta_event_due_idx ON sikkerchat_meta_event (next_attempt_at);
 
 -- A keyed digest of every webhook body kept, for Meta's retry window: the
 -- same body again (Meta's retry after a lost answer, or a replay) is
