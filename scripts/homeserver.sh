@@ -14,6 +14,7 @@
 #   HS_DIR             state folder (default .local/dendrite in the repository)
 #   HS_PORT            client API port on 127.0.0.1 (default 8008)
 #   HS_SERVER_NAME     server name (default localhost)
+#   HS_MAX_FILE_BYTES  upload limit (default 100 MiB; Dendrite's own default is 10 MiB)
 set -euo pipefail
 
 DENDRITE_VERSION=v0.15.2
@@ -118,7 +119,7 @@ $(db database keyserver)
 media_api:
 $(db database mediaapi)
   base_path: $HS_DIR/media
-  max_file_size_bytes: 104857600
+  max_file_size_bytes: ${HS_MAX_FILE_BYTES:-104857600}
   dynamic_thumbnails: false
   max_thumbnail_generators: 2
   thumbnail_sizes: []

@@ -23,6 +23,10 @@
 #   METASIM_PORT           Meta simulator port (default 29349)
 #   SIKKERCHAT_META_SIM    "1": as up --meta-sim
 #   SIKKERCHAT_META_HUMAN_AGENT  "false": the app has no Human Agent feature (default true)
+#   SIKKERCHAT_META_ROOM_BUDGET  new rooms per Page an hour (default 30)
+#   SIKKERCHAT_META_REPLAY_WINDOW  how old a webhook's events may be (default 36h;
+#                          the tests of Meta's 7-day window post older ones)
+#   HS_MAX_FILE_BYTES      the homeserver's upload limit (default 100 MiB)
 #   SIKKERCHAT_LOG_LEVEL   bridge log level (default debug; production: info)
 #   SIKKERCHAT_BUILD_TAGS  extra Go build tags (the tests use sikkerchat_testhooks)
 #   SIKKERCHAT_ENCRYPTION  "false" writes a config with encryption off (for the
@@ -120,6 +124,11 @@ meta_config() {
         officers: ["@officer:$SERVER_NAME"]
         idle_close: 168h
         retention: ${SIKKERCHAT_RETENTION:-2160h}
+        # Attachments come from the simulator's CDN (in production: Meta's).
+        media_hosts: ["http://127.0.0.1:$METASIM_PORT"]
+        new_room_budget: ${SIKKERCHAT_META_ROOM_BUDGET:-30}
+        new_room_window: 1h
+        replay_window: ${SIKKERCHAT_META_REPLAY_WINDOW:-36h}
 EOF
 }
 

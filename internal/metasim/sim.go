@@ -979,7 +979,9 @@ func (s *Sim) handleMedia(w http.ResponseWriter, r *http.Request) {
 	case time.Now().After(m.expires):
 		http.Error(w, "URL signature expired", http.StatusForbidden)
 	default:
+		// Meta's CDN says how large an attachment is before sending it.
 		w.Header().Set("Content-Type", m.mimeType)
+		w.Header().Set("Content-Length", strconv.Itoa(len(m.data)))
 		_, _ = w.Write(m.data)
 	}
 }

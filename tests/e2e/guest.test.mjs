@@ -70,6 +70,7 @@ test('the citizen talks with the officer: text, files, typing, read state, reloa
   await page.locator('#send').click();
   const fromGuest = await officer.waitForMessage(roomId, (c) => c.body === guestText);
   assert.equal(fromGuest.type, 'm.room.encrypted');
+  assert.deepEqual(fromGuest.content['m.mentions'], {}, 'what the guest typed mentions nobody');
   await page.locator('.msg.me', { hasText: guestText }).locator('.st-delivered, .st-read').waitFor();
 
   // Officer reads it: the page shows "read".
@@ -118,6 +119,7 @@ test('the citizen talks with the officer: text, files, typing, read state, reloa
     const msg = await officer.waitForMessage(roomId, (c) => c.body === name && c['no.sikkerchat.sha256']);
     assert.equal(msg.type, 'm.room.encrypted');
     assert.equal(msg.content['no.sikkerchat.sha256'], sha256(data));
+    assert.deepEqual(msg.content['m.mentions'], {});
     assert.ok(msg.content.file?.url, `an encrypted attachment: ${JSON.stringify(msg.content)}`);
     const downloaded = await officer.downloadAttachment(msg.content);
     assert.equal(sha256(downloaded), sha256(data), `${name}: the room has the original bytes`);

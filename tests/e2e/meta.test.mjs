@@ -5,6 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { command } from './lib/conversation.mjs';
 import { Officer } from './lib/officer.mjs';
 import { startStack, eventually } from './lib/localstack.mjs';
@@ -35,7 +37,16 @@ const person = () => {
 };
 
 before(async () => {
-  stack = await startStack({ basePort: 29908, extraEnv: { SIKKERCHAT_META_SIM: '1' } });
+  stack = await startStack({
+    basePort: 29908,
+    extraEnv: {
+      SIKKERCHAT_META_SIM: '1',
+      // Dendrite's own default upload limit (the stack's is larger).
+      HS_MAX_FILE_BYTES: String(10 * 1024 * 1024),
+      // The window tests post messages written days ago.
+      SIKKERCHAT_META_REPLAY_WINDOW: '240h',
+    },
+  });
   for (const s of [stack.META_APP_SECRET, stack.META_PAGE_TOKEN, stack.META_VERIFY_TOKEN]) secrets.add(s);
   sim = new MetaSim(stack);
   officer = await Officer.login(stack.HS_URL, stack.OFFICER_MXID, stack.OFFICER_PASSWORD, { crossSign: true });
@@ -96,6 +107,7 @@ test('a person writes on Messenger: an encrypted room with the officer in it; re
   const got = await officer.waitForMessage(roomId, (c) => c.body === first);
   assert.equal(got.type, 'm.room.encrypted', 'the person\'s message arrives encrypted');
   assert.equal(got.sender, state.person);
+  assert.deepEqual(got.content['m.mentions'], {}, 'what a stranger typed mentions nobody');
 
   // The officer answers; Meta gets a RESPONSE to the person.
   const before = (await sim.sends()).length;
@@ -197,6 +209,30 @@ test('!sc new in the room sends the link and the code as two messages; the perso
   await context.close();
 });
 
+test('a video the homeserver cannot take, then another person\'s text: the text reaches its room, the video\'s room is told', async () => {
+  const pA = person();
+  await sim.message({ person: pA, text: marker('se-videoen') });
+  const roomA = await joinSocialRoom();
+  // A phone's MP4 of 15 MB: over the homeserver's 10 MiB.
+  const video = Buffer.concat([Buffer.from('00000018667479706d703432000000006d70343269736f6d', 'hex'), Buffer.alloc(15_000_000 - 24)]);
+  await sim.message({ person: pA, attachments: [{ type: 'video', mime_type: 'video/mp4', data: video }] });
+  const pB = person();
+  const textB = marker('fra-en-annen');
+  await sim.message({ person: pB, text: textB });
+  const roomB = await joinSocialRoom();
+  await officer.waitForMessage(roomB, (c) => c.body === textB, { timeoutMs: 60000 });
+  const notice = await officer.waitForMessage(roomA, (c) => c.msgtype === 'm.notice' && c.body?.startsWith('Et vedlegg fra personen kunne ikke hentes inn'),
+    { timeoutMs: 60000 });
+  assert.match(notice.content.body, /^Et vedlegg fra personen kunne ikke hentes inn \(videoklipp, 15,0 MB\)\. /);
+  assert.equal(notice.sender, stack.BOT_MXID, 'a notice from the bot, not as the person');
+  // Nothing else of it reached the room, and A's next message follows.
+  const next = marker('etter-videoen');
+  await sim.message({ person: pA, text: next });
+  await officer.waitForMessage(roomA, (c) => c.body === next);
+  const history = await officer.roomHistory(roomA);
+  assert.equal(history.filter((e) => e.getContent()?.msgtype === 'm.video').length, 0);
+});
+
 test('the window: after 24 hours a reply goes with HUMAN_AGENT; after 7 days it is refused with a notice', async () => {
   const p1 = person();
   await sim.message({ person: p1, text: marker('i-går'), agoMs: 30 * 3600 * 1000 });
@@ -295,11 +331,28 @@ test('faults: the bridge killed while webhooks arrive, Meta retries; the Send AP
   assert.deepEqual(delivered.map((s) => s.text), replies, 'every reply once, in order');
 });
 
-test('no message text, attachment URL, person ID or token in the bridge log', async () => {
+test('no message text, attachment URL, person ID or token in the bridge log or, in plain text, in its database', async () => {
   const log = stack.bridgeLog();
   assert.ok(log.length > 0);
   for (const s of secrets) {
     assert.ok(!log.includes(s), `the bridge log holds ${s.slice(0, 6)}…`);
   }
   assert.ok(!log.includes('/cdn/'), 'no attachment URL of Meta\'s CDN');
+  // The deliveries, their events in the lanes and the replay digests are all sealed or keyed.
+  const places = [];
+  if (stack.BRIDGE_DB_URI.startsWith('postgres')) {
+    places.push({ path: 'pg_dump', data: execFileSync('pg_dump', ['--data-only', stack.BRIDGE_DB_URI], { maxBuffer: 256 << 20 }) });
+  } else {
+    for (const suffix of ['', '-wal']) {
+      if (existsSync(stack.BRIDGE_DB + suffix)) places.push({ path: stack.BRIDGE_DB + suffix, data: readFileSync(stack.BRIDGE_DB + suffix) });
+    }
+  }
+  assert.ok(places.some((p) => p.data.includes(Buffer.from('sikkerchat_meta_event'))), 'control: the inbox\'s tables are searched');
+  const found = [];
+  for (const s of [...secrets, '/cdn/']) {
+    for (const place of places) {
+      if (place.data.includes(Buffer.from(s))) found.push(`${s.slice(0, 6)}… in ${place.path}`);
+    }
+  }
+  assert.deepEqual(found, []);
 });
