@@ -236,6 +236,9 @@ func (s *Social) work(ctx context.Context, row *scdb.MetaEvent) {
 	} else {
 		err = s.handleEvent(ctx, e)
 	}
+	if err != nil && ctx.Err() != nil {
+		return // stopping: the event stays as it was, for the next start
+	}
 	var held *heldError
 	switch {
 	case err == nil:
