@@ -4,11 +4,15 @@ import (
 	"archive/zip"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -182,4 +186,134 @@ func TestVerifyExportOfAFileOnDisk(t *testing.T) {
 	require.Equal(t, []string{"the ZIP file itself was changed (bytes outside the files differ from how sikkerchat wrote it)"},
 		VerifyExportBytes(relaid))
 	require.Equal(t, []string{"not a readable ZIP file: zip: not a valid zip file"}, check([]byte("PK not really")))
+}
+
+// infLocalEntry is a stored entry's local header and data, as a ZIP writer
+// lays them down.
+func infLocalEntry(name string, data []byte) []byte {
+	var h [30]byte
+	copy(h[:], "PK\x03\x04")
+	binary.LittleEndian.PutUint16(h[4:], 20)
+	binary.LittleEndian.PutUint32(h[14:], crc32.ChecksumIEEE(data))
+	binary.LittleEndian.PutUint32(h[18:], uint32(len(data)))
+	binary.LittleEndian.PutUint32(h[22:], uint32(len(data)))
+	binary.LittleEndian.PutUint16(h[26:], uint16(len(name)))
+	return append(append(h[:], name...), data...)
+}
+
+// infRecord is a central-directory record as a forger writes it: any name,
+// any local-header offset, any size.
+type infRecord struct {
+	name   string
+	offset int
+	size   int
+}
+
+// infCraftZip appends a central directory of the given records, and its end
+// record, to the entries' bytes.
+func infCraftZip(entries []byte, records []infRecord) []byte {
+	out := bytes.Clone(entries)
+	for _, r := range records {
+		var h [46]byte
+		copy(h[:], "PK\x01\x02")
+		binary.LittleEndian.PutUint16(h[4:], 20)
+		binary.LittleEndian.PutUint16(h[6:], 20)
+		binary.LittleEndian.PutUint32(h[20:], uint32(r.size))
+		binary.LittleEndian.PutUint32(h[24:], uint32(r.size))
+		binary.LittleEndian.PutUint16(h[28:], uint16(len(r.name)))
+		binary.LittleEndian.PutUint32(h[42:], uint32(r.offset))
+		out = append(append(out, h[:]...), r.name...)
+	}
+	var end [22]byte
+	copy(end[:], "PK\x05\x06")
+	binary.LittleEndian.PutUint16(end[8:], uint16(len(records)))
+	binary.LittleEndian.PutUint16(end[10:], uint16(len(records)))
+	binary.LittleEndian.PutUint32(end[12:], uint32(len(out)-len(entries)))
+	binary.LittleEndian.PutUint32(end[16:], uint32(len(entries)))
+	return append(out, end[:]...)
+}
+
+// infSharedEntryZip is one stored entry of size bytes with count directory
+// records, each under its own name, all pointing at it.
+func infSharedEntryZip(size, count int) []byte {
+	entry := infLocalEntry("files/001-video.mp4", bytes.Repeat([]byte{'v'}, size))
+	records := make([]infRecord, count)
+	for i := range records {
+		records[i] = infRecord{fmt.Sprintf("files/%03d-video.mp4", i+1), 0, size}
+	}
+	return infCraftZip(entry, records)
+}
+
+// Every entry of a package lies after the one before it, within the file:
+// many directory records that point at one stored entry (each under a name
+// of its own, so none is "in the package twice") would otherwise each be
+// read again, and a package of 1 MiB would cost 64 MiB to check.
+func TestVerifyExportRefusesEntriesThatShareBytes(t *testing.T) {
+	const size = 1 << 20
+	shared := infSharedEntryZip(size, 64)
+	_, err := zip.NewReader(bytes.NewReader(shared), int64(len(shared)))
+	require.NoError(t, err, "archive/zip itself accepts it")
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	problems := VerifyExportBytes(shared)
+	runtime.ReadMemStats(&after)
+	require.Equal(t, []string{"the ZIP file's entries are not laid out as sikkerchat writes them, so the package was changed: " +
+		"files/002-video.mp4 does not begin after the end of the entry before it"}, problems)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("checking a %d-byte package allocated %d bytes", len(shared), allocated)
+	require.Less(t, allocated, uint64(2*len(shared)))
+
+	// The same through io.ReaderAt, as verify-export reads a file.
+	require.Equal(t, problems, VerifyExport(bytes.NewReader(shared), int64(len(shared))))
+
+	a := infLocalEntry("files/001-a.png", []byte("\x89PNG\r\n\x1a\naaaa"))
+	b := infLocalEntry("files/002-b.png", []byte("\x89PNG\r\n\x1a\nbbbb"))
+	inner := infLocalEntry("files/002-b.png", []byte("bbbb"))
+	outer := infLocalEntry("files/001-a.png", append([]byte("aaaa"), inner...))
+	for _, tc := range []struct {
+		name    string
+		entries []byte
+		records []infRecord
+		want    string
+	}{
+		{"an entry inside the one before", outer, []infRecord{
+			{"files/001-a.png", 0, len(outer) - 30 - 15},
+			{"files/002-b.png", 30 + 15 + 4, 4},
+		}, "files/002-b.png does not begin after the end of the entry before it"},
+		{"entries out of order", append(bytes.Clone(a), b...), []infRecord{
+			{"files/002-b.png", len(a), len(b) - 30 - 15},
+			{"files/001-a.png", 0, len(a) - 30 - 15},
+		}, "files/001-a.png does not begin after the end of the entry before it"},
+		{"an entry running into the directory", a, []infRecord{
+			{"files/001-a.png", 0, len(a) - 30 - 15 + 40},
+		}, "files/001-a.png runs past the end of the files"},
+		{"a local header past the end", a, []infRecord{
+			{"files/001-a.png", 0, len(a) - 30 - 15},
+			{"files/002-b.png", len(a) + 200, 4},
+		}, "files/002-b.png lies outside the file"},
+		{"no local header where the directory says", a, []infRecord{
+			{"files/001-a.png", 1, len(a) - 30 - 15 - 1},
+		}, "files/001-a.png has no local header where the directory says"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			problems := VerifyExportBytes(infCraftZip(tc.entries, tc.records))
+			require.Len(t, problems, 1)
+			require.Contains(t, problems[0], tc.want)
+		})
+	}
+
+	// A package as sikkerchat writes it, and one rebuilt by another writer,
+	// pass the layout check.
+	pkg := sampleExport(t)
+	require.NoError(t, checkEntryLayout(bytes.NewReader(pkg), int64(len(pkg)), infZipFiles(t, pkg)))
+	relaid := infRepack(t, pkg, func(e []infEntry) []infEntry { return e })
+	require.NoError(t, checkEntryLayout(bytes.NewReader(relaid), int64(len(relaid)), infZipFiles(t, relaid)))
+}
+
+func infZipFiles(t *testing.T, data []byte) []*zip.File {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	return zr.File
 }
