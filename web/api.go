@@ -42,6 +42,7 @@ const (
 	errFileMissing        = "NO.SIKKERCHAT.FILE_MISSING"
 	errFileNotFound       = "NO.SIKKERCHAT.FILE_NOT_FOUND"
 	errUploadTimeout      = "NO.SIKKERCHAT.UPLOAD_TIMEOUT"
+	errRequestTimeout     = "NO.SIKKERCHAT.REQUEST_TIMEOUT"
 )
 
 // maxJSONBody bounds every JSON request; a message of max_message_length
@@ -59,6 +60,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	switch err := jsonbody.Read(w, r, v, jsonbody.Options{MaxBytes: maxJSONBody}); {
 	case errors.Is(err, jsonbody.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, errTooLarge, "Request body too large")
+		return false
+	case errors.Is(err, jsonbody.ErrTimeout):
+		writeError(w, http.StatusRequestTimeout, errRequestTimeout, "The request body did not arrive in time; try again")
 		return false
 	case err != nil:
 		writeError(w, http.StatusBadRequest, errBadJSON, "Request body must be a JSON object of the documented shape")

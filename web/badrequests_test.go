@@ -417,6 +417,19 @@ func TestGuestBadRequests(t *testing.T) {
 	t.Logf("%d bad requests to the guest listener", len(rows))
 }
 
+// stalledBody gives its bytes and then the error of a read deadline that
+// passed: a client that stopped sending in the middle of its body.
+type stalledBody struct{ data string }
+
+func (b *stalledBody) Read(p []byte) (int, error) {
+	if b.data == "" {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n := copy(p, b.data)
+	b.data = b.data[n:]
+	return n, nil
+}
+
 // multipartRaw builds a form by hand, for the shapes multipart.Writer refuses to make.
 func multipartRaw(boundary string, parts ...[2]string) string {
 	var sb strings.Builder
@@ -800,6 +813,24 @@ func guestBadRequestTable(fx *badFixtures) []badRequest {
 	} {
 		add(badRequest{name: "read: " + c.name, method: "POST", path: "/api/read", body: c.body, cookie: "live", status: 400, errcode: c.errcode})
 	}
+
+	// Bodies that stop coming before their end: the read deadline cuts them
+	// off (bodyDeadline; TestSlowRequestBodiesAreCutOff on a real
+	// connection). Here the deadline's error comes from the body itself.
+	for _, c := range []struct{ path, cookie, start string }{
+		{"/api/join", "", `{"token":"` + fx.freshToken + `","co`},
+		{"/api/messages", "live", `{"client_id":"` + fx.clientID() + `","text":"MARKER-skal-`},
+		{"/api/typing", "live", `{"typ`},
+		{"/api/read", "live", `{"seq":`},
+	} {
+		add(badRequest{name: "body cut off by the read deadline: " + c.path, method: "POST", path: c.path,
+			body: &stalledBody{data: c.start}, cookie: c.cookie, status: 408, errcode: errRequestTimeout})
+	}
+	// An upload that stops in its file's bytes (its own rolling deadline).
+	upload, uploadHeaders := fx.upload()
+	upload = upload[:strings.Index(upload, "image/png\r\n\r\n")+len("image/png\r\n\r\n")+8]
+	add(badRequest{name: "body cut off by the read deadline: /api/files", method: "POST", path: "/api/files",
+		body: &stalledBody{data: upload}, headers: uploadHeaders, cookie: "live", status: 408, errcode: errUploadTimeout})
 
 	// Leaving is always allowed (quick exit must never fail visibly): without a
 	// session it changes nothing and still answers 204.

@@ -34,6 +34,32 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
+// bodyTimeout bounds how long a request body may take to arrive once its
+// header is in. The largest JSON body (512 KiB) takes about 10 s at Slow 3G's
+// 400 kbit/s; a message, well under a second.
+const bodyTimeout = 30 * time.Second
+
+// bodyDeadline gives every request body a deadline: without it a client (or
+// a proxy that passes bodies through unbuffered, as the documented one does)
+// that declares a body and sends it slowly, or never, holds a connection and
+// a goroutine for as long as it likes. A handler that answers without reading
+// the body is covered too: net/http reads what is left of it before it
+// answers, under the same deadline, and closes the connection when it is cut
+// short. net/http takes the deadline off itself once the body has come to its
+// end (its background read of the connection, which would otherwise cancel a
+// request whose handler is still at work). Uploads set their own deadline,
+// moved on with every read (files.go), which replaces this one from their
+// first read.
+func (s *Server) bodyDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			// Not every ResponseWriter has a connection (tests with a recorder).
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.bodyTimeout))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // instrument notes when a request arrived (the bridge's share of a message's
 // time starts here) and counts error answers by kind for the metrics.
 func (s *Server) instrument(next http.Handler) http.Handler {

@@ -34,7 +34,9 @@ type Server struct {
 	downloadSlots *slots
 	// transferIdle is how long an upload or download may move no bytes.
 	transferIdle time.Duration
-	closing      chan struct{}
+	// bodyTimeout is how long any other request's body may take to arrive.
+	bodyTimeout time.Duration
+	closing     chan struct{}
 	// streams counts the event streams served on taken-over connections,
 	// which http.Server.Shutdown does not wait for.
 	streams  sync.WaitGroup
@@ -69,6 +71,7 @@ func New(sc *bridge.Connector, log zerolog.Logger) *Server {
 		uploadSlots:   newSlots(uploadsPerConversation),
 		downloadSlots: newSlots(downloadsPerConversation),
 		transferIdle:  transferIdle,
+		bodyTimeout:   bodyTimeout,
 	}
 	s.routes()
 	return s
@@ -103,7 +106,7 @@ func (s *Server) Handler() http.Handler {
 	limited := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.limited(s.ipLimit, false, canonicalPath(s.mux.ServeHTTP))(w, r)
 	})
-	return securityHeaders(s.instrument(s.recoverer(limited)))
+	return s.bodyDeadline(securityHeaders(s.instrument(s.recoverer(limited))))
 }
 
 func (s *Server) Start(ctx context.Context) error {

@@ -1,9 +1,11 @@
 package web
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -204,4 +206,146 @@ func TestDownloadsStreamAndSlowReadersAreCutOff(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, len(big), len(got))
+}
+
+// slowBody sends a request on a raw connection that declares a 100-byte body
+// and sends 10 bytes of it, then nothing. It returns the answer and how the
+// connection ended after it.
+func slowBody(t *testing.T, addr, method, path, origin string, cookie *http.Cookie) (*http.Response, []byte, error) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	// Far longer than the server's deadline: the test waits for the server
+	// to act, and fails here only if it never does.
+	require.NoError(t, conn.SetDeadline(time.Now().Add(30*time.Second)))
+	head := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: chat.example.no\r\nOrigin: %s\r\nX-Sikkerchat: 1\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\n", method, path, origin)
+	if cookie != nil {
+		head += fmt.Sprintf("Cookie: %s=%s\r\n", cookie.Name, cookie.Value)
+	}
+	_, err = io.WriteString(conn, head+"\r\n"+`{"text":"h`)
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err, "an answer comes")
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	// What follows the answer: the end of the connection (io.EOF), or the
+	// test's own deadline when the server keeps waiting for the body.
+	_, err = br.ReadByte()
+	return resp, body, err
+}
+
+// A request body that stops short of its Content-Length is cut off at the
+// body deadline: the guest gets a JSON 408 and the connection is closed,
+// whether the handler was reading the body or had answered without it (then
+// net/http reads the rest before it answers, under the same deadline).
+func TestSlowRequestBodiesAreCutOff(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	ts.bodyTimeout = 300 * time.Millisecond
+	srv := ts.liveServer()
+	addr := srv.Listener.Addr().String()
+	cookie := ts.join(ts.newInvite(time.Hour))
+	for _, tc := range []struct {
+		name, method, path, origin string
+		cookie                     *http.Cookie
+		status                     int
+		errcode                    string
+	}{
+		{"join", "POST", "/api/join", testOrigin, nil, http.StatusRequestTimeout, errRequestTimeout},
+		{"message", "POST", "/api/messages", testOrigin, cookie, http.StatusRequestTimeout, errRequestTimeout},
+		{"typing", "POST", "/api/typing", testOrigin, cookie, http.StatusRequestTimeout, errRequestTimeout},
+		{"read", "POST", "/api/read", testOrigin, cookie, http.StatusRequestTimeout, errRequestTimeout},
+		{"refused before its body is read", "POST", "/api/messages", "https://elsewhere.example", cookie, http.StatusForbidden, errBadOrigin},
+		{"leave, which reads no body", "POST", "/api/leave", testOrigin, nil, http.StatusNoContent, ""},
+		{"a GET with a body", "GET", "/api/session", "", cookie, http.StatusOK, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts.resetLimits()
+			resp, body, after := slowBody(t, addr, tc.method, tc.path, tc.origin, tc.cookie)
+			require.Equal(t, tc.status, resp.StatusCode, string(body))
+			if tc.errcode != "" {
+				var e apiError
+				require.NoError(t, json.Unmarshal(body, &e), string(body))
+				require.Equal(t, tc.errcode, e.ErrCode)
+			}
+			require.ErrorIs(t, after, io.EOF, "the server closed the connection")
+		})
+	}
+
+	// A body that arrives in time is taken.
+	req, err := http.NewRequest("POST", srv.URL+"/api/messages", strings.NewReader(`{"client_id":"slow-body-client-0001","text":"hei"}`))
+	require.NoError(t, err)
+	req.Header.Set("Origin", testOrigin)
+	req.Header.Set("X-Sikkerchat", "1")
+	req.Header.Set("Content-Type", "application/json")
+	req.AddCookie(cookie)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+}
+
+// The body deadline comes off when the body has arrived: net/http then
+// reads the connection in the background, and a deadline left there would
+// cancel a request whose handler is still at work. (net/http takes it off
+// itself when that read starts; this keeps it so.)
+func TestBodyDeadlineEndsWithTheBody(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	ts.bodyTimeout = 200 * time.Millisecond
+	srv := httptest.NewServer(ts.bodyDeadline(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			w.WriteHeader(http.StatusRequestTimeout)
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			w.WriteHeader(http.StatusGone)
+		case <-time.After(3 * ts.bodyTimeout):
+			w.WriteHeader(http.StatusOK)
+		}
+	})))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`{"text":"hei"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the request was not cancelled while its handler worked")
+}
+
+// An upload keeps its own rolling deadline: one that takes far longer than
+// the body deadline, but keeps coming, is taken whole.
+func TestUploadsOutlastTheBodyDeadline(t *testing.T) {
+	ts := newTestServer(t, newTestConfig(t))
+	ts.bodyTimeout = 200 * time.Millisecond
+	srv := ts.liveServer()
+	cookie := ts.join(ts.newInvite(time.Hour))
+	body, ct := multipartBody(t, "trickle-client-00001", "bilde.png", "image/png", pngBytes)
+	pr, pw := io.Pipe()
+	go func() {
+		// Five pieces, 150 ms apart: 600 ms in all, three times the body deadline.
+		step := (len(body) + 4) / 5
+		for i := 0; i < len(body); i += step {
+			if i > 0 {
+				time.Sleep(150 * time.Millisecond)
+			}
+			if _, err := pw.Write(body[i:min(i+step, len(body))]); err != nil {
+				return
+			}
+		}
+		_ = pw.Close()
+	}()
+	req, err := http.NewRequest("POST", srv.URL+"/api/files", pr)
+	require.NoError(t, err)
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Origin", testOrigin)
+	req.Header.Set("X-Sikkerchat", "1")
+	req.Header.Set("Content-Type", ct)
+	req.AddCookie(cookie)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, string(answer))
 }

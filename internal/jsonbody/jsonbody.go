@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"unicode/utf8"
 )
 
@@ -19,6 +20,8 @@ var (
 	ErrTooLarge = errors.New("request body too large")
 	// ErrMalformed: the body is not JSON of the expected shape.
 	ErrMalformed = errors.New("request body is not JSON of the expected shape")
+	// ErrTimeout: the body did not arrive before the connection's read deadline.
+	ErrTimeout = errors.New("request body did not arrive in time")
 )
 
 // Options say what a body may be besides a JSON value of v's shape.
@@ -36,6 +39,8 @@ func Read(w http.ResponseWriter, r *http.Request, v any, opts Options) error {
 	var maxErr *http.MaxBytesError
 	if errors.As(err, &maxErr) {
 		return ErrTooLarge
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		return ErrTimeout
 	} else if err != nil {
 		return ErrMalformed
 	}

@@ -1,8 +1,11 @@
 package jsonbody
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -50,6 +53,20 @@ func TestReadOptions(t *testing.T) {
 	}
 	_, err = read(t, ` {"name":"a"} `, Options{MaxBytes: 100, ObjectOnly: true})
 	require.NoError(t, err)
+}
+
+// A body whose connection's read deadline passed is not "malformed": the
+// client gets to know it was too slow, not that it sent bad JSON.
+func TestReadTimeout(t *testing.T) {
+	req := httptest.NewRequest(http.MethodPost, "/", io.MultiReader(strings.NewReader(`{"name":"Ka`), deadlineReader{}))
+	var b body
+	require.ErrorIs(t, Read(httptest.NewRecorder(), req, &b, Options{MaxBytes: 1024}), ErrTimeout)
+}
+
+type deadlineReader struct{}
+
+func (deadlineReader) Read([]byte) (int, error) {
+	return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 }
 
 func TestWrite(t *testing.T) {
