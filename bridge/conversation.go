@@ -205,6 +205,17 @@ func (cv *Conversations) Create(ctx context.Context, officer *bridgev2.User, lab
 // CreateFrom is Create for a conversation that starts elsewhere (a Messenger
 // or Instagram conversation): origin opens the room's first notice.
 func (cv *Conversations) CreateFrom(ctx context.Context, officer *bridgev2.User, label, origin string) (*CreatedConversation, error) {
+	return cv.create(ctx, officer, label, origin, officer.MXID.String())
+}
+
+// CreateFor is Create at someone else's request (a case system's through the
+// provisioning API): the conversation is the officer's, and the audit trail
+// names actor as the one who made it.
+func (cv *Conversations) CreateFor(ctx context.Context, officer *bridgev2.User, label, actor string) (*CreatedConversation, error) {
+	return cv.create(ctx, officer, label, "", actor)
+}
+
+func (cv *Conversations) create(ctx context.Context, officer *bridgev2.User, label, origin, actor string) (*CreatedConversation, error) {
 	label = strings.Join(strings.Fields(label), " ")
 	if utf8.RuneCountInString(label) > MaxLabelLength {
 		return nil, ErrLabelTooLong
@@ -267,7 +278,7 @@ func (cv *Conversations) CreateFrom(ctx context.Context, officer *bridgev2.User,
 	}
 	created.URL = cv.Config.InviteURL(token)
 	created.Code = code
-	if err = cv.Audit.Append(ctx, officer.MXID.String(), AuditCreate, conv.ID, ""); err != nil {
+	if err = cv.Audit.Append(ctx, actor, AuditCreate, conv.ID, ""); err != nil {
 		log.Err(err).Msg("Failed to write audit row for create")
 	}
 	log.Info().Stringer("room_id", conv.RoomID).Stringer("created_by", officer.MXID).Msg("Conversation created")

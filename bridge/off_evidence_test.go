@@ -111,11 +111,11 @@ func TestProvisioningExportAnswersTheEvidencePackage(t *testing.T) {
 	var manifest Manifest
 	require.NoError(t, json.Unmarshal(offZipFile(t, pkg, "manifest.json"), &manifest))
 	require.Equal(t, created.room, manifest.RoomID)
-	require.Equal(t, offAdmin.String(), manifest.ExportedBy)
+	require.Equal(t, IntegratorActor, manifest.ExportedBy)
 
 	sum := sha256.Sum256(pkg)
 	last := ob.lastAudit(created.conv.ID)
-	require.Equal(t, []string{AuditExport, offAdmin.String(), "sha256 " + hex.EncodeToString(sum[:])}, []string{last.Action, last.Actor, last.Detail})
+	require.Equal(t, []string{AuditExport, IntegratorActor, "sha256 " + hex.EncodeToString(sum[:])}, []string{last.Action, last.Actor, last.Detail})
 	require.Empty(t, ob.hs.requestsTo("/upload"))
 
 	offProvError(t, ob.prov("POST", "/conversations/"+created.conv.ID+"/export", offColleague, ""), http.StatusNotFound, "M_NOT_FOUND")

@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -106,7 +108,7 @@ func TestProvisioningCreateAnswersTheConversationWithItsInvite(t *testing.T) {
 	_, _, err := ob.sc.Guests.Join(ob.ctx, token, got.Invite.Code)
 	require.NoError(t, err)
 	first := ob.audit(got.ConversationID)[0]
-	require.Equal(t, []string{AuditCreate, offOfficer.String()}, []string{first.Action, first.Actor})
+	require.Equal(t, []string{AuditCreate, IntegratorActor}, []string{first.Action, first.Actor})
 
 	// An empty body is a conversation without a label.
 	bare := offDecode[offProvConversation](t, ob.prov("POST", "/conversations", offOfficer, ""), http.StatusCreated)
@@ -222,14 +224,14 @@ func TestProvisioningCloseClosesAndAnswersTheClosedState(t *testing.T) {
 	messages := ob.messages(created.room)
 	require.Contains(t, messages[len(messages)-1].body(), "(avsluttet fra fagsystemet)")
 	last := ob.lastAudit(created.conv.ID)
-	require.Equal(t, []string{AuditClose, offOfficer.String(), CloseByProvisioning}, []string{last.Action, last.Actor, last.Detail})
+	require.Equal(t, []string{AuditClose, IntegratorActor, CloseByProvisioning}, []string{last.Action, last.Actor, last.Detail})
 
 	colleagues := ob.newConversation(offColleague, "")
 	offProvError(t, ob.prov("POST", "/conversations/"+colleagues.conv.ID+"/close", offOfficer, ""), http.StatusNotFound, "M_NOT_FOUND")
 	require.Equal(t, StatusCreated, ob.conv(colleagues.conv.ID).Status)
 	byAdmin := offDecode[offProvConversation](t, ob.prov("POST", "/conversations/"+colleagues.conv.ID+"/close", offAdmin, ""), http.StatusOK)
 	require.Equal(t, "closed", byAdmin.Status)
-	require.Equal(t, offAdmin.String(), ob.lastAudit(colleagues.conv.ID).Actor)
+	require.Equal(t, IntegratorActor, ob.lastAudit(colleagues.conv.ID).Actor)
 }
 
 // While the guest's messages cannot reach the room, a close answers 409 with
@@ -308,4 +310,72 @@ func TestProvisioningStatsAnswersAnonymousCounts(t *testing.T) {
 		require.NotContains(t, rec.Body.String(), identifying)
 	}
 	require.Equal(t, 7, offDecode[Stats](t, ob.prov("GET", "/stats?days=7", offOfficer, ""), http.StatusOK).Days)
+}
+
+// With the shared secret a case system can name any user_id, an admin's too,
+// and bridgev2 gives the call that user's rights: the audit trail (and the
+// package's manifest) names the integrator that holds the secret, never the
+// user it named. With an officer's own Matrix access token
+// (provisioning.allow_matrix_auth) the homeserver has said whose token it
+// is, and the trail names that officer.
+func TestProvisioningWithTheSharedSecretIsAuditedAsTheIntegrator(t *testing.T) {
+	ob := newOffBridge(t, nil)
+	created := offDecode[offProvConversation](t, ob.prov("POST", "/conversations", offOfficer, ""), http.StatusCreated)
+	require.Equal(t, offOfficer, created.CreatedBy, "the conversation is the officer's")
+	convID := created.ConversationID
+
+	// An export as the admin, of an officer's conversation.
+	rec := ob.prov("POST", "/conversations/"+convID+"/export", offAdmin, "")
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	pkg := rec.Body.Bytes()
+	last := ob.lastAudit(convID)
+	require.Equal(t, AuditExport, last.Action)
+	require.True(t, strings.HasPrefix(last.Actor, "integrator:"), last.Actor)
+	require.Equal(t, IntegratorActor, last.Actor)
+	var manifest Manifest
+	require.NoError(t, json.Unmarshal(offZipFile(t, pkg, "manifest.json"), &manifest))
+	require.Equal(t, IntegratorActor, manifest.ExportedBy)
+	// verify-export, given the trail from the API, names the integrator too.
+	trail := ob.prov("GET", "/conversations/"+convID+"/audit", offAdmin, "")
+	require.Equal(t, http.StatusOK, trail.Code)
+	sum := sha256.Sum256(pkg)
+	record, err := FindExportRecord(trail.Body.Bytes(), hex.EncodeToString(sum[:]))
+	require.NoError(t, err)
+	require.NotNil(t, record)
+	require.Equal(t, IntegratorActor, record.Actor)
+
+	require.Equal(t, http.StatusOK, ob.prov("POST", "/conversations/"+convID+"/close", offAdmin, "").Code)
+	require.Equal(t, []string{AuditCreate, AuditExport, AuditClose}, offActions(ob.audit(convID)))
+	for _, row := range ob.audit(convID) {
+		require.Equal(t, IntegratorActor, row.Actor, "%s names the integrator", row.Action)
+	}
+
+	// The officer's own Matrix token: bridgev2 asks the homeserver whose it is.
+	whoami := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tokens := map[string]id.UserID{"Bearer officer-own-token": offOfficer, "Bearer admin-own-token": offAdmin}
+		user, ok := tokens[r.Header.Get("Authorization")]
+		if !strings.HasSuffix(r.URL.Path, "/account/whoami") || !ok {
+			offWriteJSON(w, http.StatusUnauthorized, map[string]string{"errcode": "M_UNKNOWN_TOKEN", "error": "unknown token"})
+			return
+		}
+		offWriteJSON(w, http.StatusOK, map[string]any{"user_id": user})
+	}))
+	defer whoami.Close()
+	ob.mc.Config.Provisioning.AllowMatrixAuth = true
+	ob.mc.Config.DoublePuppet.Servers = map[string]string{"example.org": whoami.URL}
+	ownToken := func(method, path string, user id.UserID, token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, "/_matrix/provision/v3/sikkerchat"+path+"?user_id="+url.QueryEscape(user.String()), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		ob.mc.AS.Router.ServeHTTP(rec, req)
+		return rec
+	}
+	mine := offDecode[offProvConversation](t, ownToken("POST", "/conversations", offOfficer, "officer-own-token"), http.StatusCreated)
+	require.Equal(t, http.StatusOK, ownToken("POST", "/conversations/"+mine.ConversationID+"/export", offOfficer, "officer-own-token").Code)
+	require.Equal(t, http.StatusOK, ownToken("POST", "/conversations/"+mine.ConversationID+"/export", offAdmin, "admin-own-token").Code)
+	rows := ob.audit(mine.ConversationID)
+	require.Equal(t, [][2]string{{AuditCreate, offOfficer.String()}, {AuditExport, offOfficer.String()}, {AuditExport, offAdmin.String()}},
+		[][2]string{{rows[0].Action, rows[0].Actor}, {rows[1].Action, rows[1].Actor}, {rows[2].Action, rows[2].Actor}})
+	// Someone else's token does not make the officer.
+	offProvError(t, ownToken("POST", "/conversations/"+mine.ConversationID+"/export", offAdmin, "officer-own-token"), http.StatusUnauthorized, "M_UNKNOWN_TOKEN")
 }

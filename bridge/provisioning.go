@@ -2,14 +2,17 @@ package bridge
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 
 	"github.com/sikkerchat/sikkerchat/appservice"
 	"github.com/sikkerchat/sikkerchat/internal/jsonbody"
@@ -19,8 +22,15 @@ import (
 // officer) gains conversation endpoints for case systems. They answer with
 // the same facts as the room's state event. Documented in docs/provisioning-api.md.
 
+// IntegratorActor is whom the audit trail names for a provisioning call made
+// with the shared secret: whoever holds the secret, not the user it names.
+const IntegratorActor = "integrator:shared-secret"
+
 func registerProvisioning(sc *Connector) {
 	api := &provisioningAPI{Connector: sc}
+	if mc, ok := sc.Bridge.Matrix.(*matrix.Connector); ok && mc.Config != nil {
+		api.sharedSecret = mc.Config.Provisioning.SharedSecret
+	}
 	mp, ok := api.Bridge.Matrix.(bridgev2.MatrixConnectorWithProvisioning)
 	if !ok || mp.GetProvisioning() == nil {
 		return
@@ -67,6 +77,26 @@ type provConversationResponse struct {
 // provisioningAPI is sikkerchat's part of the provisioning API.
 type provisioningAPI struct {
 	*Connector
+	// sharedSecret is bridgev2's provisioning secret, to tell its calls from
+	// those made with an officer's own Matrix token.
+	sharedSecret string
+}
+
+// actor is whom the audit trail names for a call that changes or exports
+// something. With the shared secret the caller is whoever holds it (the case
+// system), and ?user_id= is only its word for whom it acts: bridgev2 takes
+// any user_id, an admin's too. So the row names the integrator, and the user
+// it named goes to the log beside it. With an officer's own Matrix access
+// token (provisioning.allow_matrix_auth), bridgev2 has asked the homeserver
+// whose token it is: the row names that officer.
+func (api *provisioningAPI) actor(r *http.Request, user *bridgev2.User) string {
+	auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if api.sharedSecret != "" && subtle.ConstantTimeCompare([]byte(auth), []byte(api.sharedSecret)) == 0 {
+		return user.MXID.String()
+	}
+	zerolog.Ctx(r.Context()).Info().Stringer("named_user_id", user.MXID).Str("actor", IntegratorActor).
+		Msg("Provisioning call with the shared secret; the audit trail names the integrator")
+	return IntegratorActor
 }
 
 func writeProvJSON(w http.ResponseWriter, status int, v any) {
@@ -103,7 +133,7 @@ func (api *provisioningAPI) provCreate(w http.ResponseWriter, r *http.Request, u
 	if !decodeProvBody(w, r, &req) {
 		return
 	}
-	created, err := api.Conversations.Create(r.Context(), user, req.Label)
+	created, err := api.Conversations.CreateFor(r.Context(), user, req.Label, api.actor(r, user))
 	switch {
 	case errors.Is(err, ErrLabelTooLong):
 		mautrix.MInvalidParam.WithMessage(err.Error()).Write(w)
@@ -185,7 +215,7 @@ func (api *provisioningAPI) provGet(w http.ResponseWriter, r *http.Request, user
 }
 
 func (api *provisioningAPI) provClose(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
-	err := api.Conversations.Close(r.Context(), conv, user.MXID.String(), CloseByProvisioning)
+	err := api.Conversations.Close(r.Context(), conv, api.actor(r, user), CloseByProvisioning)
 	var undelivered *UndeliveredError
 	if errors.Is(err, ErrAlreadyClosed) {
 		mautrix.RespError{ErrCode: "NO.SIKKERCHAT.ALREADY_CLOSED", Err: "The conversation is already closed", StatusCode: http.StatusConflict}.Write(w)
@@ -239,13 +269,14 @@ func (api *provisioningAPI) provAudit(w http.ResponseWriter, r *http.Request, us
 }
 
 func (api *provisioningAPI) provExport(w http.ResponseWriter, r *http.Request, user *bridgev2.User, conv *Conversation) {
-	data, err := api.Evidence.BuildExport(r.Context(), conv, user.MXID.String())
+	actor := api.actor(r, user)
+	data, err := api.Evidence.BuildExport(r.Context(), conv, actor)
 	if err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to export conversation from provisioning")
 		mautrix.MUnknown.WithMessage("Failed to build the export").Write(w)
 		return
 	}
-	if err = api.Audit.Append(r.Context(), user.MXID.String(), AuditExport, conv.ID, "sha256 "+sha256Hex(data)); err != nil {
+	if err = api.Audit.Append(r.Context(), actor, AuditExport, conv.ID, "sha256 "+sha256Hex(data)); err != nil {
 		zerolog.Ctx(r.Context()).Err(err).Msg("Failed to write audit row for export")
 	}
 	w.Header().Set("Content-Type", "application/zip")

@@ -195,6 +195,10 @@ func TestProvisioningBadRequests(t *testing.T) {
 			{"secret in another case", "Bearer " + strings.ToUpper(provSecret), "M_UNKNOWN_TOKEN"},
 			{"secret with a suffix", "Bearer " + provSecret + "x", "M_UNKNOWN_TOKEN"},
 			{"secret as Basic auth", "Basic " + provSecret, "M_UNKNOWN_TOKEN"},
+			// The one other way in is an officer's own Matrix token, and only
+			// with provisioning.allow_matrix_auth (off here).
+			{"Matrix access token, Matrix auth off", "Bearer syt_b2ZmaWNlcg_notarealtoken_0a1b2c", "M_UNKNOWN_TOKEN"},
+			{"OpenID token, Matrix auth off", "Bearer openid:notarealopenidtoken", "M_UNKNOWN_TOKEN"},
 		} {
 			add(provBadRequest{name: r.method + " " + r.path + ": " + a.name, method: r.method, path: r.path, user: provOfficer,
 				auth: a.auth, body: `{"label":"x"}`, status: 401, errcode: a.errcode})
