@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -319,4 +320,66 @@ func TestExportNumbersFilesAndKeepsTheirNamesSafe(t *testing.T) {
 	data, err := AssembleExport(&Conversation{ID: "c1", RoomID: "!r:x"}, string(infOfficer), messages, files, nil)
 	require.NoError(t, err)
 	require.Empty(t, VerifyExportBytes(data))
+}
+
+// An officer who takes a reply back in a Messenger or Instagram room (the
+// person keeps it: Meta cannot unsend) leaves a trace as in a secure
+// conversation: the audit row names them at once, under the social
+// conversation's ID, and the social export names them, for the message and
+// in its audit trail, once.
+func TestOfficerRedactionInASocialRoomIsAuditedAndExported(t *testing.T) {
+	e := infNewEvidence(t)
+	ctx := context.Background()
+	sc := e.sc
+	sc.Config.Meta = MetaConfig{AppSecret: socSecret, AppID: socAppID, Pages: []MetaPage{{PageID: socPage, AccessToken: socToken}}}
+	sc.Social = newSocial(sc, &socRoom{})
+	th := &SocialConversation{ID: "social1", Platform: "messenger", AccountID: socPage, PersonHash: []byte("h"), GhostID: "pg",
+		Status: "open", CreatedAt: time.Now(), RoomID: "!socialroom:example.org"}
+	require.NoError(t, sc.DB.Social.Insert(ctx, th))
+	person := id.UserID("@sikkerchat_pg:example.org")
+	taken := encryptedEvent("$o1", string(th.RoomID), string(infOfficer), "s")
+	taken["content"] = map[string]any{}
+	taken["origin_server_ts"] = 2000
+	taken["unsigned"] = map[string]any{"redacted_because": map[string]any{
+		"event_id": "$red1", "sender": string(infOfficer), "origin_server_ts": 2500, "type": "m.room.redaction",
+		"room_id": string(th.RoomID), "content": map[string]any{"redacts": "$o1"},
+	}}
+	e.history.pages = map[string]infPage{"": {events: []map[string]any{
+		e.encrypted("$o2", infOfficer, 3000, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: "Hei, du skriver med politiet."}),
+		taken,
+		e.encrypted("$p1", person, 1000, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: "Hei"}),
+	}}}
+
+	// The redaction as the homeserver hands it to the bridge, twice.
+	redaction := &event.Event{Type: event.EventRedaction, RoomID: th.RoomID, ID: "$red1", Sender: infOfficer, Timestamp: 2500,
+		Content: event.Content{VeryRaw: json.RawMessage(`{"redacts":"$o1"}`)}}
+	redactRows := func(rows []*AuditRow) [][]string {
+		var out [][]string
+		for _, r := range rows {
+			if r.Action == AuditRedact {
+				out = append(out, []string{r.Actor, r.ConversationID, r.Detail})
+			}
+		}
+		return out
+	}
+	want := [][]string{{string(infOfficer), th.ID, "$o1 redacted by $red1"}}
+	for range 2 {
+		sc.Guard.onRedaction(ctx, redaction)
+		rows, err := sc.Audit.ForConversation(ctx, th.ID)
+		require.NoError(t, err)
+		require.Equal(t, want, redactRows(rows), "audited when it happens, under the social conversation")
+	}
+
+	data, err := sc.Evidence.BuildExport(ctx, socialAsConversation(th), string(infOfficer))
+	require.NoError(t, err)
+	require.Empty(t, VerifyExportBytes(data))
+	var messages []*ExportMessage
+	require.NoError(t, json.Unmarshal(exportFile(t, data, "transcript.json"), &messages))
+	require.Len(t, messages, 3)
+	require.Equal(t, &ExportMessage{EventID: "$o1", Sender: infOfficer, Timestamp: 2000, Encrypted: true,
+		Redacted: true, RedactedBy: infOfficer, RedactedAt: 2500, RedactionID: "$red1"}, messages[1])
+	require.Contains(t, string(exportFile(t, data, "transcript.html")), "slettet av "+string(infOfficer))
+	var audit []*AuditRow
+	require.NoError(t, json.Unmarshal(exportFile(t, data, "audit.json"), &audit))
+	require.Equal(t, want, redactRows(audit), "the package's trail names the officer, once")
 }

@@ -18,7 +18,7 @@ import (
 // taken away while they are in rooms. So every membership the bridge sees is
 // checked, and at start every room is checked again: anyone else is kicked
 // and the officers are told. Redactions are written to the audit trail with
-// who made them.
+// who made them, in the patrol inbox's rooms too.
 
 // RoomGuard keeps conversation rooms to their members and policy.
 type RoomGuard struct {
@@ -97,15 +97,23 @@ func (rg *RoomGuard) onMember(ctx context.Context, evt *event.Event) {
 	rg.checkMember(ctx, conv, id.UserID(*evt.StateKey), member.Membership)
 }
 
-// onRedaction writes who redacted what in a conversation room to the audit
-// trail; a redelivered event is written once.
+// onRedaction writes who redacted what in a conversation room, or in a
+// Messenger or Instagram conversation's room (under that conversation's ID),
+// to the audit trail; a redelivered event is written once.
 func (rg *RoomGuard) onRedaction(ctx context.Context, evt *event.Event) {
 	conv, err := rg.DB.Conversation.GetByRoom(ctx, evt.RoomID)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to look up the room of a redaction")
 		return
 	} else if conv == nil {
-		return
+		th, err := rg.DB.Social.GetByRoom(ctx, evt.RoomID)
+		if err != nil {
+			zerolog.Ctx(ctx).Err(err).Msg("Failed to look up the social room of a redaction")
+			return
+		} else if th == nil {
+			return
+		}
+		conv = socialAsConversation(th)
 	}
 	target := evt.Redacts
 	if target == "" {
