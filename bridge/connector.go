@@ -145,7 +145,7 @@ func (sc *Connector) Init(br *bridgev2.Bridge) {
 		// Before bridgev2's handler: the gate must know what came without the prefix.
 		mc.EventProcessor.PrependHandler(event.EventMessage, sc.officerCmds.note)
 		if mc.Crypto != nil {
-			mc.Crypto = &durableSyncCrypto{Crypto: mc.Crypto}
+			mc.Crypto = &durableSyncCrypto{Crypto: mc.Crypto, db: br.DB.Database}
 		}
 		sc.Identities.attach(mc)
 		sc.Inbox.intercept(mc)
