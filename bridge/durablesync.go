@@ -157,6 +157,7 @@ func (s *atomicToDeviceSyncer) handle(ctx context.Context, evt *event.Event) (er
 	s.mach.HandleToDeviceEvent(ctx, evt)
 	return nil
 }
+
 // processedSyncStore holds back each next_batch token until the sync loop
 // asks to store the following one: the loop processes a response completely
 // between the two calls, so the held token's response is done.

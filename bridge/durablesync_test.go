@@ -55,7 +55,8 @@ type fakeToDevice struct {
 	seenOutside []int
 }
 
-func (f *fakeToDevice) HandleDeviceLists(ctx context.Context, dl *mautrix.DeviceLists, since string) {}
+func (f *fakeToDevice) HandleDeviceLists(ctx context.Context, dl *mautrix.DeviceLists, since string) {
+}
 
 func (f *fakeToDevice) HandleToDeviceEvent(ctx context.Context, evt *event.Event) {
 	f.handled = append(f.handled, evt.Sender.String())
@@ -158,4 +159,6 @@ func (announcingCrypto) WaitForSession(context.Context, id.RoomID, id.SenderKey,
 	return true
 }
 
-func (announcingCrypto) Encrypt(context.Context, id.RoomID, event.Type, *event.Content) error { return nil }
+func (announcingCrypto) Encrypt(context.Context, id.RoomID, event.Type, *event.Content) error {
+	return nil
+}
