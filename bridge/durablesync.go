@@ -85,6 +85,15 @@ func (c *durableSyncCrypto) Init(ctx context.Context) error {
 	return nil
 }
 
+// Stop ends the sync loop; the last response it saw was processed by then,
+// so its token is stored (else a clean restart would process it twice).
+func (c *durableSyncCrypto) Stop() {
+	c.Crypto.Stop()
+	if c.store != nil {
+		c.store.flush(context.Background())
+	}
+}
+
 // Encrypt never runs while a to-device message's transaction is open.
 func (c *durableSyncCrypto) Encrypt(ctx context.Context, roomID id.RoomID, evtType event.Type, content *event.Content) error {
 	c.gate.RLock()
